@@ -1,0 +1,61 @@
+"""The ``synthmed`` command line: thin wrappers that parse, call one library function, and print
+where the results went. User errors are one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from synthmed.errors import SynthmedError
+
+app = typer.Typer(
+    name="synthmed",
+    help="Synthetic medical images: import data, train GANs, generate, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from synthmed import __version__
+
+        console.print(f"synthmed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """synthmed: generate synthetic medical images and prove whether they are any good."""
+
+
+def _register_commands() -> None:
+    from synthmed.cli import data as _data  # noqa: F401  (registers `synthmed data ...`)
+
+    for optional in ("train", "generate"):
+        try:
+            __import__(f"synthmed.cli.{optional}")
+        except ModuleNotFoundError as e:
+            if e.name != f"synthmed.cli.{optional}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    _register_commands()
+    try:
+        app(args=argv, prog_name="synthmed")
+    except SynthmedError as e:
+        err_console.print(f"error: {e}", markup=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)

@@ -1,0 +1,193 @@
+"""Typed experiment configs loaded from YAML.
+
+Unknown keys and wrong types are errors naming the key path (``train.lr_g: expected a number, got
+'fast'``); ``--set train.lr_g=1e-4`` overrides any key; the resolved config is saved in the run dir.
+Each section is a pydantic model; each package's ``build_*(cfg)`` reads its own section and calls
+constructors with explicit keyword arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthmed.errors import ConfigError
+
+Split = Literal["train", "val", "test", "all"]
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    path: str = Field("phantom", description="prepared dataset dir, or 'phantom' (built-in)")
+    split: Split = "train"
+    phantom_n: int = Field(600, gt=0, description="images in the built-in phantom")
+    phantom_size: int = Field(64, gt=0, description="phantom side length in pixels")
+    phantom_seed: int = 0
+
+
+class ModelConfig(Section):
+    name: str = Field("dcgan", description="registered GAN: dcgan | acgan | cgan")
+    image_size: int | None = Field(None, gt=0, description="32, 64 or 128; default: the data's")
+    latent_dim: int = Field(100, gt=0)
+    base_width: int = Field(64, gt=0)
+    per_class: bool = Field(False, description="one unconditional generator per class")
+    loss: str | None = Field(None, description="bce | hinge | wgan-gp; default per model")
+    r1_gamma: float = Field(0.0, ge=0)
+    gp_weight: float = Field(10.0, ge=0)
+    aux_weight: float = Field(1.0, ge=0, description="ACGAN auxiliary classifier weight")
+    diffaugment: str | None = Field(
+        "auto", description="comma list of translation,cutout,color; 'auto' (on for cgan) or none"
+    )
+    ada: bool | None = Field(None, description="adaptive augmentation probability; default per model")
+    ada_target: float = Field(0.6, gt=0, lt=1)
+    ada_interval: int = Field(4, gt=0)
+    ada_speed_img: int = Field(20_000, gt=0, description="images for p to move by 1")
+    ema: bool | None = Field(None, description="EMA of G weights; default per model")
+    ema_decay: float = Field(0.999, gt=0, lt=1)
+
+
+class TrainConfig(Section):
+    batch_size: int = Field(64, gt=0)
+    steps: int = Field(2000, gt=0, description="generator steps")
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_steps: int = Field(1, gt=0, description="discriminator steps per generator step")
+    seed: int = 0
+    sample_every: int = Field(500, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    keep_checkpoints: int = Field(3, ge=1)
+    log_every: int = Field(50, gt=0)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    amp: bool = Field(False, description="bf16 autocast on GPU")
+    num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
+
+
+class ExperimentConfig(Section):
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+
+
+_TYPE_WORDS = {
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "model_type": "a mapping of keys",
+    "dict_type": "a mapping of keys",
+}
+
+
+def format_validation_error(err: ValidationError, source: str | None = None) -> str:
+    """One line per problem, each naming the dotted key path."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key (check the spelling against the documented keys)"
+        elif kind in _TYPE_WORDS:
+            msg = f"expected {_TYPE_WORDS[kind]}, got {_describe(e.get('input'))}"
+        else:
+            msg = f"{e['msg']}, got {_describe(e.get('input'))}"
+        lines.append(f"{loc}: {msg}")
+    prefix = f"{source}: " if source else ""
+    return prefix + "; ".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``train.lr=1e-4`` into (['train', 'lr'], 0.0001); values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. train.lr_g=1e-4")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads "1e-4" as a string; numbers are what users mean.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply ``--set`` overrides to a raw config mapping (in place) and return it."""
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        node = data
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text!r}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def config_from_dict(data: dict, *, source: str | None = None, model=ExperimentConfig):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Load a YAML experiment config (or the defaults when ``path`` is None) plus overrides."""
+    data = _read_yaml(Path(path)) if path is not None else {}
+    apply_overrides(data, overrides)
+    return config_from_dict(data, source=str(path) if path else None)
+
+
+def config_to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(cfg: BaseModel, path: str | os.PathLike) -> None:
+    from synthmed.fileio import atomic_write_text
+
+    atomic_write_text(path, config_to_yaml(cfg))

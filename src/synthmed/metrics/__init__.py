@@ -1,0 +1,1 @@
+"""synthmed.metrics"""
