@@ -72,11 +72,45 @@ class TrainConfig(Section):
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
 
 
+class UtilityConfig(Section):
+    """``synthmed utility``: does a downstream model trained with synthetic images get better on real
+    test patients? Arms, model and seeds; see docs/utility.md."""
+
+    task: Literal["classification", "segmentation"] = "classification"
+    model: str = Field("small-resnet", description="fridadar-cnn | resnet18 | small-resnet; "
+                       "segmentation: unet")
+    weights: str | None = Field(None, description="local state-dict file (transfer learning)")
+    synthetic: str | list[str] | None = Field(None, description="synthetic set dir(s)")
+    arms: list[str] | None = Field(None, description="default: all five (see docs/utility.md)")
+    ratios: list[float] = Field([1.0], description="extra images per real train image")
+    class_mix: Literal["real", "balanced", "fill"] = Field(
+        "real", description="extras follow real class frequencies | equal per class | fill the "
+        "minority classes first")
+    synthetic_only_ratio: float = Field(1.0, gt=0, description="synthetic-only size / real train")
+    seeds: int | list[int] = Field(5, description="a count (seeds 0..N-1) or a list of seeds")
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    select_metric: str | None = Field(None, description="val metric for selection; default "
+                                      "auc (classification) or dice (segmentation)")
+    threshold: Literal["youden"] | float = Field("youden", description="binary operating point")
+    positive_class: str | None = Field(None, description="binary: default the last class")
+    rotate_deg: float = Field(15.0, ge=0, description="classic augmentation: max rotation")
+    translate: float = Field(0.1, ge=0, description="max shift, fraction of the side")
+    scale: float = Field(0.1, ge=0, lt=1, description="max zoom in or out")
+    flip: bool = Field(True, description="random horizontal flip")
+    intensity: float = Field(0.1, ge=0, description="intensity/contrast jitter")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    utility: UtilityConfig = UtilityConfig()
 
 
 def _describe(value: Any) -> str:

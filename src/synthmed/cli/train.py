@@ -1,0 +1,32 @@
+"""``synthmed train CONFIG.yaml [--set k=v ...] [--resume RUN_DIR]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from synthmed.cli import app, console
+from synthmed.errors import ConfigError
+
+
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Argument(None, help="Experiment YAML (optional with --resume)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr_g=1e-4"),
+    resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its latest checkpoint."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Train a GAN (DCGAN, ACGAN, conditional GAN) and write a run directory."""
+    from synthmed.training import train
+
+    if config is None and resume is None:
+        raise ConfigError("train: give a CONFIG.yaml (or --resume RUN_DIR)")
+    if config is not None and resume is not None:
+        raise ConfigError("train: --resume continues the run's saved config; drop CONFIG "
+                          "(use --set to change e.g. train.steps)")
+    run_dir = train(config, overrides=set_, runs_dir=runs_dir, resume=resume,
+                    progress=not no_progress)
+    if run_dir is not None:
+        console.print(f"run: {run_dir}  (checkpoints/latest.pt, samples/, metrics.jsonl)")

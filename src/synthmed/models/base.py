@@ -1,0 +1,99 @@
+"""What every GAN model hands the trainer, the model registry and :func:`build_gan`.
+
+A model is a name in :data:`GAN_MODELS` mapping to a factory
+``factory(cfg, *, in_channels, image_size, n_classes) -> GANPair``. The pair carries the two
+networks plus the defaults the paper behind the model trains with (loss, DiffAugment policy, ADA,
+EMA), so the trainer resolves ``model.loss: null`` and friends without knowing any model by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from synthmed.config import ModelConfig
+from synthmed.errors import ConfigError
+from synthmed.registry import Registry
+
+#: Image sizes the networks are built for: 4x4 features up/down-sampled by a power of two.
+SUPPORTED_SIZES = (32, 64, 128)
+
+
+@dataclass
+class GANPair:
+    """A generator, a discriminator and how they are meant to be trained.
+
+    ``generator(z, y=None)``: z (N, latent_dim) float32, y (N,) int64 -> (N, C, H, W) in [-1, 1].
+    ``discriminator(x, y=None)`` -> ``(adv_logits (N,), class_logits (N, K) | None)``; logits are
+    raw (no sigmoid): the loss applies its own link.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    latent_dim: int
+    n_classes: int  # 0 when unconditional
+    conditional: bool  # G (and D) take class labels y
+    aux_classifier: bool  # D returns class logits (ACGAN)
+    default_loss: str
+    default_diffaugment: str | None
+    default_ada: bool
+    default_ema: bool
+
+
+GanFactory = Callable[..., GANPair]
+
+#: Registered GAN models ("model.name" in YAML): dcgan, acgan, cgan.
+GAN_MODELS: Registry[GanFactory] = Registry("model")
+
+
+def num_stages(image_size: int) -> int:
+    """Number of stride-2 stages between a 4x4 map and ``image_size`` (3, 4 or 5)."""
+    if image_size not in SUPPORTED_SIZES:
+        raise ValueError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
+    return image_size.bit_length() - 3
+
+
+def check_spatial_dims(spatial_dims: int) -> None:
+    """The networks are 2D; the MONAI-style argument is kept so 3D variants fit the same API."""
+    if spatial_dims != 2:
+        raise ValueError(f"only spatial_dims=2 is implemented, got {spatial_dims}")
+
+
+def dcgan_init_(module: nn.Module) -> nn.Module:
+    """Radford et al. 2016 init: conv weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02), bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def require_labels(n_classes: int, *, model: str, key: str = "model.name") -> None:
+    """Conditional models need at least two classes; say what to use instead."""
+    if n_classes < 2:
+        raise ConfigError(
+            f"{key}: {model!r} is class-conditional but the dataset has no labels "
+            f"({n_classes} class(es)); use model.name: dcgan (or cgan, which also runs without "
+            "labels)"
+        )
+
+
+def build_gan(cfg: ModelConfig, *, in_channels: int, image_size: int, n_classes: int) -> GANPair:
+    """Build the GAN named by ``cfg.name`` for images of ``in_channels`` x ``image_size``^2.
+
+    ``image_size`` is the resolved size the data are fed at (``model.image_size`` or the data's);
+    ``n_classes`` is the number of labelled classes in the dataset (0 when unlabelled).
+    """
+    factory = GAN_MODELS.get(cfg.name, key="model.name")
+    if image_size not in SUPPORTED_SIZES:
+        raise ConfigError(
+            f"model.image_size: {image_size} is not supported; choose one of "
+            f"{', '.join(map(str, SUPPORTED_SIZES))} (images are resized to it)"
+        )
+    return factory(cfg, in_channels=in_channels, image_size=image_size, n_classes=n_classes)

@@ -1,0 +1,125 @@
+"""``synthmed generate``: write a synthetic set (PNG, MedMNIST-layout npz, or DICOM) with its
+manifest and provenance (see :mod:`synthmed.sampling.io` for the layout)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from synthmed import __version__
+from synthmed.data.dataset import from_model_range
+from synthmed.errors import SynthmedError
+from synthmed.fileio import atomic_directory
+from synthmed.sampling.generate import GeneratedImages, generate
+from synthmed.sampling.io import FORMATS, relative_file, write_manifest
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise SynthmedError(f"{out}: output directory is not empty; pass --force to replace it")
+
+
+def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: int | None = None,
+                    per_class: int | None = None, class_name: str | None = None,
+                    seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
+                    device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
+                    train_dataset: str | None = None) -> Path:
+    """Generate and write a synthetic set atomically; returns ``out``."""
+    out = Path(out)
+    if fmt not in FORMATS:
+        raise SynthmedError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _check_out(out, force)
+    gen = generate(run_dir, n, per_class=per_class, class_name=class_name, seeds=seeds,
+                   checkpoint=checkpoint, device=device)
+    images = from_model_range(gen.images)  # (N, C, H, W) uint8
+    labels, seeds_arr = gen.labels.numpy(), gen.seeds.numpy()
+    excluded = None
+    if exclude_near_copies:
+        keep, excluded = _near_copy_filter(images, gen, train_dataset)
+        images, labels, seeds_arr = images[keep], labels[keep], seeds_arr[keep]
+    names = gen.class_names
+    cls = [names[k] if k >= 0 else "" for k in labels]
+    meta = _provenance(gen, fmt, images, cls, seeds, excluded)
+    with atomic_directory(out, force=True) as tmp:
+        files = [relative_file(fmt, c or None, int(s)) for c, s in zip(cls, seeds_arr)]
+        if fmt == "npz":
+            files = [f"synthetic.npz#{i}" for i in range(len(images))]
+            _write_npz(tmp, images, labels, seeds_arr, names)
+        for i, rel in enumerate(files if fmt != "npz" else []):
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            tags = {"seed": int(seeds_arr[i]), "class": cls[i],
+                    "checkpoint_sha256": gen.source.checkpoint_sha256}
+            (_write_png if fmt == "png" else _write_dcm)(tmp / rel, images[i], tags)
+        write_manifest(tmp, files, cls, [int(s) for s in seeds_arr])
+        (tmp / "generation.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _provenance(gen: GeneratedImages, fmt: str, images: np.ndarray, cls: list[str],
+                seeds: str | None, excluded: dict | None) -> dict[str, Any]:
+    src = gen.source
+    return {
+        "format": fmt,
+        "n": int(len(images)),
+        "class_names": gen.class_names,
+        "classes": {c: cls.count(c) for c in gen.class_names},
+        "size": [int(images.shape[2]), int(images.shape[3])],
+        "channels": int(images.shape[1]),
+        "seeds": seeds if seeds is not None else f"0-{int(gen.seeds.max())}",
+        "run_dir": str(src.checkpoint.parent.parent),
+        "checkpoint": str(src.checkpoint),
+        "checkpoint_sha256": src.checkpoint_sha256,
+        "step": src.step,
+        "ema": bool(src.meta.get("ema")),
+        "model": src.config.model.name,
+        "dataset_hash": src.meta.get("dataset_hash"),
+        "config": src.config.model_dump(mode="json"),
+        "excluded_near_copies": excluded,
+        "synthmed_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _write_npz(tmp: Path, images: np.ndarray, labels: np.ndarray, seeds: np.ndarray,
+               names: list[str]) -> None:
+    arr = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+    np.savez_compressed(tmp / "synthetic.npz", train_images=arr,
+                        train_labels=labels.reshape(-1, 1).astype(np.int64),
+                        seeds=seeds.astype(np.int64), class_names=np.array(names, dtype=str))
+
+
+def _write_png(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
+    info = PngImagePlugin.PngInfo()
+    for k, v in tags.items():
+        info.add_text(f"synthmed:{k}", str(v))
+    arr = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    Image.fromarray(arr).save(path, pnginfo=info)
+
+
+def _write_dcm(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
+    from synthmed.data.export import write_secondary_capture
+
+    desc = f"synthmed synthetic seed={tags['seed']} sha256={tags['checkpoint_sha256'][:16]}"
+    write_secondary_capture(path, image, description=desc)
+
+
+def _near_copy_filter(images: np.ndarray, gen: GeneratedImages, train_dataset: str | None):
+    from synthmed.metrics.privacy import near_copy_mask
+    from synthmed.training.data import resolve_dataset
+
+    data_cfg = gen.source.config.data
+    if train_dataset is not None:
+        data_cfg = data_cfg.model_copy(update={"path": train_dataset})
+    ds = resolve_dataset(data_cfg)
+    train = np.asarray(ds.images[ds.indices(data_cfg.split)])
+    held = np.asarray(ds.images[ds.indices("val")]) if len(ds.indices("val")) else None
+    mask, threshold = near_copy_mask(images, train, heldout_uint8=held)
+    keep = ~np.asarray(mask, bool)
+    return keep, {"count": int((~keep).sum()), "threshold": float(threshold),
+                  "reference": str(ds.path)}

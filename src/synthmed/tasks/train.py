@@ -1,0 +1,172 @@
+"""Train one downstream model for one arm and seed, selecting the epoch on the validation split.
+
+Deterministic per seed on CPU: the seed fixes the initial weights, the shuffling and the
+augmentation stream (``seed_everything`` + a seeded MONAI ``Compose``). Every epoch is scored on
+val; the weights of the best epoch are kept (model selection, not early stopping: all epochs run).
+The test split is never seen here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from synthmed.data.dataset import to_model_range
+from synthmed.seed import seed_everything
+from synthmed.tasks.augment import plain_tensors
+from synthmed.tasks.metrics import HIGHER_IS_BETTER, classification_metrics, segmentation_metrics
+
+
+@dataclass
+class Images:
+    """Images (N, C, H, W) uint8/uint16, labels (N,) int64 and optional masks (N, H, W) {0, 1}."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class ArmDataset(Dataset):
+    """The training set of one arm: rows of a real and a synthetic :class:`Images`, augmented.
+
+    Items: ``(image (C, H, W) float32 in [-1, 1], label int64)``, or with masks
+    ``(image, mask (1, H, W) float32)``.
+    """
+
+    def __init__(self, sources: list[tuple[Images, np.ndarray]], *, transform=None,
+                 with_masks: bool = False) -> None:
+        self.items = [(s, int(r)) for s, rows in sources for r in np.asarray(rows)]
+        self.transform = transform
+        self.with_masks = with_masks
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        src, row = self.items[i]
+        x = to_model_range(np.asarray(src.images[row]))
+        if self.with_masks:
+            m = torch.from_numpy(np.asarray(src.masks[row], np.float32))[None]
+            if self.transform is not None:
+                d = self.transform({"image": x, "mask": m})
+                x, m = torch.as_tensor(d["image"]), torch.as_tensor(d["mask"])
+            return x.float(), m.float()
+        if self.transform is not None:
+            x = torch.as_tensor(self.transform(x))
+        return x.float(), torch.tensor(int(src.labels[row]))
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Images, rows: np.ndarray, *, task: str, batch_size: int = 256,
+            device: torch.device | str = "cpu") -> np.ndarray:
+    """Class probabilities (N, K), or for segmentation label maps (N, H, W) uint8."""
+    model.eval()
+    out = []
+    rows = np.asarray(rows)
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start:start + batch_size]
+        x = to_model_range(np.asarray(data.images[idx]))
+        logits = model(x.to(device)).float()
+        if task == "segmentation":
+            out.append(logits.argmax(1).to(torch.uint8).cpu().numpy())
+        else:
+            out.append(torch.softmax(logits, 1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,))
+
+
+def evaluate(model: nn.Module, data: Images, rows: np.ndarray, *, task: str,
+             class_names: list[str], threshold: float | None = None, positive: int = 1,
+             device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Metrics of ``model`` on ``rows`` of ``data`` (see :mod:`synthmed.tasks.metrics`)."""
+    out = predict(model, data, rows, task=task, device=device)
+    if task == "segmentation":
+        return segmentation_metrics(out, np.asarray(data.masks[np.asarray(rows)]))
+    return classification_metrics(data.labels[rows], out, class_names=class_names,
+                                  threshold=threshold, positive=positive)
+
+
+def _loss_fn(task: str) -> Callable:
+    if task == "segmentation":
+        from monai.losses import DiceCELoss
+
+        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        return lambda logits, m: dice_ce(logits, m.long())
+    return nn.CrossEntropyLoss()
+
+
+def _score(metrics: dict[str, Any], name: str) -> float:
+    v = float(metrics.get(name, float("nan")))
+    if not np.isfinite(v):
+        return float("-inf")
+    return v if HIGHER_IS_BETTER.get(name, True) else -v
+
+
+def fit(build: Callable[[], nn.Module], train_set: Dataset, val: Images, val_rows: np.ndarray, *,
+        task: str, class_names: list[str], epochs: int, batch_size: int, lr: float,
+        weight_decay: float, seed: int, select_metric: str, positive: int = 1,
+        device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> FitResult:
+    """Train ``build()`` on ``train_set`` for ``epochs``; keep the epoch best on val
+    ``select_metric`` (ties: the earliest). AdamW (Loshchilov & Hutter 2019)."""
+    t0 = time.perf_counter()
+    gen = seed_everything(seed)
+    model = build().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = _loss_fn(task)
+    drop_last = len(train_set) > batch_size and len(train_set) % batch_size == 1  # BatchNorm
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen,
+                        num_workers=0, drop_last=drop_last)
+    best_state, best_epoch, best = None, 0, float("-inf")
+    history = []
+    with plain_tensors():
+        for epoch in range(1, epochs + 1):
+            model.train()
+            total, seen = 0.0, 0
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(x)
+                seen += len(x)
+            val_m = evaluate(model, val, val_rows, task=task, class_names=class_names,
+                             positive=positive, device=device)
+            score = _score(val_m, select_metric)
+            record = {"epoch": epoch, "train_loss": total / max(seen, 1),
+                      f"val_{select_metric}": val_m.get(select_metric)}
+            history.append(record)
+            if log:
+                log(f"epoch {epoch}: loss {record['train_loss']:.4f} "
+                    f"val {select_metric} {val_m.get(select_metric, float('nan')):.4f}")
+            if score > best or best_state is None:
+                best, best_epoch = score, epoch
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in
+                                            model.state_dict().items()})
+    model.load_state_dict(best_state)
+    return FitResult(model, best_epoch, best, history, time.perf_counter() - t0)

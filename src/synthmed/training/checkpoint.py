@@ -1,0 +1,93 @@
+"""Checkpoints: complete state, written atomically, loaded with ``weights_only=True``.
+
+A checkpoint holds G, D, G_ema, both optimizers, the step, the data-sampler position, the RNG
+states of python/numpy/torch, the augmentation state, the resolved config and the synthmed
+version: everything needed for a resumed run to end with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthmed.errors import SynthmedError
+from synthmed.fileio import atomic_path, sha256_file
+
+_STEP_RE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:08d}.pt"
+
+
+def save_checkpoint(state: dict[str, Any], ckpt_dir: str | os.PathLike, step: int, *,
+                    keep: int = 3, periodic: bool = True) -> Path:
+    """Write ``latest.pt`` (and ``step-XXXXXXXX.pt`` when ``periodic``), keeping the last ``keep``."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    latest = ckpt_dir / "latest.pt"
+    with atomic_path(latest) as tmp:
+        torch.save(state, tmp)
+    if periodic:
+        target = ckpt_dir / step_name(step)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:  # a hard link shares latest.pt's bytes; os.replace of latest later keeps this inode
+            os.link(latest, tmp)
+        except OSError:
+            torch.save(state, tmp)
+        os.replace(tmp, target)
+        for old in list_checkpoints(ckpt_dir)[:-keep]:
+            old.unlink(missing_ok=True)
+    return latest
+
+
+def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Periodic checkpoints, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(p for p in ckpt_dir.iterdir() if _STEP_RE.match(p.name))
+
+
+def resolve_checkpoint(run_dir: str | os.PathLike, which: str = "latest") -> Path:
+    """``latest``, ``step-00001000`` (with or without .pt), a bare step number, or a file path."""
+    run_dir = Path(run_dir)
+    direct = Path(which)
+    if direct.suffix == ".pt" and direct.is_file():
+        return direct
+    ckpt_dir = run_dir / "checkpoints"
+    if which.isdigit():
+        which = step_name(int(which))
+    name = which if which.endswith(".pt") else f"{which}.pt"
+    path = ckpt_dir / name
+    if not path.is_file():
+        have = ", ".join(p.stem for p in [*list_checkpoints(ckpt_dir), ckpt_dir / "latest.pt"]
+                         if p.exists()) or "none"
+        raise SynthmedError(f"{path}: checkpoint not found (available: {have}); "
+                            "train first or pass --checkpoint latest|step-XXXXXXXX")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                    ) -> dict[str, Any]:
+    """Load safely (no arbitrary code): ``torch.load(..., weights_only=True)``."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise SynthmedError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # corrupt, truncated or not a synthmed checkpoint
+        raise SynthmedError(f"{path}: cannot load checkpoint ({type(e).__name__}); "
+                            "use another one from checkpoints/ or retrain") from None
+    if not isinstance(state, dict) or "generator" not in state or "config" not in state:
+        raise SynthmedError(f"{path}: not a synthmed GAN checkpoint")
+    return state
+
+
+def checkpoint_hash(path: str | os.PathLike) -> str:
+    return sha256_file(path)

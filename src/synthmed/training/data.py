@@ -1,0 +1,113 @@
+"""Training data held in memory as tensors, and a resumable, shardable batch stream."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
+
+from synthmed.config import DataConfig
+from synthmed.data.dataset import PreparedDataset
+from synthmed.errors import ConfigError
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SYNTHMED_CACHE", Path.home() / ".cache" / "synthmed"))
+
+
+def phantom_dataset(n: int, size: int, seed: int) -> PreparedDataset:
+    """The built-in phantom as a prepared dataset, built once into the cache (atomically)."""
+    from synthmed.data.dataset import write_prepared
+    from synthmed.data.phantom import CLASS_NAMES, make_phantom
+    from synthmed.data.splits import group_stratified_split
+
+    path = cache_dir() / "phantom" / f"n{n}-s{size}-seed{seed}"
+    if not (path / "dataset.json").is_file():
+        ph = make_phantom(n, size, seed)
+        splits = group_stratified_split(ph["labels"], ph["groups"], seed=seed)
+        write_prepared(path, images=ph["images"][:, None], labels=ph["labels"], splits=splits,
+                       class_names=CLASS_NAMES, ids=ph["ids"], groups=ph["groups"],
+                       masks=ph["masks"], name="phantom", force=True,
+                       source={"type": "phantom", "n": n, "size": size, "seed": seed})
+    return PreparedDataset(path)
+
+
+def resolve_dataset(cfg: DataConfig) -> PreparedDataset:
+    """``data.path``: a prepared dataset directory, or ``phantom``."""
+    if cfg.path == "phantom":
+        return phantom_dataset(cfg.phantom_n, cfg.phantom_size, cfg.phantom_seed)
+    if not Path(cfg.path).exists():
+        raise ConfigError(f"data.path: {cfg.path} does not exist; point it at a prepared dataset "
+                          "(synthmed data import) or use 'phantom'")
+    return PreparedDataset(cfg.path)
+
+
+@dataclass
+class TrainingData:
+    images: torch.Tensor  # (N, C, S, S) float32 in [-1, 1], on the training device
+    labels: torch.Tensor  # (N,) int64, -1 when unlabelled
+    class_names: list[str]
+    dataset_hash: str
+    dataset_path: str
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names) and bool((self.labels >= 0).all())
+
+
+def load_training_data(cfg: DataConfig, image_size: int | None, device: torch.device
+                       ) -> TrainingData:
+    """Decode the split once into a tensor (no per-step image decoding), resized if asked."""
+    ds = resolve_dataset(cfg)
+    images, labels = ds.tensors(cfg.split)
+    if len(images) == 0:
+        raise ConfigError(f"data.split: split {cfg.split!r} of {ds.path} is empty")
+    h, w = images.shape[-2:]
+    size = image_size or h
+    if (h, w) != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                               align_corners=False).clamp_(-1, 1)
+    return TrainingData(images.contiguous().to(device), labels.to(device), ds.class_names,
+                        ds.content_hash, str(ds.path))
+
+
+class BatchStream:
+    """Endless batches of row indices: epochs of DistributedSampler permutations, concatenated.
+
+    Batches may cross epoch boundaries, so a dataset smaller than the batch still works. The
+    position ``(epoch, offset)`` is the whole state: restoring it resumes the exact same order.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1):
+        self.sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank,
+                                          shuffle=True, seed=seed, drop_last=False)
+        self.batch_size = batch_size
+        self.epoch, self.offset = 0, 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> torch.Tensor:
+        self.sampler.set_epoch(self.epoch)
+        return torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+
+    def next(self) -> torch.Tensor:
+        parts, need = [], self.batch_size
+        while need:
+            take = self._order[self.offset:self.offset + need]
+            parts.append(take)
+            need -= len(take)
+            self.offset += len(take)
+            if self.offset >= len(self._order):
+                self.epoch, self.offset = self.epoch + 1, 0
+                self._order = self._epoch_order()
+        return torch.cat(parts)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self._order = self._epoch_order()

@@ -1,0 +1,111 @@
+"""One discriminator step and one generator step, for every model, loss and augmentation.
+
+The loss object (``synthmed.training.losses``) decides what is minimized; the augmenter
+(DiffAugment / ADA) transforms real and fake images before D; this module only wires them. Under
+DistributedDataParallel the real half of the D step runs inside ``no_sync`` so D's gradients are
+all-reduced once per step, after the fake half (the documented gradient-accumulation pattern).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from synthmed.training.losses import aux_class_loss, gradient_penalty, r1_penalty
+
+
+@dataclass
+class StepConfig:
+    r1_gamma: float = 0.0
+    gp_weight: float = 10.0
+    aux_weight: float = 1.0
+    amp: bool = False
+
+
+class GANSteps:
+    """Holds G, D, their optimizers, the loss, the augmenter and the EMA of G."""
+
+    def __init__(self, *, generator: nn.Module, discriminator: nn.Module, opt_g, opt_d, loss,
+                 augment, ema, latent_dim: int, conditional: bool, aux_classifier: bool,
+                 settings: StepConfig, device: torch.device) -> None:
+        self.G, self.D = generator, discriminator
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.loss, self.augment, self.ema = loss, augment, ema
+        self.latent_dim = latent_dim
+        self.conditional, self.aux = conditional, aux_classifier
+        self.s = settings
+        self.device = device
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _autocast(self):
+        if self.s.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _d(self, x: torch.Tensor, y: torch.Tensor | None, *, through_ddp: bool = True):
+        net = self.D if through_ddp else getattr(self.D, "module", self.D)
+        x = self.augment(x) if self.augment is not None else x
+        with self._autocast():
+            logits, cls = net(x, y if self.conditional else None)
+        return logits.float(), (cls.float() if cls is not None else None)
+
+    def _fake(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        with self._autocast():
+            return self.G(z, y if self.conditional else None).float()
+
+    # -- the two steps -----------------------------------------------------------------------
+    def d_step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """One D update on a real batch (N, C, H, W) and as many fakes; returns the D loss."""
+        self.D.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            fake = self._fake(real.shape[0], y)
+        sync_later = getattr(self.D, "no_sync", contextlib.nullcontext)
+        with sync_later():
+            if self.s.r1_gamma > 0:
+                real = real.detach().requires_grad_(True)
+            real_logits, real_cls = self._d(real, y)
+            loss_real = self.loss.d_real(real_logits)
+            if self.aux and y is not None:
+                loss_real = loss_real + self.s.aux_weight * aux_class_loss(real_cls, y)
+            if self.s.r1_gamma > 0:
+                loss_real = loss_real + 0.5 * self.s.r1_gamma * r1_penalty(real_logits, real)
+            if self.loss.gradient_penalty:
+                gp = gradient_penalty(lambda x, yy: self._d(x, yy, through_ddp=False)[0],
+                                      real.detach(), fake, y)
+                loss_real = loss_real + self.s.gp_weight * gp
+            loss_real.backward()
+        fake_logits, fake_cls = self._d(fake, y)
+        loss_fake = self.loss.d_fake(fake_logits)
+        if self.aux and y is not None:
+            loss_fake = loss_fake + self.s.aux_weight * aux_class_loss(fake_cls, y)
+        loss_fake.backward()
+        self.opt_d.step()
+        if self.augment is not None:
+            self.augment.observe(real_logits.detach())
+            self.augment.update(real.shape[0])
+        return (loss_real + loss_fake).detach()
+
+    def g_step(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
+        """One G update on ``n`` fakes (labels ``y`` for conditional models); returns the G loss."""
+        self.D.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        fake = self._fake(n, y)
+        logits, cls = self._d(fake, y, through_ddp=False)
+        loss = self.loss.g_loss(logits)
+        if self.aux and y is not None:
+            loss = loss + self.s.aux_weight * aux_class_loss(cls, y)
+        loss.backward()
+        self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(getattr(self.G, "module", self.G))
+        self.D.requires_grad_(True)
+        return loss.detach()
+
+    def sampling_generator(self) -> nn.Module:
+        """The network used for samples and evaluation: the EMA weights when EMA is on."""
+        return self.ema.module if self.ema is not None else getattr(self.G, "module", self.G)

@@ -1,0 +1,242 @@
+"""``synthmed train``: the GAN training loop with logging, samples, checkpoints and exact resume.
+
+Design choices, each for a reason:
+- the training split lives on the device as one tensor (no per-step decoding);
+- losses stay on the device and are read (one host sync) only every ``train.log_every`` steps;
+- every source of randomness is seeded and checkpointed, so a run killed after the checkpoint at
+  step k and resumed ends with the same weights as an uninterrupted run (on CPU);
+- SIGINT/SIGTERM finish the current step, write a checkpoint and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from synthmed import __version__
+from synthmed.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
+from synthmed.errors import ConfigError
+from synthmed.models import build_gan
+from synthmed.runs import Run
+from synthmed.seed import rng_state, seed_everything, set_rng_state
+from synthmed.training import distributed as ddp
+from synthmed.training.augment import AdaptiveAugment
+from synthmed.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from synthmed.training.data import BatchStream, TrainingData, load_training_data
+from synthmed.training.losses import build_loss
+from synthmed.training.progress import TrainProgress
+from synthmed.training.samples import fixed_inputs, write_sample_grid
+from synthmed.training.steps import GANSteps, StepConfig
+
+DEFAULT_POLICY = "translation,cutout,color"
+
+
+def build_augment(cfg: ExperimentConfig, default_policy: str | None, default_ada: bool
+                  ) -> AdaptiveAugment | None:
+    m = cfg.model
+    policy = default_policy if m.diffaugment == "auto" else m.diffaugment
+    if policy in (None, "", "none"):
+        policy = None
+    ada = default_ada if m.ada is None else m.ada
+    if ada and policy is None:
+        policy = DEFAULT_POLICY
+    if policy is None:
+        return None
+    return AdaptiveAugment(policy, target=m.ada_target, interval=m.ada_interval,
+                           speed_img=m.ada_speed_img, p=0.0 if ada else 1.0, adaptive=ada)
+
+
+def build_steps(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
+                info: ddp.DistInfo) -> tuple[GANSteps, dict[str, Any]]:
+    """Networks, optimizers, loss, augmentation and EMA for ``cfg`` on ``data``."""
+    n_classes = len(data.class_names) if data.labelled else 0
+    channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
+    pair = build_gan(cfg.model, in_channels=channels, image_size=size, n_classes=n_classes)
+    G, D = pair.generator.to(device), pair.discriminator.to(device)
+    use_ema = pair.default_ema if cfg.model.ema is None else cfg.model.ema
+    ema = None
+    if use_ema:
+        ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay),
+                            use_buffers=True)
+        ema.module.eval()
+    t = cfg.train
+    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        unused = bool(cfg.model.per_class)
+        G = DDP(G, device_ids=ids, find_unused_parameters=unused)
+        D = DDP(D, device_ids=ids, find_unused_parameters=unused)
+    loss_name = cfg.model.loss or pair.default_loss
+    steps = GANSteps(
+        generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d,
+        loss=build_loss(loss_name, key="model.loss"),
+        augment=build_augment(cfg, pair.default_diffaugment, pair.default_ada), ema=ema,
+        latent_dim=pair.latent_dim, conditional=pair.conditional,
+        aux_classifier=pair.aux_classifier,
+        settings=StepConfig(r1_gamma=cfg.model.r1_gamma, gp_weight=cfg.model.gp_weight,
+                            aux_weight=cfg.model.aux_weight, amp=t.amp),
+        device=device)
+    meta = {"in_channels": channels, "image_size": size, "n_classes": n_classes,
+            "class_names": data.class_names, "latent_dim": pair.latent_dim,
+            "conditional": pair.conditional, "ema": ema is not None, "loss": loss_name,
+            "dataset_hash": data.dataset_hash, "dataset_path": data.dataset_path}
+    return steps, meta
+
+
+def _state(steps: GANSteps, stream: BatchStream, step: int, cfg: ExperimentConfig,
+           meta: dict[str, Any]) -> dict[str, Any]:
+    unwrap = lambda m: getattr(m, "module", m)  # noqa: E731
+    return {
+        "generator": unwrap(steps.G).state_dict(),
+        "discriminator": unwrap(steps.D).state_dict(),
+        "generator_ema": steps.ema.state_dict() if steps.ema is not None else None,
+        "opt_g": steps.opt_g.state_dict(),
+        "opt_d": steps.opt_d.state_dict(),
+        "augment": steps.augment.state_dict() if steps.augment is not None else None,
+        "stream": stream.state_dict(),
+        "step": step,
+        "rng": rng_state(),
+        "config": cfg.model_dump(mode="json"),
+        "meta": meta,
+        "synthmed_version": __version__,
+    }
+
+
+def _restore(steps: GANSteps, stream: BatchStream, state: dict[str, Any]) -> int:
+    unwrap = lambda m: getattr(m, "module", m)  # noqa: E731
+    unwrap(steps.G).load_state_dict(state["generator"])
+    unwrap(steps.D).load_state_dict(state["discriminator"])
+    if steps.ema is not None and state.get("generator_ema") is not None:
+        steps.ema.load_state_dict(state["generator_ema"])
+    steps.opt_g.load_state_dict(state["opt_g"])
+    steps.opt_d.load_state_dict(state["opt_d"])
+    if steps.augment is not None and state.get("augment") is not None:
+        steps.augment.load_state_dict(state["augment"])
+    stream.load_state_dict(state["stream"])
+    set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _resolve_config(config, overrides, resume) -> tuple[ExperimentConfig, dict | None]:
+    if resume is None:
+        if isinstance(config, ExperimentConfig):
+            data = apply_overrides(config.model_dump(mode="json"), overrides)
+            return config_from_dict(data), None
+        return load_config(config, overrides), None
+    state = load_checkpoint(resolve_checkpoint(resume, "latest"))
+    cfg = config_from_dict(apply_overrides(dict(state["config"]), overrides),
+                           source=f"{resume} (resumed config)")
+    return cfg, state
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the end of the step."""
+    flag = {"stop": None}
+
+    def handler(signum, _frame):
+        if flag["stop"] is not None:  # second signal: give up immediately
+            raise KeyboardInterrupt
+        flag["stop"] = signal.Signals(signum).name
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: no handlers
+        old = {}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def train(config: ExperimentConfig | str | Path | None = None, *, overrides: list[str] | None = None,
+          runs_dir: str | Path = "runs", resume: str | Path | None = None,
+          progress: bool = True) -> Path:
+    """Train the GAN described by ``config`` (or resume ``resume``); return the run directory."""
+    cfg, state = _resolve_config(config, overrides, resume)
+    info, device = ddp.init_distributed(cfg.train.device)
+    try:
+        return _train(cfg, state, info, device, runs_dir, resume, progress)
+    finally:
+        ddp.cleanup(info)
+
+
+def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
+    t = cfg.train
+    if t.batch_size % info.world_size:
+        raise ConfigError(f"train.batch_size: {t.batch_size} is not divisible by the "
+                          f"{info.world_size} processes")
+    if t.num_threads or info.enabled:
+        torch.set_num_threads(t.num_threads or max(1, (torch.get_num_threads()) // info.world_size))
+    seed_everything(t.seed)
+    data = load_training_data(cfg.data, cfg.model.image_size, device)
+    steps, meta = build_steps(cfg, data, device, info)
+    if info.enabled:  # same init everywhere (DDP broadcast), different noise and data per rank
+        seed_everything(t.seed + 1_000_003 * info.rank)
+    stream = BatchStream(len(data.images), t.batch_size // info.world_size, seed=t.seed,
+                         rank=info.rank, world_size=info.world_size)
+    start = _restore(steps, stream, state) if state is not None else 0
+
+    run = None
+    if info.is_main:
+        run = Run(resume) if resume else Run.create(runs_dir, cfg.name, cfg, device=str(device),
+                                                    seed=t.seed)
+        run.log(("resumed at step %d" % start) if resume else
+                f"training {cfg.model.name} on {data.dataset_path} ({len(data.images)} images, "
+                f"{meta['n_classes']} classes) on {device}, world size {info.world_size}")
+        if resume:
+            run.log_metrics({"event": "resume", "step": start})
+    run_path = Path(ddp.broadcast_object(str(run.path) if run else None, info))
+    z_fixed, y_fixed = fixed_inputs(meta, t.seed, device)
+
+    def checkpoint(step: int, periodic: bool) -> None:
+        if info.is_main:
+            save_checkpoint(_state(steps, stream, step, cfg, meta), run_path / "checkpoints",
+                            step, keep=t.keep_checkpoints, periodic=periodic)
+
+    bar = TrainProgress(total=t.steps, start=start, enabled=progress and info.is_main)
+    acc_d = torch.zeros((), device=device)
+    acc_g = torch.zeros((), device=device)
+    n_acc, t0, step = 0, time.perf_counter(), start
+    with _stop_on_signals() as flag, bar:
+        while step < t.steps and flag["stop"] is None:
+            for _ in range(t.d_steps):
+                idx = stream.next().to(device)
+                y = data.labels[idx] if meta["conditional"] else None
+                acc_d += steps.d_step(data.images[idx], y)
+            acc_g += steps.g_step(len(idx), y)
+            step, n_acc = step + 1, n_acc + 1
+            if step % t.log_every == 0 or step == t.steps:
+                dt = time.perf_counter() - t0
+                rec = {"step": step, "loss_d": (acc_d / (n_acc * t.d_steps)).item(),
+                       "loss_g": (acc_g / n_acc).item(),
+                       "img_per_s": n_acc * t.d_steps * t.batch_size / max(dt, 1e-9),
+                       "aug_p": steps.augment.p if steps.augment is not None else None}
+                if run:
+                    run.log_metrics(rec)
+                bar.update(step, rec)
+                acc_d.zero_(), acc_g.zero_()
+                n_acc, t0 = 0, time.perf_counter()
+            else:
+                bar.update(step)
+            if info.is_main and (step % t.sample_every == 0 or step == t.steps):
+                write_sample_grid(steps.sampling_generator(), z_fixed, y_fixed,
+                                  run_path / "samples" / f"step-{step:08d}.png")
+            if step % t.checkpoint_every == 0 and step < t.steps:
+                checkpoint(step, periodic=True)
+    checkpoint(step, periodic=True)
+    ddp.barrier(info)
+    if run:
+        why = f"stopped by {flag['stop']}" if flag["stop"] else "finished"
+        run.log(f"{why} at step {step}; checkpoint {run_path / 'checkpoints' / 'latest.pt'}")
+    return run_path

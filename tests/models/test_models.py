@@ -1,0 +1,224 @@
+"""GAN networks: shapes for every model/size/channels, gradients, routing, spectral norm, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from synthmed.config import ModelConfig
+from synthmed.errors import ConfigError
+from synthmed.models import GAN_MODELS, GANPair, build_gan
+from synthmed.models.perclass import PerClassDiscriminator, PerClassGenerator
+
+LATENT = 16
+WIDTH = 8
+K = 3
+
+# variant -> (ModelConfig kwargs, n_classes in the dataset)
+VARIANTS = {
+    "dcgan": ({"name": "dcgan"}, 0),
+    "acgan": ({"name": "acgan"}, K),
+    "cgan": ({"name": "cgan"}, K),
+    "cgan-uncond": ({"name": "cgan"}, 0),
+    "dcgan-per-class": ({"name": "dcgan", "per_class": True}, K),
+    "acgan-per-class": ({"name": "acgan", "per_class": True}, K),
+}
+
+
+def build(variant: str, *, size: int = 32, channels: int = 1, width: int = WIDTH) -> GANPair:
+    kwargs, n_classes = VARIANTS[variant]
+    cfg = ModelConfig(latent_dim=LATENT, base_width=width, **kwargs)
+    return build_gan(cfg, in_channels=channels, image_size=size, n_classes=n_classes)
+
+
+def labels(pair: GANPair, n: int = 4) -> torch.Tensor | None:
+    return torch.arange(n) % pair.n_classes if pair.conditional else None
+
+
+def test_registry_names():
+    assert GAN_MODELS.names() == ["acgan", "cgan", "dcgan"]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_output_shapes(variant, size, channels):
+    torch.manual_seed(0)
+    pair = build(variant, size=size, channels=channels)
+    y = labels(pair)
+    x = pair.generator(torch.randn(4, LATENT), y)
+    assert x.shape == (4, channels, size, size) and x.dtype == torch.float32
+    assert x.abs().max() <= 1.0
+    adv, cls = pair.discriminator(x, y)
+    assert adv.shape == (4,) and adv.dtype == torch.float32
+    if pair.aux_classifier:
+        assert cls.shape == (4, K)
+    else:
+        assert cls is None
+
+
+@pytest.mark.parametrize(
+    "variant, flags",
+    [
+        ("dcgan", (0, False, False, "bce", None, False, False)),
+        ("acgan", (K, True, True, "bce", None, False, False)),
+        ("cgan", (K, True, False, "hinge", "translation,cutout,color", True, True)),
+        ("cgan-uncond", (0, False, False, "hinge", "translation,cutout,color", True, True)),
+        ("dcgan-per-class", (K, True, False, "bce", None, False, False)),
+        ("acgan-per-class", (K, True, False, "bce", None, False, False)),
+    ],
+)
+def test_pair_flags(variant, flags):
+    p = build(variant)
+    assert (p.n_classes, p.conditional, p.aux_classifier, p.default_loss, p.default_diffaugment,
+            p.default_ada, p.default_ema) == flags
+    assert p.latent_dim == LATENT
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_gradient_reaches_generator_through_discriminator(variant):
+    torch.manual_seed(0)
+    pair = build(variant)
+    y = labels(pair, 6)
+    adv, cls = pair.discriminator(pair.generator(torch.randn(6, LATENT), y), y)
+    loss = adv.mean() + (cls.mean() if cls is not None else 0.0)
+    loss.backward()
+    grads = [p.grad for p in pair.generator.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_dcgan_parameter_counts_match_the_pytorch_example():
+    """The canonical PyTorch DCGAN example (nc=3, nz=100, ngf=ndf=64) has these exact counts."""
+    pair = build_gan(ModelConfig(), in_channels=3, image_size=64, n_classes=0)
+    assert sum(p.numel() for p in pair.generator.parameters()) == 3_576_704
+    assert sum(p.numel() for p in pair.discriminator.parameters()) == 2_765_568
+
+
+def test_dcgan_init_statistics():
+    torch.manual_seed(0)
+    pair = build_gan(ModelConfig(), in_channels=1, image_size=64, n_classes=0)
+    for net in (pair.generator, pair.discriminator):
+        conv = torch.cat([m.weight.flatten() for m in net.modules()
+                          if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+        bn = torch.cat([m.weight.flatten() for m in net.modules() if isinstance(m, nn.BatchNorm2d)])
+        assert abs(conv.mean().item()) < 1e-3 and abs(conv.std().item() - 0.02) < 1e-3
+        assert abs(bn.mean().item() - 1.0) < 5e-3 and abs(bn.std().item() - 0.02) < 5e-3
+        assert all(m.bias is None for m in net.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_cgan_discriminator_is_spectrally_normalized():
+    pair = build("cgan")
+    layers = [m for m in pair.discriminator.modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert len(layers) > 5
+    assert all(parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not any(parametrize.is_parametrized(m) for m in pair.generator.modules())
+
+
+def test_cgan_conditioning_changes_outputs():
+    torch.manual_seed(0)
+    pair = build("cgan")
+    pair.generator.eval()
+    pair.discriminator.eval()
+    with torch.no_grad():
+        nn.init.normal_(pair.generator.blocks[0].bn1.gamma.weight)  # make classes differ
+        z = torch.randn(1, LATENT).repeat(2, 1)
+        x = pair.generator(z, torch.tensor([0, 1]))
+        assert not torch.allclose(x[0], x[1])
+        same = x[:1].repeat(2, 1, 1, 1)
+        adv, _ = pair.discriminator(same, torch.tensor([0, 2]))
+        assert not torch.allclose(adv[0], adv[1])
+
+
+def _routing_nets():
+    torch.manual_seed(0)
+    pair = build("dcgan-per-class")
+    assert isinstance(pair.generator, PerClassGenerator)
+    assert isinstance(pair.discriminator, PerClassDiscriminator)
+    return pair
+
+
+def test_per_class_routes_each_sample_to_its_class_network_only():
+    pair = _routing_nets()
+    y = torch.tensor([1, 1, 1])
+    x = pair.generator(torch.randn(3, LATENT), y)
+    adv, _ = pair.discriminator(x, y)
+    adv.sum().backward()
+    for net in (pair.generator, pair.discriminator):
+        touched = [any(p.grad is not None for p in sub.parameters()) for sub in net.networks]
+        assert touched == [False, True, False]
+
+
+def test_per_class_keeps_sample_order():
+    pair = _routing_nets()
+    pair.generator.eval()
+    pair.discriminator.eval()
+    z = torch.randn(5, LATENT)
+    y = torch.tensor([2, 0, 1, 0, 2])
+    with torch.no_grad():
+        x = pair.generator(z, y)
+        adv, _ = pair.discriminator(x, y)
+        for i in range(5):
+            xi = pair.generator.networks[y[i]](z[i:i + 1])
+            torch.testing.assert_close(x[i:i + 1], xi)
+            torch.testing.assert_close(adv[i:i + 1], pair.discriminator.networks[y[i]](xi)[0])
+
+
+def test_per_class_singleton_subbatch_in_train_mode():
+    pair = _routing_nets()
+    y = torch.tensor([0, 1, 1, 2])  # classes 0 and 2 have one sample each
+    x = pair.generator(torch.randn(4, LATENT), y)
+    adv, _ = pair.discriminator(x, y)
+    adv.sum().backward()
+    assert torch.isfinite(x).all() and torch.isfinite(adv).all()
+
+
+def test_conditional_networks_require_labels():
+    for variant in ("acgan", "cgan", "dcgan-per-class"):
+        pair = build(variant)
+        with pytest.raises(ValueError, match="labels"):
+            pair.generator(torch.randn(2, LATENT))
+
+
+@pytest.mark.parametrize("variant", ["dcgan", "cgan"])
+def test_channels_last(variant):
+    torch.manual_seed(0)
+    pair = build(variant, channels=3)
+    y = labels(pair, 2)
+    g = pair.generator.to(memory_format=torch.channels_last)
+    d = pair.discriminator.to(memory_format=torch.channels_last)
+    x = g(torch.randn(2, LATENT), y).contiguous(memory_format=torch.channels_last)
+    adv, _ = d(x, y)
+    adv.sum().backward()
+    assert adv.shape == (2,)
+
+
+def test_same_seed_same_networks():
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        pair = build("cgan")
+        torch.manual_seed(4)
+        outs.append(pair.generator(torch.randn(2, LATENT), torch.tensor([0, 1])))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, build_kw, match",
+    [
+        ({"name": "dcgn"}, {}, r"model\.name: unknown model 'dcgn'; choose one of acgan, cgan, dcgan"),
+        ({}, {"image_size": 48}, r"model\.image_size: 48 .*32, 64, 128"),
+        ({"name": "acgan"}, {"n_classes": 0}, r"model\.name: 'acgan' .*no labels.*dcgan"),
+        ({"name": "dcgan", "per_class": True}, {"n_classes": 1}, r"model\.per_class: .*no labels"),
+        ({"name": "cgan", "per_class": True}, {"n_classes": 3}, r"model\.per_class: only dcgan"),
+    ],
+)
+def test_config_errors_name_the_key(kwargs, build_kw, match):
+    cfg = ModelConfig(base_width=WIDTH, **kwargs)
+    args = {"in_channels": 1, "image_size": 32, "n_classes": 0, **build_kw}
+    with pytest.raises(ConfigError, match=match) as err:
+        build_gan(cfg, **args)
+    assert "\n" not in str(err.value)
