@@ -73,12 +73,12 @@ class TrainConfig(Section):
 
 
 class UtilityConfig(Section):
-    """``synthmed utility``: does a downstream model trained with synthetic images get better on real
-    test patients? Arms, model and seeds; see docs/utility.md."""
+    """``synthmed utility``: does a downstream model trained with synthetic images get better on
+    real test patients? Arms, model and seeds; see docs/utility.md."""
 
     task: Literal["classification", "segmentation"] = "classification"
-    model: str = Field("small-resnet", description="fridadar-cnn | resnet18 | small-resnet; "
-                       "segmentation: unet")
+    model: str | None = Field(None, description="fridadar-cnn | resnet18 | small-resnet | unet; "
+                              "default small-resnet, or unet for segmentation")
     weights: str | None = Field(None, description="local state-dict file (transfer learning)")
     synthetic: str | list[str] | None = Field(None, description="synthetic set dir(s)")
     arms: list[str] | None = Field(None, description="default: all five (see docs/utility.md)")

@@ -18,6 +18,15 @@ from synthmed.training.augment import (
 POLICY = "translation,cutout,color"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: extra OpenMP threads only add overhead (and spin on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def images(n: int = 8, c: int = 1, size: int = 16, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, c, size, size, generator=g) * 2 - 1

@@ -19,6 +19,15 @@ from synthmed.training.losses import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: extra OpenMP threads only add overhead (and spin on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class LinearD(nn.Module):
     """D(x) = <w, x> + b: its input gradient is w everywhere."""
 

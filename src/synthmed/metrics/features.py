@@ -3,7 +3,7 @@
 FID, KID and PRDC compare distributions of feature vectors, so the extractor *is* the metric.
 Built in: ``domain`` (a small CNN trained on the user's own real training split, see
 :mod:`synthmed.metrics.domain`), ``inception`` (the standard FID Inception-v3, optional extra, see
-:mod:`synthmed.metrics.inception`) and ``torchscript`` (a local TorchScript / ``torch.export`` file).
+:mod:`synthmed.metrics.inception`) and ``torchscript`` (a local TorchScript/``torch.export`` file).
 Users add their own ``nn.Module`` with :func:`register_extractor`.
 
 Every image goes through :func:`prepare_images`: the one place where dtype, channels (gray is
@@ -30,7 +30,8 @@ from synthmed.fileio import sha256_file
 from synthmed.registry import Registry
 
 InputRange = Literal["model", "unit", "uint8"]
-RESIZE_METHOD = "torch.nn.functional.interpolate(mode='bilinear', antialias=True, align_corners=False)"
+RESIZE_METHOD = ("torch.nn.functional.interpolate(mode='bilinear', antialias=True, "
+                 "align_corners=False)")
 
 
 def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -78,7 +79,7 @@ def prepare_images(images: np.ndarray | torch.Tensor, *, size: tuple[int, int] |
 
 @dataclass
 class Features:
-    """Penultimate-layer features (N, D) float32 and, when the network classifies, posteriors (N, K)."""
+    """Penultimate-layer features (N, D) float32 and, for classifiers, posteriors (N, K)."""
 
     features: np.ndarray
     probs: np.ndarray | None = None
@@ -185,8 +186,8 @@ def load_torchscript(path: str | os.PathLike, *, input_size: tuple[int, int] | i
                 warnings.simplefilter("ignore", DeprecationWarning)
                 net = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as e:
-        raise SynthmedError(f"{path}: not a TorchScript/torch.export file ({str(e).splitlines()[0]})"
-                            ) from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SynthmedError(f"{path}: not a TorchScript/torch.export file ({first})") from None
     size = (input_size, input_size) if isinstance(input_size, int) else input_size
     return FeatureExtractor(net, name=name, input_size=size, in_channels=in_channels,
                             input_range=input_range, weights_sha256=sha256_file(path),

@@ -33,13 +33,13 @@ HOW_TO_GET = ("install the extra with `pip install 'synthmed[inception]'` and pa
 
 
 def cached_weight_paths() -> list[Path]:
-    """Where the weights usually live: torch hub's checkpoints folder (torch-fidelity, pytorch-fid)."""
+    """Where the weights usually live: torch hub's checkpoints folder."""
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     return [hub / name for name in WEIGHT_FILES]
 
 
 def find_inception_weights(weights: str | os.PathLike | None = None) -> Path:
-    """``weights`` if given (it must exist), else the first cached file; one-line error otherwise."""
+    """``weights`` if given (it must exist), else the first cached file; else a one-line error."""
     if weights is not None:
         path = Path(weights)
         if not path.is_file():

@@ -65,7 +65,7 @@ def build_acgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
     if cfg.per_class:
         return build_per_class_dcgan(cfg, in_channels=in_channels, image_size=image_size,
                                      n_classes=n_classes)
-    require_labels(n_classes, model="acgan")
+    require_labels(n_classes, model="'acgan'")
     g = ACGANGenerator(spatial_dims=2, latent_dim=cfg.latent_dim, out_channels=in_channels,
                        channels=cfg.base_width, image_size=image_size, num_classes=n_classes)
     d = ACGANDiscriminator(spatial_dims=2, in_channels=in_channels, channels=cfg.base_width,

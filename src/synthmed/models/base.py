@@ -74,13 +74,14 @@ def dcgan_init_(module: nn.Module) -> nn.Module:
     return module
 
 
-def require_labels(n_classes: int, *, model: str, key: str = "model.name") -> None:
+def require_labels(n_classes: int, *, model: str, key: str = "model.name",
+                   fix: str = "use model.name: dcgan (or cgan, which also runs without labels)"
+                   ) -> None:
     """Conditional models need at least two classes; say what to use instead."""
     if n_classes < 2:
         raise ConfigError(
-            f"{key}: {model!r} is class-conditional but the dataset has no labels "
-            f"({n_classes} class(es)); use model.name: dcgan (or cgan, which also runs without "
-            "labels)"
+            f"{key}: {model} is class-conditional but the dataset has no labels "
+            f"({n_classes} class(es)); {fix}"
         )
 
 

@@ -89,7 +89,8 @@ class DCGANDiscriminator(nn.Module):
 def build_per_class_dcgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
                           n_classes: int) -> GANPair:
     """K independent DCGANs in one conditional pair (``model.per_class: true``)."""
-    require_labels(n_classes, model=f"{cfg.name} with per_class", key="model.per_class")
+    require_labels(n_classes, model="one network per class", key="model.per_class",
+                   fix="set model.per_class: false")
     gens = [DCGANGenerator(spatial_dims=2, latent_dim=cfg.latent_dim, out_channels=in_channels,
                            channels=cfg.base_width, image_size=image_size)
             for _ in range(n_classes)]

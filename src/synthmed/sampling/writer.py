@@ -16,7 +16,7 @@ from synthmed import __version__
 from synthmed.data.dataset import from_model_range
 from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_directory
-from synthmed.sampling.generate import GeneratedImages, generate
+from synthmed.sampling.sampler import GeneratedImages, generate
 from synthmed.sampling.io import FORMATS, relative_file, write_manifest
 
 
@@ -51,10 +51,11 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
         if fmt == "npz":
             files = [f"synthetic.npz#{i}" for i in range(len(images))]
             _write_npz(tmp, images, labels, seeds_arr, names)
+        uids = _series_uids() if fmt == "dicom" else {}
         for i, rel in enumerate(files if fmt != "npz" else []):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            tags = {"seed": int(seeds_arr[i]), "class": cls[i],
-                    "checkpoint_sha256": gen.source.checkpoint_sha256}
+            tags = {"seed": int(seeds_arr[i]), "class": cls[i], "number": i + 1,
+                    "checkpoint_sha256": gen.source.checkpoint_sha256, **uids}
             (_write_png if fmt == "png" else _write_dcm)(tmp / rel, images[i], tags)
         write_manifest(tmp, files, cls, [int(s) for s in seeds_arr])
         (tmp / "generation.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -96,17 +97,29 @@ def _write_npz(tmp: Path, images: np.ndarray, labels: np.ndarray, seeds: np.ndar
 
 def _write_png(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
     info = PngImagePlugin.PngInfo()
-    for k, v in tags.items():
-        info.add_text(f"synthmed:{k}", str(v))
+    for k in ("seed", "class", "checkpoint_sha256"):
+        info.add_text(f"synthmed:{k}", str(tags[k]))
     arr = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
     Image.fromarray(arr).save(path, pnginfo=info)
 
 
+def _series_uids() -> dict[str, str]:
+    from pydicom.uid import generate_uid
+
+    return {"study_uid": generate_uid(), "series_uid": generate_uid()}
+
+
 def _write_dcm(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
-    from synthmed.data.export import write_secondary_capture
+    """Secondary Capture with fresh UIDs and no patient identity; seed and checkpoint hash in
+    the series description and image comments."""
+    from synthmed.data.export import secondary_capture
 
     desc = f"synthmed synthetic seed={tags['seed']} sha256={tags['checkpoint_sha256'][:16]}"
-    write_secondary_capture(path, image, description=desc)
+    ds = secondary_capture(image, study_uid=tags["study_uid"], series_uid=tags["series_uid"],
+                           number=tags["number"], description=desc[:64])
+    ds.ImageComments = (f"synthetic image; class={tags['class']} seed={tags['seed']} "
+                        f"checkpoint_sha256={tags['checkpoint_sha256']}")
+    ds.save_as(path, enforce_file_format=True)
 
 
 def _near_copy_filter(images: np.ndarray, gen: GeneratedImages, train_dataset: str | None):

@@ -88,8 +88,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, min_fraction: flo
 
     Tolerant where transfer learning needs it: a final layer of another size is skipped (it is
     retrained), and 3-channel first-layer weights are summed over channels for 1-channel input.
-    Raises a one-line :class:`SynthmedError` when the file is missing, unreadable, or when fewer than
-    ``min_fraction`` of the model's tensors fit (weights of some other network).
+    Raises a one-line :class:`SynthmedError` when the file is missing, unreadable, or when fewer
+    than ``min_fraction`` of the model's tensors fit (weights of some other network).
     """
     path = Path(path)
     if not path.is_file():

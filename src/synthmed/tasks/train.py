@@ -22,7 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 from synthmed.data.dataset import to_model_range
 from synthmed.seed import seed_everything
 from synthmed.tasks.augment import plain_tensors
-from synthmed.tasks.metrics import HIGHER_IS_BETTER, classification_metrics, segmentation_metrics
+from synthmed.tasks.metrics import (
+    HIGHER_IS_BETTER,
+    classification_metrics,
+    segmentation_metrics,
+    selection_score,
+)
 
 
 @dataclass
@@ -120,15 +125,19 @@ def _loss_fn(task: str) -> Callable:
     return nn.CrossEntropyLoss()
 
 
-def _score(metrics: dict[str, Any], name: str) -> float:
-    v = float(metrics.get(name, float("nan")))
+def _score(model: nn.Module, val: Images, rows: np.ndarray, *, task: str, metric: str,
+           positive: int, device) -> tuple[float, float]:
+    """(the val metric, a score where higher is better and NaN is worst)."""
+    out = predict(model, val, rows, task=task, device=device)
+    target = np.asarray(val.masks[rows]) if task == "segmentation" else val.labels[rows]
+    v = selection_score(metric, out, target, positive=positive)
     if not np.isfinite(v):
-        return float("-inf")
-    return v if HIGHER_IS_BETTER.get(name, True) else -v
+        return v, float("-inf")
+    return v, v if HIGHER_IS_BETTER.get(metric, True) else -v
 
 
 def fit(build: Callable[[], nn.Module], train_set: Dataset, val: Images, val_rows: np.ndarray, *,
-        task: str, class_names: list[str], epochs: int, batch_size: int, lr: float,
+        task: str, epochs: int, batch_size: int, lr: float,
         weight_decay: float, seed: int, select_metric: str, positive: int = 1,
         device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> FitResult:
     """Train ``build()`` on ``train_set`` for ``epochs``; keep the epoch best on val
@@ -153,17 +162,16 @@ def fit(build: Callable[[], nn.Module], train_set: Dataset, val: Images, val_row
                 loss = loss_fn(model(x), y)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(x)
+                total += float(loss.detach()) * len(x)
                 seen += len(x)
-            val_m = evaluate(model, val, val_rows, task=task, class_names=class_names,
-                             positive=positive, device=device)
-            score = _score(val_m, select_metric)
+            value, score = _score(model, val, val_rows, task=task, metric=select_metric,
+                                  positive=positive, device=device)
             record = {"epoch": epoch, "train_loss": total / max(seen, 1),
-                      f"val_{select_metric}": val_m.get(select_metric)}
+                      f"val_{select_metric}": value}
             history.append(record)
             if log:
                 log(f"epoch {epoch}: loss {record['train_loss']:.4f} "
-                    f"val {select_metric} {val_m.get(select_metric, float('nan')):.4f}")
+                    f"val {select_metric} {value:.4f}")
             if score > best or best_state is None:
                 best, best_epoch = score, epoch
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in

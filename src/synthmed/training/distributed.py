@@ -75,6 +75,15 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+def gather_to_main(obj, info: DistInfo) -> list | None:
+    """Every rank's ``obj`` as a list on rank 0 (None elsewhere); ``[obj]`` when not distributed."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -38,6 +38,7 @@ class GANSteps:
         self.conditional, self.aux = conditional, aux_classifier
         self.s = settings
         self.device = device
+        self._fake_for_g: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
     def _autocast(self):
@@ -58,12 +59,22 @@ class GANSteps:
             return self.G(z, y if self.conditional else None).float()
 
     # -- the two steps -----------------------------------------------------------------------
-    def d_step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """One D update on a real batch (N, C, H, W) and as many fakes; returns the D loss."""
+    def d_step(self, real: torch.Tensor, y: torch.Tensor | None, *,
+               reuse_fake_for_g: bool = False) -> torch.Tensor:
+        """One D update on a real batch (N, C, H, W) and as many fakes; returns the D loss.
+
+        With ``reuse_fake_for_g`` the fakes keep their graph and the next :meth:`g_step` trains G
+        on them, as the DCGAN reference does: one G forward per iteration instead of two.
+        """
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        with torch.no_grad():
+        if reuse_fake_for_g:
             fake = self._fake(real.shape[0], y)
+            self._fake_for_g = (fake, y)
+            fake = fake.detach()
+        else:
+            with torch.no_grad():
+                fake = self._fake(real.shape[0], y)
         sync_later = getattr(self.D, "no_sync", contextlib.nullcontext)
         with sync_later():
             if self.s.r1_gamma > 0:
@@ -91,10 +102,16 @@ class GANSteps:
         return (loss_real + loss_fake).detach()
 
     def g_step(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
-        """One G update on ``n`` fakes (labels ``y`` for conditional models); returns the G loss."""
+        """One G update on ``n`` fakes (labels ``y`` for conditional models); returns the G loss.
+
+        D's parameters are frozen here, so no time is spent on gradients that would be discarded.
+        """
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        fake = self._fake(n, y)
+        if self._fake_for_g is not None:
+            (fake, y), self._fake_for_g = self._fake_for_g, None
+        else:
+            fake = self._fake(n, y)
         logits, cls = self._d(fake, y, through_ddp=False)
         loss = self.loss.g_loss(logits)
         if self.aux and y is not None:

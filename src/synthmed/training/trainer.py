@@ -111,7 +111,8 @@ def _state(steps: GANSteps, stream: BatchStream, step: int, cfg: ExperimentConfi
     }
 
 
-def _restore(steps: GANSteps, stream: BatchStream, state: dict[str, Any]) -> int:
+def _restore(steps: GANSteps, stream: BatchStream, state: dict[str, Any],
+             info: ddp.DistInfo) -> int:
     unwrap = lambda m: getattr(m, "module", m)  # noqa: E731
     unwrap(steps.G).load_state_dict(state["generator"])
     unwrap(steps.D).load_state_dict(state["discriminator"])
@@ -122,7 +123,8 @@ def _restore(steps: GANSteps, stream: BatchStream, state: dict[str, Any]) -> int
     if steps.augment is not None and state.get("augment") is not None:
         steps.augment.load_state_dict(state["augment"])
     stream.load_state_dict(state["stream"])
-    set_rng_state(state["rng"])
+    per_rank = state.get("rng_per_rank") or []
+    set_rng_state(per_rank[info.rank] if len(per_rank) == info.world_size else state["rng"])
     return int(state["step"])
 
 
@@ -185,7 +187,7 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
         seed_everything(t.seed + 1_000_003 * info.rank)
     stream = BatchStream(len(data.images), t.batch_size // info.world_size, seed=t.seed,
                          rank=info.rank, world_size=info.world_size)
-    start = _restore(steps, stream, state) if state is not None else 0
+    start = _restore(steps, stream, state, info) if state is not None else 0
 
     run = None
     if info.is_main:
@@ -200,9 +202,12 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     z_fixed, y_fixed = fixed_inputs(meta, t.seed, device)
 
     def checkpoint(step: int, periodic: bool) -> None:
+        rngs = ddp.gather_to_main(rng_state(), info)  # every rank's noise stream, for resume
         if info.is_main:
-            save_checkpoint(_state(steps, stream, step, cfg, meta), run_path / "checkpoints",
-                            step, keep=t.keep_checkpoints, periodic=periodic)
+            state = _state(steps, stream, step, cfg, meta)
+            state["rng_per_rank"] = rngs if info.enabled else None
+            save_checkpoint(state, run_path / "checkpoints", step, keep=t.keep_checkpoints,
+                            periodic=periodic)
 
     bar = TrainProgress(total=t.steps, start=start, enabled=progress and info.is_main)
     acc_d = torch.zeros((), device=device)
@@ -210,10 +215,10 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     n_acc, t0, step = 0, time.perf_counter(), start
     with _stop_on_signals() as flag, bar:
         while step < t.steps and flag["stop"] is None:
-            for _ in range(t.d_steps):
+            for k in range(t.d_steps):
                 idx = stream.next().to(device)
                 y = data.labels[idx] if meta["conditional"] else None
-                acc_d += steps.d_step(data.images[idx], y)
+                acc_d += steps.d_step(data.images[idx], y, reuse_fake_for_g=k == t.d_steps - 1)
             acc_g += steps.g_step(len(idx), y)
             step, n_acc = step + 1, n_acc + 1
             if step % t.log_every == 0 or step == t.steps:

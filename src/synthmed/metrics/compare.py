@@ -1,0 +1,165 @@
+"""Compare a synthetic feature set with a real one: every number beside its real-vs-real floor.
+
+FID is biased upward at small n and its scale depends on the extractor, so a bare FID says little.
+The real reference set is split into two disjoint random halves A and B: FD(A, B) is the floor
+(what two samples of the *same* distribution score at this n) and relative FD = FD(synthetic, real)
+/ FD(A, B). Because FID's bias shrinks with n, ``fid_matched`` = FD(|B| synthetic images, A) is the
+like-for-like comparison with the floor; ``relative_fd_matched`` divides that by the floor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synthmed.metrics.features import Features
+from synthmed.metrics.fidelity import (
+    fid,
+    inception_score,
+    kid,
+    mmd2_from_kernels,
+    pairwise_distances,
+    poly_kernel,
+    prdc,
+    prdc_from_distances,
+)
+from synthmed.metrics.stats import bootstrap_ci
+
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
+GROUP_KEYS = (
+    "n_real", "n_synthetic", "feature_dim",
+    "fid", "fid_ci_low", "fid_ci_high", "fid_real_real", "relative_fd", "fid_matched",
+    "relative_fd_matched",
+    "kid_mean", "kid_std", "kid_ci_low", "kid_ci_high", "kid_real_real_mean", "kid_real_real_std",
+    "kid_subset_size", "kid_subsets",
+    "is_mean", "is_std", "is_real_mean", "is_real_std", "is_splits", "is_classes",
+    *[k + s for k in PRDC_KEYS for s in ("", "_ci_low", "_ci_high")], "prdc_k",
+    "n_bootstrap", "confidence",
+)
+BOOTSTRAP_MAX_N = 4000  # above this, CIs would hold n x n matrices per set: skipped with a warning
+
+
+def _halves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    perm = rng.permutation(n)
+    return perm[: n // 2], perm[n // 2:]
+
+
+def _safe_ratio(a: float | None, b: float | None) -> float | None:
+    return float(a / b) if a is not None and b is not None and b > 0 else None
+
+
+def _fid_block(r: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> dict:
+    out: dict = {"fid": fid(r, s)}
+    if len(r) >= 4:
+        a, b = _halves(len(r), rng)
+        out["fid_real_real"] = fid(r[a], r[b])
+        out["relative_fd"] = _safe_ratio(out["fid"], out["fid_real_real"])
+        if len(s) >= len(b):
+            sub = rng.choice(len(s), len(b), replace=False)
+            out["fid_matched"] = fid(r[a], s[sub])
+            out["relative_fd_matched"] = _safe_ratio(out["fid_matched"], out["fid_real_real"])
+    return out
+
+
+def _kid_block(r: np.ndarray, s: np.ndarray, subsets: int, seed: int,
+               rng: np.random.Generator) -> dict:
+    mean, std, size = kid(r, s, subsets=subsets, seed=seed)
+    out: dict = {"kid_mean": mean, "kid_std": std, "kid_subset_size": size, "kid_subsets": subsets}
+    if len(r) >= 4:
+        a, b = _halves(len(r), rng)
+        out["kid_real_real_mean"], out["kid_real_real_std"], _ = kid(r[a], r[b], subsets=subsets,
+                                                                     seed=seed)
+    return out
+
+
+def _bootstrap(r: np.ndarray, s: np.ndarray, metrics: set[str], k: int | None, *,
+               n_resamples: int, confidence: float, seed: int) -> dict:
+    """Percentile CIs; kernels and distances are computed once and indexed per resample."""
+    out: dict = {}
+
+    def ci(stat, keys: tuple[str, ...]) -> None:
+        res = bootstrap_ci(stat, len(r), len(s), n_resamples=n_resamples, confidence=confidence,
+                           seed=seed)
+        if res is not None:
+            for n, key in enumerate(keys):
+                out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(res[0][n]), float(res[1][n])
+
+    if "fid" in metrics:
+        ci(lambda i, j: fid(r[i], s[j]), ("fid",))
+    if "kid" in metrics:
+        krr, kss, krs = poly_kernel(r, r), poly_kernel(s, s), poly_kernel(r, s)
+        ci(lambda i, j: mmd2_from_kernels(krr[np.ix_(i, i)], kss[np.ix_(j, j)], krs[np.ix_(i, j)],
+                                          ids_x=i, ids_y=j), ("kid",))
+    if "prdc" in metrics and k is not None:
+        drr, dss, drs = pairwise_distances(r, r), pairwise_distances(s, s), pairwise_distances(r, s)
+        ci(lambda i, j: prdc_from_distances(drr[np.ix_(i, i)], dss[np.ix_(j, j)],
+                                            drs[np.ix_(i, j)], k, real_ids=i, fake_ids=j),
+           PRDC_KEYS)
+    return out
+
+
+def compare_features(real: Features, synth: Features, *, metrics: set[str], seed: int = 0,
+                     n_bootstrap: int = 100, confidence: float = 0.95, kid_subsets: int = 100,
+                     prdc_k: int = 5) -> tuple[dict, list[str]]:
+    """All feature-based metrics for one extractor: (flat dict with every ``GROUP_KEYS`` key,
+    null where not requested or not computable, and the warnings that explain why)."""
+    r = np.asarray(real.features, np.float64)
+    s = np.asarray(synth.features, np.float64)
+    out: dict = dict.fromkeys(GROUP_KEYS)
+    out.update(n_real=len(r), n_synthetic=len(s), feature_dim=int(r.shape[1]) if r.ndim == 2 else 0,
+               n_bootstrap=n_bootstrap, confidence=confidence)
+    warnings: list[str] = []
+    d = out["feature_dim"]
+    if min(len(r), len(s)) < d and metrics & {"fid", "kid", "prdc"}:
+        warnings.append(f"n_real={len(r)} / n_synthetic={len(s)} is below the feature dimension "
+                        f"{d}: covariances are rank-deficient and FID is strongly biased; read it "
+                        "only beside fid_real_real (same extractor, same n)")
+    if min(len(r), len(s)) < 2:
+        warnings.append("fewer than 2 images in a set: no fidelity metrics")
+        return out, warnings
+    rng = np.random.default_rng(seed)
+    if "fid" in metrics:
+        out.update(_fid_block(r, s, rng))
+    if "kid" in metrics:
+        out.update(_kid_block(r, s, kid_subsets, seed, rng))
+    k = min(prdc_k, len(r) - 1, len(s) - 1)
+    if "prdc" in metrics and k >= 1:
+        out.update(prdc(r, s, k), prdc_k=k)
+    if "is" in metrics and synth.probs is not None:
+        out["is_mean"], out["is_std"] = inception_score(synth.probs, 10, seed=seed)
+        if real.probs is not None:
+            out["is_real_mean"], out["is_real_std"] = inception_score(real.probs, 10, seed=seed)
+        out.update(is_splits=min(10, len(synth.probs)), is_classes=int(synth.probs.shape[1]))
+    elif "is" in metrics:
+        warnings.append("this extractor has no class posteriors (e.g. a self-supervised domain "
+                        "extractor): no Inception Score")
+    if n_bootstrap > 0 and max(len(r), len(s)) > BOOTSTRAP_MAX_N:
+        warnings.append(f"more than {BOOTSTRAP_MAX_N} images in a set: bootstrap CIs skipped")
+    elif n_bootstrap > 0:
+        out.update(_bootstrap(r, s, metrics, k if k >= 1 else None, n_resamples=n_bootstrap,
+                              confidence=confidence, seed=seed))
+    return out, warnings
+
+
+def per_class(real: Features, synth: Features, real_labels: np.ndarray, synth_labels: np.ndarray,
+              classes: list[tuple[str, int, int]], *, metrics: set[str], seed: int = 0,
+              prdc_k: int = 5, classifier_names: list[str] | None = None) -> dict[str, dict]:
+    """The same metrics within each class (no CIs); ``classes`` holds (name, real index, synthetic
+    index). With a supervised extractor, ``classifier_agreement`` is the share of synthetic images
+    of a class that the real-data classifier assigns to that class."""
+    out: dict[str, dict] = {}
+    for name, ri, si in classes:
+        fr = Features(real.features[real_labels == ri],
+                      real.probs[real_labels == ri] if real.probs is not None else None)
+        fs = Features(synth.features[synth_labels == si],
+                      synth.probs[synth_labels == si] if synth.probs is not None else None)
+        group, _ = compare_features(fr, fs, metrics=metrics - {"is"}, seed=seed, n_bootstrap=0,
+                                    prdc_k=prdc_k)
+        keep = ("n_real", "n_synthetic", "fid", "fid_real_real", "relative_fd", "kid_mean",
+                "kid_std", *PRDC_KEYS)
+        row = {key: group[key] for key in keep}
+        row["classifier_agreement"] = None
+        if fs.probs is not None and classifier_names and name in classifier_names and len(fs.probs):
+            target = classifier_names.index(name)
+            row["classifier_agreement"] = float((fs.probs.argmax(axis=1) == target).mean())
+        out[name] = row
+    return out

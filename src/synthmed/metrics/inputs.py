@@ -1,0 +1,117 @@
+"""The image sets an evaluation compares: prepared-dataset splits and synthetic sets.
+
+``DATASET_DIR[:split]`` names a split of a prepared dataset (``train``, ``val``, ``test``, ``all``
+or a union such as ``val+test``); a directory with ``generation.json`` is a synthetic set written
+by ``synthmed generate``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.errors import DataError
+
+SPLIT_NAMES = ("train", "val", "test", "all")
+
+
+def parse_ref(ref: str | os.PathLike, default_split: str) -> tuple[Path, str]:
+    """``"DIR:test"`` -> (DIR, "test"); ``"DIR"`` -> (DIR, default_split). A path that merely
+    contains ':' (e.g. ``C:\\data``) is kept whole unless the suffix is a split name."""
+    text = str(ref)
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail and all(p in SPLIT_NAMES for p in tail.split("+")):
+        return Path(head), tail
+    return Path(text), default_split
+
+
+@dataclass
+class ImageSet:
+    """Images (N, C, H, W) uint8/uint16, labels (N,) int64 (-1 unlabelled) and their origin."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    kind: str  # "dataset" or "synthetic"
+    path: Path
+    split: str | None = None
+    content_hash: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    ids: list[str] | None = None  # manifest ids (datasets) or <class>_seed<seed> (synthetic sets)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names) and bool((self.labels >= 0).any())
+
+    def subset(self, mask: np.ndarray) -> ImageSet:
+        ids = [i for i, m in zip(self.ids, mask, strict=True) if m] if self.ids else None
+        return ImageSet(self.images[mask], self.labels[mask], self.class_names, self.kind,
+                        self.path, self.split, None, self.meta, ids)
+
+    def describe(self) -> dict[str, Any]:
+        """What metrics.json records about this set."""
+        out = {"path": str(self.path), "kind": self.kind, "split": self.split, "n": len(self),
+               "size": list(self.size), "channels": self.channels,
+               "dtype": str(self.images.dtype), "class_names": self.class_names,
+               "class_counts": {c: int((self.labels == k).sum())
+                                for k, c in enumerate(self.class_names)},
+               "content_hash": self.content_hash}
+        if self.kind == "synthetic":
+            out["generation"] = {k: self.meta[k] for k in ("checkpoint_sha256", "run", "seed",
+                                                            "synthmed_version") if k in self.meta}
+        return out
+
+
+def _indices(data, split: str) -> np.ndarray:
+    parts = split.split("+")
+    return np.unique(np.concatenate([data.indices(p) for p in parts]))
+
+
+def load_split(path: str | os.PathLike, split: str) -> ImageSet:
+    """One split (or union of splits) of a prepared dataset, read into memory."""
+    from synthmed.data.dataset import PreparedDataset
+
+    data = PreparedDataset(path)
+    idx = _indices(data, split)
+    if len(idx) == 0:
+        raise DataError(f"{data.path}:{split}: no images in this split; name another one, e.g. "
+                        f"{data.path}:val+test")
+    return ImageSet(np.asarray(data.images[idx]), np.asarray(data.labels[idx], np.int64),
+                    data.class_names, "dataset", data.path, split, data.content_hash,
+                    {"name": data.meta.get("name")}, [data.manifest[i]["id"] for i in idx])
+
+
+def load_images(ref: str | os.PathLike, default_split: str) -> ImageSet:
+    """A synthetic set directory (``generation.json``) or ``DATASET_DIR[:split]``."""
+    path, split = parse_ref(ref, default_split)
+    if (path / "generation.json").is_file():
+        from synthmed.sampling.io import load_synthetic
+
+        s = load_synthetic(path)
+        names = list(s.class_names)
+        ids = [f"{names[k]}_seed{seed}" if 0 <= k < len(names) else f"seed{seed}"
+               for k, seed in zip(s.labels.tolist(), s.seeds.tolist(), strict=True)]
+        return ImageSet(s.images, s.labels.astype(np.int64), names, "synthetic", path, None,
+                        None, dict(s.meta), ids)
+    if (path / "dataset.json").is_file():
+        return load_split(path, split)
+    if not path.exists():
+        raise DataError(f"{path}: path does not exist")
+    raise DataError(f"{path}: neither a synthetic set (generation.json) nor a prepared dataset "
+                    "(dataset.json); pass the output of `synthmed generate` or "
+                    "`synthmed data import`")

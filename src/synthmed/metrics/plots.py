@@ -1,0 +1,74 @@
+"""Evaluation plots (matplotlib, Agg backend), written atomically as PNG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from synthmed.fileio import atomic_save
+from synthmed.metrics.privacy import PrivacyResult
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    atomic_save(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    _plt().close(fig)
+    return out
+
+
+def distance_histograms(results: list[PrivacyResult], out: str | os.PathLike) -> Path:
+    """Nearest-training-image distances: synthetic vs held-out real, with the copy threshold."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), squeeze=False)
+    for ax, res in zip(axes[0], results, strict=True):
+        parts = [res.synth_nn_dist] + ([res.heldout_nn_dist] if res.heldout_nn_dist is not None
+                                       else [])
+        bins = np.histogram_bin_edges(np.concatenate(parts), bins=30)
+        ax.hist(res.synth_nn_dist, bins=bins, alpha=0.6, density=True, label="synthetic")
+        if res.heldout_nn_dist is not None:
+            ax.hist(res.heldout_nn_dist, bins=bins, alpha=0.6, density=True,
+                    label="held-out real")
+        if res.threshold is not None:
+            ax.axvline(res.threshold, color="red", ls="--",
+                       label=f"copy threshold (copy rate {res.copy_rate:.3f})")
+        unit = "RMS intensity" if res.space == "pixel" else "feature distance"
+        ax.set_xlabel(f"distance to nearest training image ({unit})")
+        ax.set_title(f"{res.space} space", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def per_class_bars(per_class: dict[str, dict], out: str | os.PathLike) -> Path:
+    """Per-class FID beside its real-vs-real floor, and precision/recall/coverage per class."""
+    plt = _plt()
+    names = list(per_class)
+    x = np.arange(len(names))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(6.0, 1.6 * len(names) + 4), 3.2))
+
+    def vals(key: str) -> list[float]:
+        return [np.nan if per_class[n].get(key) is None else per_class[n][key] for n in names]
+
+    ax1.bar(x - 0.2, vals("fid"), 0.4, label="synthetic vs real")
+    ax1.bar(x + 0.2, vals("fid_real_real"), 0.4, label="real vs real (floor)")
+    ax1.set_xticks(x, names)
+    ax1.set_ylabel("FID")
+    ax1.legend(fontsize=7)
+    for n, key in enumerate(("precision", "recall", "coverage")):
+        ax2.bar(x + (n - 1) * 0.27, vals(key), 0.27, label=key)
+    ax2.set_xticks(x, names)
+    ax2.set_ylim(0, 1.05)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)

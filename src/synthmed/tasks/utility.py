@@ -1,0 +1,319 @@
+"""``synthmed utility``: does training with synthetic images help on real test patients?
+
+For each arm (:mod:`synthmed.tasks.arms`), ratio and seed one downstream model is trained on the
+real train split (plus extras), selected on the real val split, and scored once on the real test
+split. Results go to a run directory: ``utility.json`` (settings, every run, summaries over seeds,
+paired comparisons, result lines), ``utility.csv`` (arm, ratio, seed, metric, value; rewritten
+after every run so an interrupted study keeps what it finished), ``utility.png`` (primary metric
+per seed) and, for classification, ``roc.png``, ``confusion.png`` and ``confusion.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthmed.config import ExperimentConfig, UtilityConfig
+from synthmed.data.dataset import PreparedDataset
+from synthmed.errors import ConfigError, DataError
+from synthmed.fileio import atomic_write_json
+from synthmed.runs import Run
+from synthmed.tasks import plots
+from synthmed.tasks.arms import (
+    ARMS,
+    CONTROL,
+    REFERENCE,
+    USES_RATIO,
+    USES_SYNTHETIC,
+    build_arm,
+    check_no_leak,
+)
+from synthmed.tasks.augment import classic_augmentation
+from synthmed.tasks.metrics import (
+    CLASSIFICATION_METRICS,
+    HIGHER_IS_BETTER,
+    SEGMENTATION_METRICS,
+    youden_threshold,
+)
+from synthmed.tasks.models import CLASSIFIERS, SEGMENTERS, build_classifier, build_segmenter
+from synthmed.tasks.outputs import csv_rows, group_records, jsonable, write_csv, write_figures
+from synthmed.tasks.sources import load_source
+from synthmed.tasks.stats import holm, paired_comparison, result_line, summarize
+from synthmed.tasks.train import ArmDataset, Images, evaluate, fit, predict, resolve_device
+
+
+@dataclass
+class Study:
+    """Everything one utility study needs, resolved and checked once."""
+
+    cfg: UtilityConfig
+    real: Images
+    rows: dict[str, np.ndarray]
+    class_names: list[str]
+    positive: int
+    select: str
+    seeds: list[int]
+    device: torch.device
+    dataset: dict[str, Any]
+    sources: dict[str, Images] = field(default_factory=dict)
+    source_info: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return self.cfg.task
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return SEGMENTATION_METRICS if self.task == "segmentation" else CLASSIFICATION_METRICS
+
+
+def _seeds(value: int | list[int]) -> list[int]:
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"utility.seeds: {value}; give a count of at least 1 or a list")
+        return list(range(value))
+    if not value or len(set(value)) != len(value):
+        raise ConfigError("utility.seeds: give a non-empty list of distinct seeds")
+    return list(value)
+
+
+def _real_rows(ds: PreparedDataset, task: str) -> dict[str, np.ndarray]:
+    keep = ds.has_mask if task == "segmentation" else ds.labels >= 0
+    rows = {s: ds.indices(s)[keep[ds.indices(s)]] for s in ("train", "val", "test")}
+    for split, r in rows.items():
+        if len(r) == 0:
+            what = "images with masks" if task == "segmentation" else "labelled images"
+            raise DataError(f"{ds.path}: the {split} split has no {what}; the utility study needs "
+                            "train, val and test (re-import with --split)")
+    return rows
+
+
+def _positive(cfg: UtilityConfig, class_names: list[str]) -> int:
+    if cfg.positive_class is None:
+        return len(class_names) - 1
+    if cfg.positive_class not in class_names:
+        raise ConfigError(f"utility.positive_class: {cfg.positive_class!r} is not a class; "
+                          f"choose one of {', '.join(class_names)}")
+    return class_names.index(cfg.positive_class)
+
+
+def prepare_study(cfg: ExperimentConfig) -> Study:
+    """Resolve the real dataset, synthetic sources, seeds and device; check what can be checked
+    before any training starts."""
+    from synthmed.training.data import resolve_dataset
+
+    u = cfg.utility
+    if u.task == "classification":
+        CLASSIFIERS.get(u.model or "small-resnet", key="utility.model")
+    elif (u.model or "unet") not in SEGMENTERS:
+        raise ConfigError(f"utility.model: {u.model!r} is not a segmenter; choose one of "
+                          f"{', '.join(SEGMENTERS)}")
+    arms = u.arms if u.arms is not None else list(ARMS)
+    for arm in arms:
+        if arm not in ARMS:
+            raise ConfigError(f"utility.arms: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    if any(r <= 0 or not math.isfinite(r) for r in u.ratios) or not u.ratios:
+        raise ConfigError(f"utility.ratios: {u.ratios}; give positive numbers, e.g. [0.5, 1, 2]")
+    ds = resolve_dataset(cfg.data)
+    h, w = ds.size
+    if h != w:
+        raise DataError(f"{ds.path}: images are {h}x{w}; the utility models need square images "
+                        "(re-import with --size)")
+    if u.task == "segmentation" and ds.masks is None:
+        raise DataError(f"{ds.path}: no masks, so utility.task=segmentation cannot run; import "
+                        "masks or use classification")
+    seg = u.task == "segmentation"  # arms draw by class only for classification
+    names = ["all"] if seg else ds.class_names
+    labels = np.zeros(len(ds), np.int64) if seg else ds.labels
+    rows = _real_rows(ds, u.task)
+    study = Study(cfg=u, real=Images(ds.images, labels, ds.masks), rows=rows,
+                  class_names=names, positive=0 if seg else _positive(u, names),
+                  select=u.select_metric or ("dice" if u.task == "segmentation" else "auc"),
+                  seeds=_seeds(u.seeds), device=resolve_device(u.device),
+                  dataset={"path": str(ds.path), "content_hash": ds.content_hash,
+                           "class_names": names, "size": [h, w],
+                           "n": {s: int(len(r)) for s, r in rows.items()}})
+    if study.select not in study.metrics:
+        raise ConfigError(f"utility.select_metric: {study.select!r}; choose one of "
+                          f"{', '.join(study.metrics)}")
+    synthetic = [u.synthetic] if isinstance(u.synthetic, str) else list(u.synthetic or [])
+    if u.arms is not None and USES_SYNTHETIC & set(arms) and not synthetic:
+        raise ConfigError("utility.synthetic: the chosen arms need a synthetic set; set "
+                          "utility.synthetic or drop real+classic+synthetic and synthetic-only")
+    for path in synthetic:
+        name = Path(path).name or str(path)
+        if name in study.sources:
+            name = f"{name}-{len(study.sources)}"
+        held_out = np.concatenate([study.rows["val"], study.rows["test"]])
+        study.sources[name], info = load_source(path, ds, u.task, held_out)
+        study.source_info.append({"name": name, **info})
+    return study
+
+
+@dataclass
+class Job:
+    kind: str
+    label: str
+    ratio: float
+    source: str | None = None
+
+
+def plan_jobs(study: Study) -> list[Job]:
+    """Every (arm, ratio, synthetic source) to train, in a stable order."""
+    u = study.cfg
+    arms = u.arms if u.arms is not None else list(ARMS)
+    several = len(study.sources) > 1
+    jobs: list[Job] = []
+    for kind in ARMS:
+        if kind not in arms:
+            continue
+        if kind in USES_SYNTHETIC and not study.sources:
+            continue  # default arms without a synthetic set: the rest still runs
+        names = list(study.sources) if kind in USES_SYNTHETIC else [None]
+        ratios = list(u.ratios) if kind in USES_RATIO else \
+            [u.synthetic_only_ratio] if kind == "synthetic-only" else [0.0]
+        for name in names:
+            label = f"{kind}@{name}" if several and name else kind
+            jobs.extend(Job(kind, label, float(r), name) for r in ratios)
+    return jobs
+
+
+def _build_model(study: Study):
+    u, c, side = study.cfg, int(study.real.images.shape[1]), int(study.real.images.shape[2])
+    if study.task == "segmentation":
+        return lambda: build_segmenter(u.model or "unet", in_channels=c, image_size=side,
+                                       weights=u.weights)
+    return lambda: build_classifier(u.model or "small-resnet", in_channels=c,
+                                    num_classes=len(study.class_names), image_size=side,
+                                    weights=u.weights)
+
+
+def run_job(study: Study, job: Job, seed: int, *, log: Callable[[str], None] | None = None
+            ) -> dict[str, Any]:
+    """Train and score one (arm, ratio, seed); the returned record goes into utility.json."""
+    u, seg = study.cfg, study.task == "segmentation"
+    src = study.sources.get(job.source) if job.source else None
+    train_rows = study.rows["train"]
+    plan = build_arm(job.kind, real_labels=study.real.labels, train_rows=train_rows,
+                     ratio=job.ratio, synthetic_labels=None if src is None else src.labels,
+                     class_mix=u.class_mix, class_names=study.class_names, seed=seed,
+                     source=job.source)
+    check_no_leak(plan, train_rows=train_rows,
+                  held_out_rows=np.concatenate([study.rows["val"], study.rows["test"]]))
+    aug = classic_augmentation(image_size=int(study.real.images.shape[2]), rotate_deg=u.rotate_deg,
+                               translate=u.translate, scale=u.scale, flip=u.flip,
+                               intensity=u.intensity, with_mask=seg, seed=seed) \
+        if plan.augment else None
+    parts = [(study.real, plan.real_rows)] + ([(src, plan.synthetic_rows)] if src else [])
+    train_set = ArmDataset(parts, transform=aug, with_masks=seg)
+    common = dict(task=study.task, positive=study.positive, device=study.device)
+    res = fit(_build_model(study), train_set, study.real, study.rows["val"],
+              epochs=u.epochs, batch_size=u.batch_size, lr=u.lr, weight_decay=u.weight_decay,
+              seed=seed, select_metric=study.select, log=log, **common)
+    common["class_names"] = study.class_names
+    threshold = None
+    if not seg and len(study.class_names) == 2:
+        if u.threshold == "youden":  # chosen on val only, applied unchanged to test
+            prob = predict(res.model, study.real, study.rows["val"], task="classification",
+                           device=study.device)
+            threshold = youden_threshold(study.real.labels[study.rows["val"]] == study.positive,
+                                         prob[:, study.positive])
+        else:
+            threshold = float(u.threshold)
+    val_m = evaluate(res.model, study.real, study.rows["val"], threshold=threshold, **common)
+    test_m = evaluate(res.model, study.real, study.rows["test"], threshold=threshold, **common)
+    counts = plan.class_counts(study.real.labels, None if src is None else src.labels,
+                               len(study.class_names))
+    return {"arm": job.label, "kind": job.kind, "ratio": job.ratio, "seed": seed,
+            "source": job.source, "n_train": plan.n, "n_real": int(len(plan.real_rows)),
+            "n_synthetic": int(len(plan.synthetic_rows)), "class_counts": counts,
+            "best_epoch": res.best_epoch, "seconds": round(res.seconds, 2),
+            "threshold": threshold, "val": val_m, "test": test_m}
+
+
+def _compare(study: Study, groups: dict) -> list[dict[str, Any]]:
+    """Each arm against real+classic, and synthetic arms against the duplicate control at the same
+    ratio, paired by seed, for every metric; Holm-adjusted over the primary-metric family."""
+    out = []
+    for (label, ratio), recs in groups.items():
+        kind = recs[0]["kind"]
+        refs = [(REFERENCE, 0.0)] if label != REFERENCE and (REFERENCE, 0.0) in groups else []
+        if kind == "real+classic+synthetic" and (CONTROL, ratio) in groups:
+            refs.append((CONTROL, ratio))
+        for ref in refs:
+            mine = {r["seed"]: r for r in recs}
+            theirs = {r["seed"]: r for r in groups[ref]}
+            seeds = [s for s in study.seeds if s in mine and s in theirs]
+            for m in study.metrics:
+                c = paired_comparison([mine[s]["test"][m] for s in seeds],
+                                      [theirs[s]["test"][m] for s in seeds],
+                                      higher_is_better=HIGHER_IS_BETTER[m])
+                line = result_line(kind, m, c, reference=ref[0], ratio=ratio,
+                                   source=recs[0]["source"] if "@" in label else None)
+                out.append({"arm": label, "ratio": ratio, "reference": ref[0],
+                            "reference_ratio": ref[1], "metric": m, **c, "line": line})
+    primary = [c for c in out if c["metric"] == study.select]
+    for c, p in zip(primary, holm([c["p"] for c in primary]), strict=True):
+        c["p_holm"] = p
+    return out
+
+
+def summarize_study(study: Study, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summaries over seeds, paired comparisons and the plain-words result lines."""
+    groups = group_records(records)
+    summary = [{"arm": a, "ratio": r, "metric": m,
+                **summarize([x["test"][m] for x in recs])}
+               for (a, r), recs in groups.items() for m in study.metrics]
+    comparisons = _compare(study, groups)
+    lines = [c["line"] for c in comparisons if c["metric"] == study.select]
+    return {"summary": summary, "comparisons": comparisons, "result_lines": lines}
+
+
+def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
+                log: Callable[[str], None] | None = None) -> Path:
+    """Run the whole study for ``cfg`` and return its run directory (see the module docstring)."""
+    study = prepare_study(cfg)
+    jobs = plan_jobs(study)
+    if cfg.utility.num_threads:
+        torch.set_num_threads(cfg.utility.num_threads)
+    run = Run.create(runs_dir, f"{cfg.name}-utility", cfg, device=str(study.device),
+                     seed=study.seeds[0])
+
+    def say(msg: str) -> None:
+        run.log(msg)
+        if log:
+            log(msg)
+
+    say(f"utility: {len(jobs)} arms x {len(study.seeds)} seeds, {study.task} with "
+        f"{cfg.utility.model}, on {study.dataset['path']} {study.dataset['n']}")
+    records: list[dict[str, Any]] = []
+    for job in jobs:
+        for seed in study.seeds:
+            rec = run_job(study, job, seed, log=run.log)
+            records.append(rec)
+            run.log_metrics(jsonable({k: rec[k] for k in ("arm", "ratio", "seed", "n_train",
+                                       "best_epoch", "seconds", "threshold")}
+                                      | {m: rec["test"][m] for m in study.metrics}))
+            write_csv(run.path / "utility.csv", csv_rows(records, study.metrics))
+            say(f"{plots.group_name(job.label, job.ratio)} seed {seed}: test {study.select} "
+                f"{rec['test'][study.select]:.4f} (n={rec['n_train']}, best epoch "
+                f"{rec['best_epoch']}, {rec['seconds']:.1f} s)")
+    result = summarize_study(study, records)
+    files = write_figures(run.path, records, result["summary"], task=study.task,
+                          metric=study.select, class_names=study.class_names)
+    model = cfg.utility.model or ("unet" if study.task == "segmentation" else "small-resnet")
+    doc = {"task": study.task, "model": model, "primary_metric": study.select,
+           "positive_class": study.class_names[study.positive], "dataset": study.dataset,
+           "synthetic": study.source_info, "seeds": study.seeds,
+           "settings": cfg.utility.model_dump(mode="json"), **result, "runs": records,
+           "files": ["utility.json", "utility.csv", *files]}
+    atomic_write_json(run.path / "utility.json", jsonable(doc))
+    for line in result["result_lines"]:
+        say(line)
+    return run.path
