@@ -25,7 +25,8 @@ def test_unknown_name_lists_choices_and_key():
     reg: Registry = Registry("model")
     reg.register("dcgan", 1)
     reg.register("acgan", 2)
-    with pytest.raises(ConfigError, match="model.name: unknown model 'dcgn'; choose one of acgan, dcgan"):
+    msg = "model.name: unknown model 'dcgn'; choose one of acgan, dcgan"
+    with pytest.raises(ConfigError, match=msg):
         reg.get("dcgn", key="model.name")
 
 

@@ -140,3 +140,39 @@ def test_bad_format_and_missing_checkpoint(trained_runs, tmp_path):
         generate(trained_runs["uncond"], n=2, checkpoint="step-00009999")
     with pytest.raises(SynthmedError, match="checkpoint not found"):
         generate(tmp_path, n=2)
+
+
+def test_exclude_near_copies_records_what_was_dropped(trained_runs, tmp_path, monkeypatch):
+    run = trained_runs["uncond"]
+    out = write_synthetic(run, tmp_path / "all", n=6, exclude_near_copies=True)
+    meta = json.loads((out / "generation.json").read_text())
+    ex = meta["excluded_near_copies"]
+    assert ex["heldout_split"] == "val" and ex["threshold"] > 0
+    assert meta["n"] == 6 - ex["count"]
+
+    import synthmed.metrics.privacy as privacy
+
+    def flag_first_two(synth, train, **kw):
+        mask = np.zeros(len(synth), bool)
+        mask[:2] = True
+        return mask, 0.5
+
+    monkeypatch.setattr(privacy, "near_copy_mask", flag_first_two)
+    out = write_synthetic(run, tmp_path / "some", n=6, exclude_near_copies=True)
+    meta = json.loads((out / "generation.json").read_text())
+    assert meta["excluded_near_copies"]["count"] == 2 and meta["n"] == 4
+    seeds = [r["seed"] for r in csv.DictReader(open(out / "manifest.csv"))]
+    assert seeds == ["2", "3", "4", "5"]
+
+
+def test_a_generator_that_copies_training_images_is_caught(tmp_path, phantom_dataset):
+    """Replace the generator by one that returns training images: every image must be flagged."""
+    from synthmed.data.dataset import PreparedDataset, to_model_range
+    from synthmed.metrics.privacy import near_copy_mask
+
+    ds = PreparedDataset(phantom_dataset)
+    train = np.asarray(ds.images[ds.indices("train")])
+    held = np.asarray(ds.images[ds.indices("val")])
+    copies = ((to_model_range(train[:5]) + 1) * 127.5).round().to(torch.uint8).numpy()
+    mask, thr = near_copy_mask(copies, train, heldout_uint8=held)
+    assert mask.all() and thr > 0

@@ -51,3 +51,9 @@ def synthetic_pairs(tmp_path_factory) -> Path:
     return write_prepared(tmp_path_factory.mktemp("pairs") / "prepared",
                           images=ph["images"][:, None], labels=ph["labels"], splits=["train"] * 24,
                           class_names=CLASS_NAMES, masks=ph["masks"])
+
+
+@pytest.fixture
+def make_synthetic():
+    """:func:`write_synthetic`, for tests that build odd sets."""
+    return write_synthetic

@@ -35,6 +35,7 @@ def test_binary_metrics_match_sklearn():
     assert m["precision"] == pytest.approx(skm.precision_score(Y, pred))
     assert m["f1"] == pytest.approx(skm.f1_score(Y, pred))
     assert m["auc"] == pytest.approx(skm.roc_auc_score(Y, P1))
+    assert m["accuracy_argmax"] == pytest.approx(skm.accuracy_score(Y, P1 > 0.5))
     assert m["confusion"] == skm.confusion_matrix(Y, pred).tolist()
     assert m["per_class"]["neg"]["sensitivity"] == pytest.approx(tn / (tn + fp))
     assert m["threshold"] == 0.42 and len(m["roc"]) == len(FPR_GRID)
@@ -74,7 +75,7 @@ def test_youden_threshold_maximizes_j():
     t = youden_threshold(Y, P1)
     fpr, tpr, thr = skm.roc_curve(Y, P1)
     assert t == pytest.approx(thr[np.argmax(tpr - fpr)])
-    pred = P1 >= t
+    pred = np.greater_equal(P1, t)
     j = pred[Y == 1].mean() + (~pred[Y == 0]).mean() - 1
     assert j == pytest.approx(np.max(tpr - fpr))
     assert youden_threshold(np.zeros(4), np.linspace(0, 1, 4)) == 0.5  # one class: no ROC

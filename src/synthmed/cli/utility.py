@@ -29,6 +29,6 @@ def utility_cmd(
     if weights is not None:
         overrides.append(f"utility.weights={weights}")
     cfg = load_config(config, overrides)
-    run_dir = run_utility(cfg, runs_dir=runs_dir, log=lambda m: console.print(m, markup=False,
-                                                                               highlight=False))
+    run_dir = run_utility(cfg, runs_dir=runs_dir, log=lambda m: console.print(
+        m, markup=False, highlight=False, soft_wrap=True))
     console.print(f"utility: {run_dir}  (utility.json, utility.csv, *.png)")

@@ -4,7 +4,9 @@ FID is biased upward at small n and its scale depends on the extractor, so a bar
 The real reference set is split into two disjoint random halves A and B: FD(A, B) is the floor
 (what two samples of the *same* distribution score at this n) and relative FD = FD(synthetic, real)
 / FD(A, B). Because FID's bias shrinks with n, ``fid_matched`` = FD(|B| synthetic images, A) is the
-like-for-like comparison with the floor; ``relative_fd_matched`` divides that by the floor.
+like-for-like comparison with the floor; ``relative_fd_matched`` divides that by the floor. One
+split is a noisy draw, so the floor (and the matched FID) is the mean over ``FLOOR_SPLITS`` random
+splits, with its standard deviation.
 """
 
 from __future__ import annotations
@@ -24,18 +26,28 @@ from synthmed.metrics.fidelity import (
 )
 from synthmed.metrics.stats import bootstrap_ci
 
+try:  # small BLAS problems run fastest, and never oversubscribe shared cores, on one thread
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+    threadpool_limits = None
+
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 GROUP_KEYS = (
     "n_real", "n_synthetic", "feature_dim",
-    "fid", "fid_ci_low", "fid_ci_high", "fid_real_real", "relative_fd", "fid_matched",
-    "relative_fd_matched",
+    "fid", "fid_ci_low", "fid_ci_high", "fid_real_real", "fid_real_real_std", "relative_fd",
+    "fid_matched", "relative_fd_matched", "floor_splits",
     "kid_mean", "kid_std", "kid_ci_low", "kid_ci_high", "kid_real_real_mean", "kid_real_real_std",
     "kid_subset_size", "kid_subsets",
     "is_mean", "is_std", "is_real_mean", "is_real_std", "is_splits", "is_classes",
     *[k + s for k in PRDC_KEYS for s in ("", "_ci_low", "_ci_high")], "prdc_k",
-    "n_bootstrap", "confidence",
+    "n_bootstrap", "confidence", "ci_method",
 )
+FLOOR_SPLITS = 10  # random half splits of the real set averaged for the real-vs-real floor
 BOOTSTRAP_MAX_N = 4000  # above this, CIs would hold n x n matrices per set: skipped with a warning
+# FID's bootstrap distribution sits above the estimate at small n; BCa corrects that, but its
+# extreme-tail quantiles need >= 1000 resamples and its jackknife n_real + n_synthetic FIDs.
+BCA_MIN_RESAMPLES = 1000
+BCA_MAX_N = 2000
 
 
 def _halves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -49,14 +61,20 @@ def _safe_ratio(a: float | None, b: float | None) -> float | None:
 
 def _fid_block(r: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> dict:
     out: dict = {"fid": fid(r, s)}
-    if len(r) >= 4:
+    if len(r) < 4:
+        return out
+    floors, matched = [], []
+    for _ in range(FLOOR_SPLITS):
         a, b = _halves(len(r), rng)
-        out["fid_real_real"] = fid(r[a], r[b])
-        out["relative_fd"] = _safe_ratio(out["fid"], out["fid_real_real"])
+        floors.append(fid(r[a], r[b]))
         if len(s) >= len(b):
-            sub = rng.choice(len(s), len(b), replace=False)
-            out["fid_matched"] = fid(r[a], s[sub])
-            out["relative_fd_matched"] = _safe_ratio(out["fid_matched"], out["fid_real_real"])
+            matched.append(fid(r[a], s[rng.choice(len(s), len(b), replace=False)]))
+    out.update(fid_real_real=float(np.mean(floors)), fid_real_real_std=float(np.std(floors)),
+               floor_splits=FLOOR_SPLITS)
+    out["relative_fd"] = _safe_ratio(out["fid"], out["fid_real_real"])
+    if matched:
+        out["fid_matched"] = float(np.mean(matched))
+        out["relative_fd_matched"] = _safe_ratio(out["fid_matched"], out["fid_real_real"])
     return out
 
 
@@ -65,35 +83,40 @@ def _kid_block(r: np.ndarray, s: np.ndarray, subsets: int, seed: int,
     mean, std, size = kid(r, s, subsets=subsets, seed=seed)
     out: dict = {"kid_mean": mean, "kid_std": std, "kid_subset_size": size, "kid_subsets": subsets}
     if len(r) >= 4:
-        a, b = _halves(len(r), rng)
-        out["kid_real_real_mean"], out["kid_real_real_std"], _ = kid(r[a], r[b], subsets=subsets,
-                                                                     seed=seed)
+        per_split = max(1, subsets // FLOOR_SPLITS)
+        runs = [kid(r[a], r[b], subsets=per_split, seed=seed + n)[:2]
+                for n, (a, b) in enumerate(_halves(len(r), rng) for _ in range(FLOOR_SPLITS))]
+        out["kid_real_real_mean"] = float(np.mean([m for m, _ in runs]))
+        out["kid_real_real_std"] = float(np.mean([sd for _, sd in runs]))
     return out
 
 
 def _bootstrap(r: np.ndarray, s: np.ndarray, metrics: set[str], k: int | None, *,
                n_resamples: int, confidence: float, seed: int) -> dict:
-    """Percentile CIs; kernels and distances are computed once and indexed per resample."""
-    out: dict = {}
+    """Bootstrap CIs (FID: BCa when affordable, else percentile); kernels and distances are
+    computed once and indexed per resample."""
+    out: dict = {"ci_method": {}}
 
-    def ci(stat, keys: tuple[str, ...]) -> None:
+    def ci(stat, keys: tuple[str, ...], method: str = "percentile") -> None:
         res = bootstrap_ci(stat, len(r), len(s), n_resamples=n_resamples, confidence=confidence,
-                           seed=seed)
+                           seed=seed, method=method)
         if res is not None:
+            out["ci_method"][keys[0] if len(keys) == 1 else "prdc"] = res[2]
             for n, key in enumerate(keys):
                 out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(res[0][n]), float(res[1][n])
 
     if "fid" in metrics:
-        ci(lambda i, j: fid(r[i], s[j]), ("fid",))
+        bca = n_resamples >= BCA_MIN_RESAMPLES and len(r) + len(s) <= BCA_MAX_N
+        method = "BCa" if bca else "percentile"
+        ci(lambda i, j: fid(r[i], s[j]), ("fid",), method)
     if "kid" in metrics:
         krr, kss, krs = poly_kernel(r, r), poly_kernel(s, s), poly_kernel(r, s)
-        ci(lambda i, j: mmd2_from_kernels(krr[np.ix_(i, i)], kss[np.ix_(j, j)], krs[np.ix_(i, j)],
-                                          ids_x=i, ids_y=j), ("kid",))
+        ci(lambda i, j: mmd2_from_kernels(krr, kss, krs, cx=np.bincount(i, minlength=len(r)),
+                                          cy=np.bincount(j, minlength=len(s))), ("kid",))
     if "prdc" in metrics and k is not None:
-        drr, dss, drs = pairwise_distances(r, r), pairwise_distances(s, s), pairwise_distances(r, s)
+        drr, dss, drs = (pairwise_distances(*m).astype(np.float32) for m in ((r,), (s,), (r, s)))
         ci(lambda i, j: prdc_from_distances(drr[np.ix_(i, i)], dss[np.ix_(j, j)],
-                                            drs[np.ix_(i, j)], k, real_ids=i, fake_ids=j),
-           PRDC_KEYS)
+                                            drs[np.ix_(i, j)], k), PRDC_KEYS)
     return out
 
 
@@ -102,6 +125,17 @@ def compare_features(real: Features, synth: Features, *, metrics: set[str], seed
                      prdc_k: int = 5) -> tuple[dict, list[str]]:
     """All feature-based metrics for one extractor: (flat dict with every ``GROUP_KEYS`` key,
     null where not requested or not computable, and the warnings that explain why)."""
+    if threadpool_limits is None:
+        return _compare(real, synth, metrics=metrics, seed=seed, n_bootstrap=n_bootstrap,
+                        confidence=confidence, kid_subsets=kid_subsets, prdc_k=prdc_k)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _compare(real, synth, metrics=metrics, seed=seed, n_bootstrap=n_bootstrap,
+                        confidence=confidence, kid_subsets=kid_subsets, prdc_k=prdc_k)
+
+
+def _compare(real: Features, synth: Features, *, metrics: set[str], seed: int,
+             n_bootstrap: int, confidence: float, kid_subsets: int,
+             prdc_k: int) -> tuple[dict, list[str]]:
     r = np.asarray(real.features, np.float64)
     s = np.asarray(synth.features, np.float64)
     out: dict = dict.fromkeys(GROUP_KEYS)
@@ -121,7 +155,7 @@ def compare_features(real: Features, synth: Features, *, metrics: set[str], seed
         out.update(_fid_block(r, s, rng))
     if "kid" in metrics:
         out.update(_kid_block(r, s, kid_subsets, seed, rng))
-    k = min(prdc_k, len(r) - 1, len(s) - 1)
+    k = min(prdc_k, len(r) - 2, len(s) - 2)  # prdc partitions at k + 1 < n
     if "prdc" in metrics and k >= 1:
         out.update(prdc(r, s, k), prdc_k=k)
     if "is" in metrics and synth.probs is not None:

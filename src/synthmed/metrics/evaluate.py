@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from synthmed import __version__
 from synthmed.errors import ConfigError, DataError, SynthmedError
 from synthmed.fileio import atomic_write_json, atomic_write_text
@@ -42,6 +44,9 @@ PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_
               "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
               "heldout_nn_distance_median")
 FEATURE_PRIVACY_KEYS = tuple(f"{k}_features" for k in PIXEL_KEYS[5:])
+PREPROCESSING = {"resize": RESIZE_METHOD, "gray_to_rgb": "channel repeated 3 times",
+                 "pixel_space": "RMS of [0, 1] intensities at the training images' size",
+                 "ms_ssim": MS_SSIM_PROTOCOL}
 
 
 def parse_metrics(metrics: str | list[str] | tuple[str, ...] | set[str] | None) -> set[str]:
@@ -215,6 +220,39 @@ def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, trai
     return group, res
 
 
+def to_json(obj: Any) -> Any:
+    """numpy scalars -> Python numbers, NaN/inf -> None (strict JSON), recursively."""
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _per_class_ms_ssim(pc: dict[str, dict], real: ImageSet, synth: ImageSet, pairs: int,
+                       seed: int) -> None:
+    """Within-class MS-SSIM of the synthetic and the real images (mode collapse hides there)."""
+    for name, ri, si in _class_pairs(real, synth):
+        for key, s, k in (("ms_ssim", synth, si), ("ms_ssim_real", real, ri)):
+            r = ms_ssim_pairs(s.images[s.labels == k], n_pairs=pairs, seed=seed)
+            pc.setdefault(name, {})[key] = r[0] if r else None
+
+
+def _resize_warnings(exs: list[FeatureExtractor], real: ImageSet, synth: ImageSet,
+                     warnings: list[str]) -> None:
+    for ex in exs:
+        for what, s in (("real", real), ("synthetic", synth)):
+            if ex.input_size and s.size != ex.input_size:
+                warnings.append(f"{ex.name}: {what} images resized from {s.size[0]}x{s.size[1]} "
+                                f"to {ex.input_size[0]}x{ex.input_size[1]} for the extractor")
+
+
 def _write_outputs(out: Path, result: dict, synth: ImageSet, train: ImageSet | None,
                    privacy: list[PrivacyResult], plots_on: bool) -> None:
     files = result["files"]
@@ -242,9 +280,12 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
              inception_weights: str | os.PathLike | None = None,
              cache_dir: str | os.PathLike | None = None, n_bootstrap: int = 100,
              confidence: float = 0.95, extractor_epochs: int = 15, kid_subsets: int = 100,
-             prdc_k: int = 5, ms_ssim_n_pairs: int = 200, plots: bool = True) -> dict[str, Any]:
+             prdc_k: int = 5, ms_ssim_n_pairs: int = 200, plots: bool = True,
+             device: str = "cpu") -> dict[str, Any]:
     """Evaluate ``synthetic`` against held-out ``real`` (and ``train`` for privacy); writes
-    ``out/metrics.json`` (plus nearest.csv and PNG plots) and returns the same dict."""
+    ``out/metrics.json`` (plus nearest.csv and PNG plots) and returns the same dict.
+    ``device`` runs the feature networks (e.g. ``cuda`` for Inception); the domain extractor
+    always trains on the CPU, so it is the same file on every machine."""
     t0 = time.perf_counter()
     wanted, names = parse_metrics(metrics), parse_features(features)
     warnings: list[str] = []
@@ -257,6 +298,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     exs = _build_extractors(names, extractor=extractor, train=train_set,
                             inception_weights=inception_weights, cache_dir=cache_dir, seed=seed,
                             epochs=extractor_epochs, warnings=warnings)
+    for ex in exs:
+        ex.to(device)
     opts = {"cache_dir": cache_dir, "seed": seed, "n_bootstrap": n_bootstrap,
             "confidence": confidence, "kid_subsets": kid_subsets, "prdc_k": prdc_k}
     groups, privacy = {}, []
@@ -277,14 +320,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     primary = groups[exs[0].name] if exs else {}
     pc = {c: dict(row) for c, row in primary.get("per_class", {}).items()}
     if "ms_ssim" in wanted:
-        for name, ri, si in _class_pairs(real_set, synth):
-            for key, s, k in (("ms_ssim", synth, si), ("ms_ssim_real", real_set, ri)):
-                r = ms_ssim_pairs(s.images[s.labels == k], n_pairs=ms_ssim_n_pairs, seed=seed)
-                pc[name][key] = r[0] if r else None
-    for ex in exs:
-        if ex.input_size and real_set.size != ex.input_size:
-            warnings.append(f"{ex.name}: images resized from {real_set.size[0]}x{real_set.size[1]}"
-                            f" to {ex.input_size[0]}x{ex.input_size[1]} for the extractor")
+        _per_class_ms_ssim(pc, real_set, synth, ms_ssim_n_pairs, seed)
+    _resize_warnings(exs, real_set, synth, warnings)
     flat = {k: primary.get(k) for k in ("extractor", "weights_sha256", *GROUP_KEYS,
                                         *FEATURE_PRIVACY_KEYS)}
     result: dict[str, Any] = {
@@ -292,12 +329,10 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed, "metrics_requested": sorted(wanted), "features_requested": names,
         **flat, **pixel, "n_train": len(train_set) if train_set is not None else None,
-        "extractors": groups, "per_class": pc,
-        "real": real_set.describe(), "synthetic": synth.describe(),
+        "extractors": groups, "per_class": pc, "real": real_set.describe(),
+        "synthetic": synth.describe(),
         "train": train_set.describe() if train_set is not None else None,
-        "preprocessing": {"resize": RESIZE_METHOD, "gray_to_rgb": "channel repeated 3 times",
-                          "pixel_space": "RMS of [0, 1] intensities at the training images' size",
-                          "ms_ssim": MS_SSIM_PROTOCOL},
+        "preprocessing": PREPROCESSING,
         "privacy": {"copy_percentile": COPY_PERCENTILE, "heldout": "--real" if heldout else None,
                     "feature_space": exs[0].name if exs else None},
         "warnings": warnings, "files": {"metrics": "metrics.json"},
@@ -305,5 +340,6 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    result = to_json(result)
     _write_outputs(out, result, synth, train_set, privacy, plots)
     return result

@@ -95,7 +95,8 @@ class FeatureExtractor:
     def __init__(self, module: nn.Module | Callable, *, name: str,
                  input_size: tuple[int, int] | None = None, in_channels: int = 1,
                  input_range: InputRange = "model", weights_sha256: str | None = None,
-                 batch_size: int = 256, info: dict[str, Any] | None = None) -> None:
+                 batch_size: int = 256, info: dict[str, Any] | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.module = module
         self.name = name
         self.input_size = tuple(int(s) for s in input_size) if input_size is not None else None
@@ -106,8 +107,17 @@ class FeatureExtractor:
         self.weights_sha256 = weights_sha256 or "unknown"
         self.batch_size = int(batch_size)
         self.info = dict(info or {})
+        self.device = torch.device("cpu")
         if isinstance(module, nn.Module):
             module.eval()
+        self.to(device)
+
+    def to(self, device: str | torch.device) -> FeatureExtractor:
+        """Run the network on ``device`` (e.g. ``cuda``); features always come back on the CPU."""
+        self.device = torch.device(device)
+        if isinstance(self.module, nn.Module):
+            self.module.to(self.device)
+        return self
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -133,7 +143,7 @@ class FeatureExtractor:
         for start in range(0, len(images), bs):
             x = prepare_images(np.asarray(images[start:start + bs]), size=self.input_size,
                                channels=self.in_channels, input_range=self.input_range)
-            out = self.module(x)
+            out = self.module(x.to(self.device))
             if isinstance(out, (tuple, list)):
                 f, lg = out[0], out[1] if len(out) > 1 else None
             else:

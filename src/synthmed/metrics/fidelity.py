@@ -62,18 +62,23 @@ def poly_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef: float = 1.0
 
 
 def mmd2_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, *,
-                      ids_x: np.ndarray | None = None, ids_y: np.ndarray | None = None) -> float:
-    """Unbiased MMD^2 from kernel matrices. ``ids_x``/``ids_y`` name the original sample behind
-    each row: pairs of copies of one sample (bootstrap resamples) are left out like the diagonal."""
+                      cx: np.ndarray | None = None, cy: np.ndarray | None = None) -> float:
+    """Unbiased MMD^2 from kernel matrices of two sets.
 
-    def within(k: np.ndarray, ids: np.ndarray | None) -> float:
-        if ids is None:
-            n = len(k)
-            return float((k.sum() - np.trace(k)) / (n * (n - 1))) if n > 1 else 0.0
-        keep = np.asarray(ids)[:, None] != np.asarray(ids)[None, :]
-        return float(k[keep].mean()) if keep.any() else 0.0
+    ``cx``/``cy`` are multiplicities (how often each row is drawn in a bootstrap resample):
+    pairs of copies of one sample are left out like the diagonal, so the estimate stays unbiased,
+    and nothing of size resample x resample is built (sums are ``c @ K @ c``).
+    """
 
-    return within(kxx, ids_x) + within(kyy, ids_y) - 2.0 * float(kxy.mean())
+    def within(k: np.ndarray, c: np.ndarray | None) -> float:
+        c = np.ones(len(k)) if c is None else np.asarray(c, np.float64)
+        pairs = c.sum() ** 2 - (c * c).sum()
+        return float((c @ k @ c - (c * c * np.diag(k)).sum()) / pairs) if pairs > 0 else 0.0
+
+    cxf = np.ones(kxy.shape[0]) if cx is None else np.asarray(cx, np.float64)
+    cyf = np.ones(kxy.shape[1]) if cy is None else np.asarray(cy, np.float64)
+    cross = float(cxf @ kxy @ cyf / (cxf.sum() * cyf.sum()))
+    return within(kxx, cx) + within(kyy, cy) - 2.0 * cross
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, degree: int = 3, coef: float = 1.0) -> float:
@@ -137,26 +142,24 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
     return {key: float(v) for key, v in out.items()}
 
 
-def _kth_radius(d: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
-    d = d.copy()
-    d[(ids[:, None] == ids[None, :]) & ~np.eye(len(d), dtype=bool)] = np.inf
-    return np.partition(d, k, axis=1)[:, k]
+def pairwise_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distance matrix (float64) between the rows of ``a`` and ``b``; without ``b``,
+    within ``a`` with +inf on the diagonal (a point is not its own neighbour)."""
+    ta = torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    d = torch.cdist(ta, ta if b is None else torch.as_tensor(np.asarray(b), dtype=torch.float64))
+    d = d.numpy()
+    if b is None:
+        np.fill_diagonal(d, np.inf)
+    return d
 
 
-def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distance matrix (float64) between the rows of ``a`` and ``b``."""
-    return torch.cdist(torch.as_tensor(np.asarray(a), dtype=torch.float64),
-                       torch.as_tensor(np.asarray(b), dtype=torch.float64)).numpy()
-
-
-def prdc_from_distances(d_rr: np.ndarray, d_ff: np.ndarray, d_rf: np.ndarray, k: int = 5, *,
-                        real_ids: np.ndarray | None = None,
-                        fake_ids: np.ndarray | None = None) -> np.ndarray:
+def prdc_from_distances(d_rr: np.ndarray, d_ff: np.ndarray, d_rf: np.ndarray,
+                        k: int = 5) -> np.ndarray:
     """[precision, recall, density, coverage] exactly as ``prdc`` computes them, from distance
-    matrices; copies of one sample (bootstrap resamples, named by ``*_ids``) are not counted as
-    each other's neighbours when finding the k-th-neighbour radii."""
-    r_real = _kth_radius(d_rr, np.arange(len(d_rr)) if real_ids is None else real_ids, k)
-    r_fake = _kth_radius(d_ff, np.arange(len(d_ff)) if fake_ids is None else fake_ids, k)
+    matrices. ``d_rr``/``d_ff`` hold +inf where two rows are not neighbours: the diagonal, and
+    copies of one sample in a bootstrap resample (gather a matrix with +inf diagonal)."""
+    r_real = np.partition(d_rr, k - 1, axis=1)[:, k - 1]  # k-th neighbour other than itself
+    r_fake = np.partition(d_ff, k - 1, axis=1)[:, k - 1]
     inside = d_rf < r_real[:, None]
     return np.array([inside.any(axis=0).mean(), (d_rf < r_fake[None, :]).any(axis=1).mean(),
                      inside.sum(axis=0).mean() / k, (d_rf.min(axis=1) < r_real).mean()])

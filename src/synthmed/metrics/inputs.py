@@ -72,8 +72,9 @@ class ImageSet:
                                 for k, c in enumerate(self.class_names)},
                "content_hash": self.content_hash}
         if self.kind == "synthetic":
-            out["generation"] = {k: self.meta[k] for k in ("checkpoint_sha256", "run", "seed",
-                                                            "synthmed_version") if k in self.meta}
+            keys = ("checkpoint", "checkpoint_sha256", "run_dir", "step", "model", "seeds",
+                    "excluded_near_copies", "synthmed_version")
+            out["generation"] = {k: self.meta[k] for k in keys if k in self.meta}
         return out
 
 

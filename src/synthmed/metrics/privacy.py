@@ -150,9 +150,10 @@ def _feature_rows(features, images: np.ndarray) -> np.ndarray:
 
 
 def closest_pairs_grid(synthetic: np.ndarray, train: np.ndarray, result: PrivacyResult,
-                       out: str | os.PathLike, *, k: int = 12) -> Path:
-    """PNG of the ``k`` synthetic images closest to a training image: synthetic | nearest training,
-    with the distance (red when flagged as a near copy)."""
+                       out: str | os.PathLike, *, k: int = 12, pairs_per_row: int = 2) -> Path:
+    """PNG of the ``k`` synthetic images closest to a training image, each pair shown as
+    synthetic | nearest training image (synthetic resized to the training size), with indices
+    and distance; red labels mark near copies. One montage, so it stays fast for many pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,32 +161,32 @@ def closest_pairs_grid(synthetic: np.ndarray, train: np.ndarray, result: Privacy
 
     from synthmed.fileio import atomic_save
 
-    order = np.argsort(result.synth_nn_dist)[:k]
-    cols = 2
-    rows = max(1, (len(order) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.6, rows * 1.8), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    order = np.argsort(result.synth_nn_dist, kind="stable")[:k]
+    h, w = train.shape[-2:]
+    ch = 3 if max(synthetic.shape[1], train.shape[1]) == 3 else 1
+    gap, rows = max(2, w // 8), max(1, -(-len(order) // pairs_per_row))
+    pair_w = 2 * w + gap
+    canvas = np.ones((rows * (h + gap), pairs_per_row * (pair_w + 2 * gap), ch), np.float32)
+    fig, ax = plt.subplots(figsize=(1.7 * 2 * pairs_per_row, 1.8 * rows))
     for n, s in enumerate(order):
-        r, c = divmod(n, cols)
         t = int(result.synth_nn_index[s])
-        for ax, img, label in ((axes[r, 2 * c], synthetic[s], f"synthetic #{s}"),
-                               (axes[r, 2 * c + 1], train[t], f"train #{t}")):
-            ax.imshow(_display(img), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(label, fontsize=7)
+        r, c = divmod(n, pairs_per_row)
+        y, x = r * (h + gap), c * (pair_w + 2 * gap)
+        for img, x0 in ((synthetic[s], x), (train[t], x + w + gap)):
+            tile = prepare_images(np.asarray(img)[None], size=(h, w), channels=ch,
+                                  input_range="unit")[0].numpy()
+            canvas[y:y + h, x0:x0 + w] = tile.transpose(1, 2, 0)
         flagged = result.threshold is not None and result.synth_nn_dist[s] < result.threshold
-        axes[r, 2 * c].text(0.02, 0.02, f"d={result.synth_nn_dist[s]:.3g}", fontsize=7,
-                            color="red" if flagged else "yellow",
-                            transform=axes[r, 2 * c].transAxes)
-    fig.suptitle(f"closest synthetic | training pairs ({result.space} space)", fontsize=9)
+        ax.text(x, y + h - 1, f"syn {s} | train {t}  d={result.synth_nn_dist[s]:.3g}",
+                fontsize=6, color="red" if flagged else "yellow", va="bottom",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    ax.imshow(canvas[..., 0] if ch == 1 else canvas, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"closest synthetic | training pairs ({result.space} space)", fontsize=9)
     fig.tight_layout()
     out = Path(out)
-    atomic_save(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_save(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
     return out
 
-
-def _display(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) uint8/uint16 -> (H, W) or (H, W, 3) float in [0, 1] for imshow."""
-    x = prepare_images(np.asarray(img)[None], input_range="unit")[0].numpy()
-    return x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)[..., :3]

@@ -131,8 +131,10 @@ def _near_copy_filter(images: np.ndarray, gen: GeneratedImages, train_dataset: s
         data_cfg = data_cfg.model_copy(update={"path": train_dataset})
     ds = resolve_dataset(data_cfg)
     train = np.asarray(ds.images[ds.indices(data_cfg.split)])
-    held = np.asarray(ds.images[ds.indices("val")]) if len(ds.indices("val")) else None
+    held_split = next((s for s in ("val", "test") if len(ds.indices(s))), None)
+    held = np.asarray(ds.images[ds.indices(held_split)]) if held_split else None
     mask, threshold = near_copy_mask(images, train, heldout_uint8=held)
     keep = ~np.asarray(mask, bool)
     return keep, {"count": int((~keep).sum()), "threshold": float(threshold),
-                  "reference": str(ds.path)}
+                  "reference": str(ds.path), "train_split": data_cfg.split,
+                  "heldout_split": held_split, "space": "pixel RMS at the training size"}

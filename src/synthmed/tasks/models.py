@@ -2,13 +2,14 @@
 
 - ``fridadar-cnn``: the small CNN of Frid-Adar et al., "GAN-based synthetic medical image
   augmentation for increased CNN performance in liver lesion classification" (Neurocomputing 2018):
-  three conv + max-pool blocks (5x5/32, 5x5/64, 3x3/128), then two dense layers with dropout 0.5.
+  three conv + max-pool pairs, two dense layers, ReLU, dropout 0.5. Kernel sizes and widths
+  (5x5/32, 5x5/64, 3x3/128, dense 256) are synthmed's choice where the paper leaves them open.
 - ``resnet18``: ResNet-18 (He et al., CVPR 2016) built with MONAI's ``ResNet`` (no torchvision).
   Inputs of 64 px and more get the ImageNet stem (7x7 stride 2 + max pool); smaller ones the
   MedMNIST v2 stem (3x3 stride 1, no pool), as in the published ResNet-18 (28) baseline. Its state
   dict uses torchvision's key names, so a local torchvision ``resnet18`` weights file loads for
   transfer learning (``weights=PATH``).
-- ``small-resnet``: a narrow 4-stage ResNet (16-128 channels, one block per stage, ~0.7 M
+- ``small-resnet``: a narrow 4-stage ResNet (16-128 channels, one block per stage, ~0.3 M
   parameters) for 28-64 px images on a CPU.
 
 Every classifier maps float32 (B, C, H, W) in [-1, 1] to logits (B, num_classes).

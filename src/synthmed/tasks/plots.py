@@ -73,6 +73,7 @@ def plot_confusion(groups: dict[tuple[str, float], np.ndarray], class_names: Seq
         ax.set_ylabel("true", fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    fig.suptitle("test confusion matrices, summed over seeds", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -94,6 +95,9 @@ def plot_metric(groups: dict[tuple[str, float], list[float]],
     ax.set_xticks(range(len(groups)), [group_name(*k) for k in groups], rotation=30,
                   ha="right", fontsize=7)
     ax.set_ylabel(f"test {metric}")
+    if metric != "hd95":  # proportions: a 2-seed CI may reach past them
+        lo = min(min((min(v) for v in groups.values() if len(v)), default=0.0), 0.5)
+        ax.set_ylim(max(0.0, lo - 0.05), 1.02)
     ax.set_title(f"{metric} per seed, mean and 95% CI", fontsize=9)
     fig.tight_layout()
     _save(fig, path)

@@ -26,6 +26,7 @@ ARM_WORDS = {
     "synthetic-only": "synthetic only",
 }
 METRIC_WORDS = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                "accuracy_argmax": "accuracy (arg-max)",
                 "sensitivity": "sensitivity", "specificity": "specificity",
                 "precision": "precision", "f1": "F1", "dice": "Dice", "iou": "IoU",
                 "hd95": "HD95"}

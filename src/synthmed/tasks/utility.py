@@ -69,6 +69,10 @@ class Study:
         return self.cfg.task
 
     @property
+    def model(self) -> str:
+        return self.cfg.model or ("unet" if self.task == "segmentation" else "small-resnet")
+
+    @property
     def metrics(self) -> tuple[str, ...]:
         return SEGMENTATION_METRICS if self.task == "segmentation" else CLASSIFICATION_METRICS
 
@@ -129,6 +133,9 @@ def prepare_study(cfg: ExperimentConfig) -> Study:
         raise DataError(f"{ds.path}: no masks, so utility.task=segmentation cannot run; import "
                         "masks or use classification")
     seg = u.task == "segmentation"  # arms draw by class only for classification
+    if not seg and len(ds.class_names) < 2:
+        raise DataError(f"{ds.path}: {len(ds.class_names)} class(es); classification needs two "
+                        "or more (import with labels)")
     names = ["all"] if seg else ds.class_names
     labels = np.zeros(len(ds), np.int64) if seg else ds.labels
     rows = _real_rows(ds, u.task)
@@ -150,7 +157,7 @@ def prepare_study(cfg: ExperimentConfig) -> Study:
         name = Path(path).name or str(path)
         if name in study.sources:
             name = f"{name}-{len(study.sources)}"
-        held_out = np.concatenate([study.rows["val"], study.rows["test"]])
+        held_out = np.concatenate([ds.indices("val"), ds.indices("test")])  # labelled or not
         study.sources[name], info = load_source(path, ds, u.task, held_out)
         study.source_info.append({"name": name, **info})
     return study
@@ -187,9 +194,9 @@ def plan_jobs(study: Study) -> list[Job]:
 def _build_model(study: Study):
     u, c, side = study.cfg, int(study.real.images.shape[1]), int(study.real.images.shape[2])
     if study.task == "segmentation":
-        return lambda: build_segmenter(u.model or "unet", in_channels=c, image_size=side,
+        return lambda: build_segmenter(study.model, in_channels=c, image_size=side,
                                        weights=u.weights)
-    return lambda: build_classifier(u.model or "small-resnet", in_channels=c,
+    return lambda: build_classifier(study.model, in_channels=c,
                                     num_classes=len(study.class_names), image_size=side,
                                     weights=u.weights)
 
@@ -232,7 +239,9 @@ def run_job(study: Study, job: Job, seed: int, *, log: Callable[[str], None] | N
                                len(study.class_names))
     return {"arm": job.label, "kind": job.kind, "ratio": job.ratio, "seed": seed,
             "source": job.source, "n_train": plan.n, "n_real": int(len(plan.real_rows)),
-            "n_synthetic": int(len(plan.synthetic_rows)), "class_counts": counts,
+            "n_synthetic": int(len(plan.synthetic_rows)),
+            "n_synthetic_unique": int(len(np.unique(plan.synthetic_rows))), "class_counts": counts,
+            "weights": getattr(res.model, "weights_info", None),
             "best_epoch": res.best_epoch, "seconds": round(res.seconds, 2),
             "threshold": threshold, "val": val_m, "test": test_m}
 
@@ -275,23 +284,8 @@ def summarize_study(study: Study, records: list[dict[str, Any]]) -> dict[str, An
     return {"summary": summary, "comparisons": comparisons, "result_lines": lines}
 
 
-def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
-                log: Callable[[str], None] | None = None) -> Path:
-    """Run the whole study for ``cfg`` and return its run directory (see the module docstring)."""
-    study = prepare_study(cfg)
-    jobs = plan_jobs(study)
-    if cfg.utility.num_threads:
-        torch.set_num_threads(cfg.utility.num_threads)
-    run = Run.create(runs_dir, f"{cfg.name}-utility", cfg, device=str(study.device),
-                     seed=study.seeds[0])
-
-    def say(msg: str) -> None:
-        run.log(msg)
-        if log:
-            log(msg)
-
-    say(f"utility: {len(jobs)} arms x {len(study.seeds)} seeds, {study.task} with "
-        f"{cfg.utility.model}, on {study.dataset['path']} {study.dataset['n']}")
+def _run_all(study: Study, jobs: list[Job], run: Run, say: Callable[[str], None]
+             ) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for job in jobs:
         for seed in study.seeds:
@@ -304,11 +298,37 @@ def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
             say(f"{plots.group_name(job.label, job.ratio)} seed {seed}: test {study.select} "
                 f"{rec['test'][study.select]:.4f} (n={rec['n_train']}, best epoch "
                 f"{rec['best_epoch']}, {rec['seconds']:.1f} s)")
+    return records
+
+
+def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
+                log: Callable[[str], None] | None = None) -> Path:
+    """Run the whole study for ``cfg`` and return its run directory (see the module docstring)."""
+    study = prepare_study(cfg)
+    jobs = plan_jobs(study)
+    run = Run.create(runs_dir, f"{cfg.name}-utility", cfg, device=str(study.device),
+                     seed=study.seeds[0])
+
+    def say(msg: str) -> None:
+        run.log(msg)
+        if log:
+            log(msg)
+
+    say(f"utility: {len(jobs)} arms x {len(study.seeds)} seeds, {study.task} with "
+        f"{study.model}, on {study.dataset['path']} {study.dataset['n']}")
+    if not study.sources and cfg.utility.arms is None:
+        say("no utility.synthetic set: running the arms without synthetic images only")
+    threads = torch.get_num_threads()
+    try:
+        if cfg.utility.num_threads:
+            torch.set_num_threads(cfg.utility.num_threads)
+        records = _run_all(study, jobs, run, say)
+    finally:
+        torch.set_num_threads(threads)
     result = summarize_study(study, records)
     files = write_figures(run.path, records, result["summary"], task=study.task,
                           metric=study.select, class_names=study.class_names)
-    model = cfg.utility.model or ("unet" if study.task == "segmentation" else "small-resnet")
-    doc = {"task": study.task, "model": model, "primary_metric": study.select,
+    doc = {"task": study.task, "model": study.model, "primary_metric": study.select,
            "positive_class": study.class_names[study.positive], "dataset": study.dataset,
            "synthetic": study.source_info, "seeds": study.seeds,
            "settings": cfg.utility.model_dump(mode="json"), **result, "runs": records,

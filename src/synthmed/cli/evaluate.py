@@ -1,0 +1,116 @@
+"""``synthmed evaluate`` and ``synthmed features train``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from synthmed.cli import app, console, err_console
+
+features_app = typer.Typer(help="Feature extractors for FID/KID/PRDC: train the domain one.",
+                           no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+def _fmt(value, ci=None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.4g}"
+    if ci and ci[0] is not None and ci[1] is not None:
+        text += f"  [{ci[0]:.4g}, {ci[1]:.4g}]"
+    return text
+
+
+def _print_summary(m: dict, out: Path) -> None:
+    console.print(f"[bold]{m['extractor'] or 'no'} features[/bold]: n_real={m['n_real']}, "
+                  f"n_synthetic={m['n_synthetic']}, n_train={m['n_train']}")
+    rows = [
+        ("FID (95% CI)", _fmt(m["fid"], (m["fid_ci_low"], m["fid_ci_high"]))),
+        ("FID real-vs-real floor", _fmt(m["fid_real_real"])),
+        ("relative FD (matched n)", f"{_fmt(m['relative_fd'])} ({_fmt(m['relative_fd_matched'])})"),
+        ("KID mean ± std", f"{_fmt(m['kid_mean'])} ± {_fmt(m['kid_std'])}"),
+        ("IS mean ± std (real)", f"{_fmt(m['is_mean'])} ± {_fmt(m['is_std'])} "
+                                 f"({_fmt(m['is_real_mean'])})"),
+        ("precision / recall", f"{_fmt(m['precision'])} / {_fmt(m['recall'])}"),
+        ("density / coverage", f"{_fmt(m['density'])} / {_fmt(m['coverage'])}"),
+        ("MS-SSIM synthetic (real)", f"{_fmt(m['ms_ssim'])} ({_fmt(m['ms_ssim_real'])})"),
+        ("copy rate pixel / features", f"{_fmt(m['copy_rate'])} / {_fmt(m['copy_rate_features'])}"),
+        ("membership AUC pixel / features",
+         f"{_fmt(m['membership_auc'])} / {_fmt(m['membership_auc_features'])}"),
+    ]
+    for name, value in rows:
+        console.print(f"  {name:<32} {value}", markup=False)
+    for w in m["warnings"]:
+        err_console.print(f"warning: {w}", markup=False)
+    console.print(f"metrics: {out / 'metrics.json'}")
+
+
+_REAL = "Held-out real images: DATASET_DIR[:split] (default split test)."
+_SYN = "A synthetic set (synthmed generate) or DATASET_DIR[:split]."
+_TRAIN = ("What the generator trained on (privacy audit, domain extractor): DATASET_DIR:train; "
+          "default REAL's train split.")
+_FEATS = "domain | inception | both | comma list of registered names."
+_METRICS = "Comma list of fid,kid,is,prdc,ms_ssim,privacy (default all)."
+_EXTRACTOR = ("A domain extractor file (synthmed features train); default: train one on --train, "
+              "or reuse the cached one.")
+_CACHE = "Feature cache (default $SYNTHMED_CACHE or ~/.cache/synthmed)."
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    real: str = typer.Option(..., "--real", help=_REAL),
+    synthetic: str = typer.Option(..., "--synthetic", help=_SYN),
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json and plots."),
+    train: str = typer.Option(None, "--train", help=_TRAIN),
+    features: str = typer.Option("domain", "--features", help=_FEATS),
+    metrics: str = typer.Option(None, "--metrics", help=_METRICS),
+    extractor: Path = typer.Option(None, "--extractor", help=_EXTRACTOR),
+    inception_weights: Path = typer.Option(None, "--inception-weights",
+                                           help="FID Inception-v3 weights (torch-fidelity .pth)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=_CACHE),
+    seed: int = typer.Option(0, "--seed", help="Seed for splits, subsets and bootstrap."),
+    n_bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples (0: no CIs)."),
+    extractor_epochs: int = typer.Option(15, "--extractor-epochs",
+                                         help="Epochs when a domain extractor must be trained."),
+    device: str = typer.Option("cpu", "--device", help="Device for the feature networks."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Only metrics.json and nearest.csv."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
+) -> None:
+    """Fidelity (FID, KID, IS, PRDC), diversity (MS-SSIM) and privacy (copies, membership)."""
+    from synthmed.metrics.evaluate import evaluate
+
+    m = evaluate(real, synthetic, train=train, features=features, metrics=metrics,
+                 extractor=extractor, out=out, seed=seed, inception_weights=inception_weights,
+                 cache_dir=cache_dir, n_bootstrap=n_bootstrap, extractor_epochs=extractor_epochs,
+                 plots=not no_plots, device=device)
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+    else:
+        _print_summary(m, out)
+
+
+@features_app.command("train")
+def features_train(
+    dataset: Path = typer.Argument(..., help="A prepared dataset directory."),
+    split: str = typer.Option("train", "--split", help="Split to train on."),
+    out: Path = typer.Option(None, "--out", help="Extractor file (default: the cache)."),
+    epochs: int = typer.Option(15, "--epochs", help="Training epochs."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (deterministic per seed)."),
+    mode: str = typer.Option("auto", "--mode",
+                             help="auto (supervised when labelled) | supervised | simclr."),
+    image_size: int = typer.Option(None, "--image-size",
+                                   help="Input side (default: the data's, at most 64)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Cache folder."),
+    force: bool = typer.Option(False, "--force", help="Retrain even when cached."),
+) -> None:
+    """Train the domain feature extractor on a real training split (offline, seconds on CPU)."""
+    from synthmed.metrics.domain import load_domain_extractor, train_domain_extractor
+
+    path = train_domain_extractor(dataset, split, epochs=epochs, seed=seed, out=out, mode=mode,
+                                  image_size=image_size, cache_dir=cache_dir, force=force)
+    ex = load_domain_extractor(path)
+    console.print(f"domain extractor ({ex.info['mode']}, {ex.info['feature_dim']}-d features, "
+                  f"input {ex.input_size[0]}x{ex.input_size[1]}): {path}")
+    console.print(f"weights sha256: {ex.weights_sha256[:16]}")

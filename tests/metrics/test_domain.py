@@ -1,0 +1,97 @@
+"""The domain feature extractor: shapes, determinism, caching, self-supervised mode, file checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synthmed.errors import SynthmedError
+from synthmed.metrics import domain
+from synthmed.metrics.domain import (
+    DomainFeatureNet,
+    load_domain_extractor,
+    nt_xent,
+    train_domain_extractor,
+)
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_domain_net_shapes(size, channels):
+    net = DomainFeatureNet(in_channels=channels, out_channels=3).eval()
+    f, logits = net(torch.zeros(2, channels, size, size))
+    assert f.shape == (2, net.feature_dim) and logits.shape == (2, 3)
+    assert DomainFeatureNet(out_channels=0)(torch.zeros(2, 1, size, size)).shape == (2, 128)
+
+
+def test_nt_xent_prefers_matching_views():
+    z = torch.eye(4)
+    assert nt_xent(z, z) < nt_xent(z, z.roll(1, dims=0))
+
+
+def _sha(path) -> str:
+    return torch.load(path, weights_only=True)["sha256"]
+
+
+def test_training_is_deterministic_per_seed_and_cached(phantom_dataset, tmp_path, monkeypatch):
+    a = train_domain_extractor(phantom_dataset, epochs=1, seed=0, cache_dir=tmp_path / "c1",
+                               out=tmp_path / "a.pt")
+    b = train_domain_extractor(phantom_dataset, epochs=1, seed=0, cache_dir=tmp_path / "c2",
+                               out=tmp_path / "b.pt")
+    c = train_domain_extractor(phantom_dataset, epochs=1, seed=1, cache_dir=tmp_path / "c2")
+    assert _sha(a) == _sha(b) != _sha(c)
+    assert c.parent == tmp_path / "c2" / "extractors"
+
+    def boom(*args, **kwargs):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(domain, "_fit", boom)  # same dataset, split and config: reused
+    again = train_domain_extractor(phantom_dataset, epochs=1, seed=1, cache_dir=tmp_path / "c2")
+    assert again == c and _sha(again) == _sha(c)
+
+
+def test_supervised_extractor_gives_features_and_posteriors(tiny_extractor, phantom_dataset):
+    from synthmed.data.dataset import PreparedDataset
+
+    ex = load_domain_extractor(tiny_extractor)
+    assert ex.info["mode"] == "supervised" and ex.input_size == (32, 32)
+    assert ex.info["trained_on"]["split"] == "train"
+    out = ex.extract(PreparedDataset(phantom_dataset).images[:5])
+    assert out.features.shape == (5, 128) and out.probs.shape == (5, 2)
+
+
+def test_unlabelled_data_trains_self_supervised(tmp_path):
+    from synthmed.data.dataset import write_prepared
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 1, 16, 16), np.uint8)
+    path = write_prepared(tmp_path / "unlab", images=images,
+                          labels=np.full(12, -1), splits=["train"] * 12, class_names=[])
+    ex = load_domain_extractor(train_domain_extractor(path, epochs=1, cache_dir=tmp_path / "c"))
+    assert ex.info["mode"] == "simclr"
+    out = ex.extract(np.zeros((3, 1, 16, 16), np.uint8))
+    assert out.features.shape == (3, 128) and out.probs is None
+    with pytest.raises(SynthmedError, match="two or more labelled classes"):
+        train_domain_extractor(path, mode="supervised", cache_dir=tmp_path / "c")
+
+
+def test_bad_extractor_files_are_one_line_errors(tiny_extractor, tmp_path):
+    with pytest.raises(SynthmedError, match="not found"):
+        load_domain_extractor(tmp_path / "missing.pt")
+    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(SynthmedError, match="not a synthmed domain extractor"):
+        load_domain_extractor(tmp_path / "other.pt")
+    payload = torch.load(tiny_extractor, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = payload["state_dict"][name] + 1
+    torch.save(payload, tmp_path / "tampered.pt")
+    with pytest.raises(SynthmedError, match="do not match their sha256"):
+        load_domain_extractor(tmp_path / "tampered.pt")
+
+
+def test_bad_training_arguments(phantom_dataset, tmp_path):
+    with pytest.raises(SynthmedError, match="mode 'dino'"):
+        train_domain_extractor(phantom_dataset, mode="dino")
+    with pytest.raises(SynthmedError, match="epochs 0"):
+        train_domain_extractor(phantom_dataset, epochs=0)

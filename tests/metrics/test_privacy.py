@@ -1,0 +1,97 @@
+"""Privacy audit: nearest neighbours, copy rate, membership inference, near-copy filtering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synthmed.errors import SynthmedError
+from synthmed.metrics.privacy import (
+    audit,
+    closest_pairs_grid,
+    membership_auc,
+    near_copy_mask,
+    nearest,
+)
+
+
+def _vectors(seed: int, n: int, d: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def _images(seed: int, n: int, size: int = 16, channels: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, channels, size, size), dtype=np.uint8)
+
+
+def test_nearest_finds_the_closest_row_and_rms_scales_by_dimension():
+    ref = np.array([[0.0, 0.0], [10.0, 0.0]])
+    idx, dist = nearest(np.array([[9.0, 0.0], [1.0, 0.0]]), ref)
+    assert idx.tolist() == [1, 0] and dist.tolist() == [1.0, 1.0]
+    _, rms = nearest(np.array([[9.0, 0.0]]), ref, rms=True)
+    assert rms[0] == pytest.approx(1 / np.sqrt(2))
+
+
+def test_copy_rate_and_membership_auc_are_one_when_synthetic_is_the_training_set():
+    train, held = _vectors(0, 300), _vectors(1, 300)
+    res = audit(train, train, held, space="features")
+    assert res.copy_rate == 1.0
+    assert res.membership_auc == pytest.approx(1.0)
+
+
+def test_copy_rate_is_about_five_percent_and_auc_one_half_for_independent_real_images():
+    train, held, new = _vectors(0, 400), _vectors(1, 1000), _vectors(2, 1000)
+    res = audit(new, train, held, space="features")
+    assert 0.025 <= res.copy_rate <= 0.08
+    assert abs(res.membership_auc - 0.5) < 0.06
+    assert res.summary()["n_copies"] == int(res.flagged.sum())
+
+
+def test_membership_auc_direction():
+    assert membership_auc(np.zeros(10), np.ones(10)) == 1.0
+    assert membership_auc(np.ones(10), np.zeros(10)) == 0.0
+
+
+def test_audit_without_heldout_gives_neighbours_only():
+    res = audit(_vectors(0, 5), _vectors(1, 7))
+    assert res.copy_rate is None and res.membership_auc is None and res.threshold is None
+    assert res.synth_nn_index.shape == (5,) and not res.flagged.any()
+
+
+def test_near_copy_mask_flags_copies_in_pixel_space():
+    train, held = _images(0, 40), _images(1, 40)
+    synth = np.concatenate([train[:5], _images(2, 5)])
+    mask, threshold = near_copy_mask(synth, train, heldout_uint8=held)
+    assert mask.tolist() == [True] * 5 + [False] * 5 and threshold > 0
+    mask2, thr2 = near_copy_mask(synth, train, threshold=threshold)
+    assert thr2 == threshold and (mask2 == mask).all()
+
+
+def test_near_copy_mask_adapts_size_and_channels_to_the_training_images():
+    train = _images(0, 20, size=16)
+    big_rgb = np.repeat(np.kron(train[:3], np.ones((1, 1, 2, 2), np.uint8)), 3, axis=1)
+    mask, _ = near_copy_mask(big_rgb, train, heldout_uint8=_images(1, 20, size=16))
+    assert mask.all()
+
+
+def test_near_copy_mask_in_feature_space():
+    train, held = _images(0, 30), _images(1, 30)
+
+    def features(images: np.ndarray) -> np.ndarray:  # any callable images -> (N, D)
+        return images.reshape(len(images), -1)[:, :32].astype(np.float32)
+
+    mask, _ = near_copy_mask(train[:4], train, heldout_uint8=held, features=features)
+    assert mask.all()
+
+
+def test_near_copy_mask_needs_a_threshold_or_heldout_images():
+    with pytest.raises(SynthmedError, match="threshold or held-out"):
+        near_copy_mask(_images(0, 3), _images(1, 3))
+
+
+def test_closest_pairs_grid_writes_a_png(tmp_path):
+    train, held = _images(0, 10), _images(1, 10)
+    synth = train[:4]
+    res = audit(synth.reshape(4, -1) / 255.0, train.reshape(10, -1) / 255.0,
+                held.reshape(10, -1) / 255.0)
+    out = closest_pairs_grid(synth, train, res, tmp_path / "pairs.png", k=4)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

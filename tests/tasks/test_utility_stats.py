@@ -1,0 +1,74 @@
+"""Statistics over seeds and paired comparisons on known toy cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from synthmed.tasks.stats import holm, paired_comparison, result_line, summarize, t_interval
+
+
+def test_summary_mean_std_and_t_interval():
+    s = summarize([1, 2, 3, 4, 5])
+    half = sps.t.ppf(0.975, 4) * math.sqrt(2.5) / math.sqrt(5)  # 2.776 * 0.7071
+    assert s["n"] == 5 and s["mean"] == 3 and s["std"] == pytest.approx(math.sqrt(2.5))
+    assert s["ci95"] == pytest.approx([3 - half, 3 + half])
+    assert s["ci95"] == pytest.approx([1.0367, 4.9633], abs=1e-4)
+    assert summarize([0.5, float("nan"), 0.7])["n"] == 2  # a failed seed is left out
+    assert all(math.isnan(v) for v in t_interval([1.0]))
+
+
+def test_paired_comparison_known_case():
+    b = np.array([0.80, 0.82, 0.78, 0.85, 0.81])
+    a = b + np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    c = paired_comparison(a, b)
+    assert c["n"] == 5 and c["mean_diff"] == pytest.approx(0.3)
+    # t = 0.3 / (0.1581 / sqrt 5) = 4.243 with 4 df: p = 0.0132
+    assert c["p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert c["p"] == pytest.approx(0.01324, abs=1e-4)
+    assert c["ci95"] == pytest.approx([0.3 - 0.1963, 0.3 + 0.1963], abs=1e-3)
+    assert c["significant"] and c["verdict"] == "better" and c["p_wilcoxon"] is None
+    worse = paired_comparison(a, b, higher_is_better=False)  # e.g. HD95
+    assert worse["verdict"] == "worse"
+
+
+def test_pairing_matters_more_than_spread():
+    """Arms far apart across seeds but consistently ordered within a seed: significant."""
+    base = np.array([0.60, 0.70, 0.80, 0.90, 0.65, 0.75])
+    c = paired_comparison(base + 0.01 + np.array([0, 1, -1, 1, 0, -1]) * 1e-3, base)
+    assert c["significant"] and c["p_wilcoxon"] is not None  # n >= 6: Wilcoxon too
+    assert sps.ttest_ind(base + 0.01, base).pvalue > 0.5  # unpaired would see nothing
+
+
+def test_degenerate_differences():
+    same = paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same["p"] == 1.0 and same["verdict"] == "not significant"
+    shifted = paired_comparison([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
+    assert shifted["p"] == 0.0 and shifted["verdict"] == "better"
+    one = paired_comparison([0.6], [0.5])
+    assert math.isnan(one["p"]) and one["verdict"] == "not significant"
+    with pytest.raises(ValueError):
+        paired_comparison([1, 2], [1, 2, 3])
+
+
+def test_holm_adjustment():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adj = holm([0.2, float("nan"), 0.01])
+    assert adj[0] == pytest.approx(0.2) and math.isnan(adj[1]) and adj[2] == pytest.approx(0.02)
+
+
+def test_result_line_in_plain_words():
+    c = {"n": 5, "mean_diff": 0.021, "ci95": [-0.004, 0.046], "p": 0.09,
+         "verdict": "not significant"}
+    line = result_line("real+classic+synthetic", "auc", c, reference="real+classic", ratio=1.0)
+    assert line == ("synthetic augmentation (1x): AUC +0.021 [\u22120.004, 0.046] vs real+classic"
+                    " \u2014 not significant (paired t p=0.09, 5 seeds)")
+    worse = dict(c, mean_diff=-0.05, ci95=[-0.08, -0.02], p=0.004, verdict="worse")
+    line = result_line("synthetic-only", "dice", worse, reference="real+classic", ratio=1.0,
+                       source="acgan")
+    assert line.startswith("synthetic only (1x, acgan): Dice \u22120.050 "
+                           "[\u22120.080, \u22120.020]")
+    assert "worse (paired t p=0.004" in line
