@@ -1,10 +1,11 @@
 """DCGAN training speed: synthmed vs a reference loop written like the canonical PyTorch DCGAN
 example, side by side in one script, on the same data (the phantom at 64x64, batch 64).
 
-The reference decodes images from a PNG folder with a DataLoader every step, uses a Sigmoid D with
-nn.BCELoss, and logs every step (a host sync per step), exactly as the example does; it has the same
-architecture (DCGAN, latent 100, width 64) and optimizer (Adam 2e-4, betas 0.5/0.999). Each part runs
-in its own subprocess so peak memory (max RSS) is reported per part.
+The reference decodes images from a PNG folder with a DataLoader every step, uses a Sigmoid D
+with nn.BCELoss, and logs every step (a host sync per step), exactly as the example does; it has
+the same architecture (DCGAN, latent 100, width 64) and optimizer (Adam 2e-4, betas 0.5/0.999).
+Each part runs in its own subprocess so peak memory (max RSS) is reported per part. synthmed is
+measured twice: float32 (the default) and with train.amp (bf16 autocast, on CPUs with native bf16).
 
     python benchmarks/train_speed.py            # default: 60 timed steps after 10 warm-up steps
     python benchmarks/train_speed.py --steps 200 --threads 2
@@ -33,12 +34,17 @@ SIZE, BATCH, NZ, WIDTH = 64, 64, 100, 64
 class RefG(nn.Module):
     def __init__(self, nc=1):
         super().__init__()
+        W = WIDTH
         self.main = nn.Sequential(
-            nn.ConvTranspose2d(NZ, WIDTH * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(WIDTH * 8), nn.ReLU(True),
-            nn.ConvTranspose2d(WIDTH * 8, WIDTH * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(WIDTH * 4), nn.ReLU(True),
-            nn.ConvTranspose2d(WIDTH * 4, WIDTH * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(WIDTH * 2), nn.ReLU(True),
-            nn.ConvTranspose2d(WIDTH * 2, WIDTH, 4, 2, 1, bias=False), nn.BatchNorm2d(WIDTH), nn.ReLU(True),
-            nn.ConvTranspose2d(WIDTH, nc, 4, 2, 1, bias=False), nn.Tanh())
+            nn.ConvTranspose2d(NZ, W * 8, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(W * 8), nn.ReLU(True),
+            nn.ConvTranspose2d(W * 8, W * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(W * 4), nn.ReLU(True),
+            nn.ConvTranspose2d(W * 4, W * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(W * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(W * 2, W, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(W), nn.ReLU(True),
+            nn.ConvTranspose2d(W, nc, 4, 2, 1, bias=False), nn.Tanh())
 
     def forward(self, z):
         return self.main(z)
@@ -47,12 +53,16 @@ class RefG(nn.Module):
 class RefD(nn.Module):
     def __init__(self, nc=1):
         super().__init__()
+        W = WIDTH
         self.main = nn.Sequential(
-            nn.Conv2d(nc, WIDTH, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(WIDTH, WIDTH * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(WIDTH * 2), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(WIDTH * 2, WIDTH * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(WIDTH * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(WIDTH * 4, WIDTH * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(WIDTH * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(WIDTH * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+            nn.Conv2d(nc, W, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(W, W * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(W * 2), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(W * 2, W * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(W * 4), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(W * 4, W * 8, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(W * 8), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(W * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
 
     def forward(self, x):
         return self.main(x).view(-1, 1).squeeze(1)
@@ -124,23 +134,25 @@ def run_reference(png_dir: str, steps: int, warmup: int, workers: int) -> dict:
 
 
 # ---------------------------------------------------------------- synthmed
-def run_synthmed(dataset: str, steps: int, warmup: int, runs: str) -> dict:
+def run_synthmed(dataset: str, steps: int, warmup: int, runs: str, amp: bool) -> dict:
     from synthmed.config import load_config
     from synthmed.training import train
 
     total = steps + warmup
-    cfg = load_config(None, [f"data.path={dataset}", "model.name=dcgan", f"train.steps={total}",
-                             f"train.batch_size={BATCH}", f"train.log_every={warmup}",
-                             f"train.sample_every={10 * total}", f"train.checkpoint_every={10 * total}",
-                             "name=bench"])
+    cfg = load_config(None, [
+        f"data.path={dataset}", "model.name=dcgan", f"train.steps={total}",
+        f"train.batch_size={BATCH}", f"train.log_every={warmup}",
+        f"train.sample_every={10 * total}", f"train.checkpoint_every={10 * total}",
+        f"train.amp={str(amp).lower()}", "name=bench"])
     t0 = time.perf_counter()
     run = train(cfg, runs_dir=runs, progress=False)
     wall = time.perf_counter() - t0
     recs = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
             if "img_per_s" in r]
     timed = recs[1:]  # the first interval is warm-up
-    imgs = sum(r["step"] - p["step"] for p, r in zip(recs, timed)) * BATCH
-    secs = sum((r["step"] - p["step"]) * BATCH / r["img_per_s"] for p, r in zip(recs, timed))
+    pairs = list(zip(recs, timed, strict=False))
+    imgs = sum(r["step"] - p["step"] for p, r in pairs) * BATCH
+    secs = sum((r["step"] - p["step"]) * BATCH / r["img_per_s"] for p, r in pairs)
     return {"img_per_s": imgs / secs, "seconds": secs, "wall_incl_setup": wall, "run": str(run)}
 
 
@@ -159,7 +171,7 @@ def _child(args) -> None:
     if args.part == "reference":
         out = run_reference(args.png, args.steps, args.warmup, args.ref_workers)
     elif args.part == "synthmed":
-        out = run_synthmed(args.dataset, args.steps, args.warmup, args.runs)
+        out = run_synthmed(args.dataset, args.steps, args.warmup, args.runs, args.amp)
     else:
         out = run_generate(args.run, args.n)
     out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -183,6 +195,7 @@ def main() -> None:
     ap.add_argument("--part", choices=["reference", "synthmed", "generate"])
     ap.add_argument("--png"), ap.add_argument("--dataset"), ap.add_argument("--runs")
     ap.add_argument("--run"), ap.add_argument("--n", type=int)
+    ap.add_argument("--amp", action="store_true", help="(child) synthmed with train.amp=true")
     args = ap.parse_args()
     if args.part:
         return _child(args)
@@ -199,16 +212,20 @@ def main() -> None:
         ref = _spawn(["--part", "reference", "--png", f"{tmp}/raw/images", *common])
         ours = _spawn(["--part", "synthmed", "--dataset", str(ds.path), "--runs", f"{tmp}/runs",
                        *common])
+        amp = _spawn(["--part", "synthmed", "--dataset", str(ds.path), "--runs", f"{tmp}/runs",
+                      "--amp", *common])
         gen = _spawn(["--part", "generate", "--run", ours["run"], "--n", str(args.n_generate),
                       "--threads", str(args.threads)])
     print(f"DCGAN 64x64, batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up, "
           f"{args.threads} threads, torch {torch.__version__}")
-    print(f"{'part':<34}{'img/s':>10}{'peak RSS MiB':>14}")
-    print(f"{'reference (PyTorch DCGAN example)':<34}{ref['img_per_s']:>10.1f}{ref['max_rss_mib']:>14.0f}")
-    print(f"{'synthmed train':<34}{ours['img_per_s']:>10.1f}{ours['max_rss_mib']:>14.0f}")
-    print(f"{'synthmed generate':<34}{gen['img_per_s']:>10.1f}{gen['max_rss_mib']:>14.0f}")
-    print(f"speed-up synthmed / reference: {ours['img_per_s'] / ref['img_per_s']:.2f}x "
-          f"(target >= 1.3x); generation target >= 500 img/s")
+    rows = [("reference (PyTorch DCGAN example)", ref), ("synthmed train (float32)", ours),
+            ("synthmed train (train.amp, bf16)", amp), ("synthmed generate (float32)", gen)]
+    print(f"{'part':<36}{'img/s':>10}{'peak RSS MiB':>14}")
+    for name, r in rows:
+        print(f"{name:<36}{r['img_per_s']:>10.1f}{r['max_rss_mib']:>14.0f}")
+    print(f"speed-up synthmed / reference: {ours['img_per_s'] / ref['img_per_s']:.2f}x float32, "
+          f"{amp['img_per_s'] / ref['img_per_s']:.2f}x bf16 (target >= 1.3x); "
+          "generation target >= 500 img/s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from synthmed.training.checkpoint import list_checkpoints, load_checkpoint
     ("dcgan", ["model.loss=hinge", "model.r1_gamma=1.0"]),
     ("dcgan", ["model.loss=wgan-gp", "model.ema=true"]),
     ("dcgan", ["model.diffaugment=translation,cutout,color", "model.ada=true"]),
+    ("cgan", ["train.amp=true"]),
+    ("dcgan", ["train.channels_last=false"]),
 ])
 def test_smoke_train_writes_losses_checkpoints_and_samples(tmp_path, tiny_config, model, extra):
     run = train(tiny_config(model, *extra), runs_dir=tmp_path, progress=False)
@@ -88,3 +90,21 @@ def test_image_size_resizes_the_data(tmp_path, tiny_config):
     run = train(tiny_config("dcgan", "model.image_size=64", "train.steps=2"), runs_dir=tmp_path,
                 progress=False)
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["meta"]["image_size"] == 64
+
+
+def test_amp_runs_the_networks_in_bf16_on_cpu_and_channels_last_is_applied(tiny_config):
+    from synthmed.training import distributed as ddp
+    from synthmed.training.data import load_training_data
+    from synthmed.training.trainer import build_steps
+
+    cfg = tiny_config("dcgan", "train.amp=true")
+    device = torch.device("cpu")
+    data = load_training_data(cfg.data, None, device)
+    steps, _ = build_steps(cfg, data, device, ddp.DistInfo())
+    conv = next(m for m in steps.D.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    loss = steps.d_step(data.images[:8], None)
+    assert seen == [torch.bfloat16, torch.bfloat16] and loss.dtype == torch.float32
+    assert torch.isfinite(loss)

@@ -42,8 +42,8 @@ class GANSteps:
 
     # -- helpers ---------------------------------------------------------------------------
     def _autocast(self):
-        if self.s.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.s.amp and self.device.type in ("cuda", "cpu"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _d(self, x: torch.Tensor, y: torch.Tensor | None, *, through_ddp: bool = True):

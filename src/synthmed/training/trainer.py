@@ -58,7 +58,9 @@ def build_steps(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
     n_classes = len(data.class_names) if data.labelled else 0
     channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
     pair = build_gan(cfg.model, in_channels=channels, image_size=size, n_classes=n_classes)
-    G, D = pair.generator.to(device), pair.discriminator.to(device)
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    G = pair.generator.to(device, memory_format=fmt)
+    D = pair.discriminator.to(device, memory_format=fmt)
     use_ema = pair.default_ema if cfg.model.ema is None else cfg.model.ema
     ema = None
     if use_ema:
@@ -173,6 +175,11 @@ def train(config: ExperimentConfig | str | Path | None = None, *, overrides: lis
         ddp.cleanup(info)
 
 
+def _cpu_has_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check and check())
+
+
 def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     t = cfg.train
     if t.batch_size % info.world_size:
@@ -193,11 +200,14 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     if info.is_main:
         run = Run(resume) if resume else Run.create(runs_dir, cfg.name, cfg, device=str(device),
                                                     seed=t.seed)
-        run.log(("resumed at step %d" % start) if resume else
+        run.log(f"resumed at step {start}" if resume else
                 f"training {cfg.model.name} on {data.dataset_path} ({len(data.images)} images, "
                 f"{meta['n_classes']} classes) on {device}, world size {info.world_size}")
         if resume:
             run.log_metrics({"event": "resume", "step": start})
+        if t.amp and device.type == "cpu" and not _cpu_has_bf16():
+            run.log("train.amp: this CPU has no native bf16, so autocast is slower than float32; "
+                    "set train.amp=false")
     run_path = Path(ddp.broadcast_object(str(run.path) if run else None, info))
     z_fixed, y_fixed = fixed_inputs(meta, t.seed, device)
 
