@@ -1,7 +1,8 @@
 """synthmed: synthetic medical images you can measure.
 
 Train generative models on small, imbalanced medical image sets, generate synthetic images for
-augmentation and anonymized sharing, and evaluate fidelity, diversity, privacy and downstream utility.
+augmentation and anonymized sharing, and evaluate fidelity, diversity, privacy and downstream
+utility.
 """
 
 from __future__ import annotations

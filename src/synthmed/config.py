@@ -8,6 +8,7 @@ constructors with explicit keyword arguments.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +48,8 @@ class ModelConfig(Section):
     diffaugment: str | None = Field(
         "auto", description="comma list of translation,cutout,color; 'auto' (on for cgan) or none"
     )
-    ada: bool | None = Field(None, description="adaptive augmentation probability; default per model")
+    ada: bool | None = Field(None, description="adaptive augmentation probability; "
+                             "default per model")
     ada_target: float = Field(0.6, gt=0, lt=1)
     ada_interval: int = Field(4, gt=0)
     ada_speed_img: int = Field(20_000, gt=0, description="images for p to move by 1")
@@ -167,10 +169,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = raw
     # YAML 1.1 reads "1e-4" as a string; numbers are what users mean.
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
     return parts, value
 
 

@@ -1,7 +1,8 @@
 """One small validating registry for things a YAML file names.
 
 Datasets, models, losses, metrics, feature extractors and tasks are looked up by name; the names
-feed CLI choices and error messages ("model.name: unknown 'dcgn'; choose one of acgan, cgan, dcgan").
+feed CLI choices and error messages
+("model.name: unknown 'dcgn'; choose one of acgan, cgan, dcgan").
 """
 
 from __future__ import annotations

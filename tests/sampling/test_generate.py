@@ -1,4 +1,4 @@
-"""Generation: per-seed reproducibility, class control, formats, provenance, refusal to overwrite."""
+"""Generation: per-seed reproducibility, class control, formats, provenance, no overwriting."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_ema_weights_are_used_when_present(trained_runs):
 def test_png_set_with_manifest_and_provenance(trained_runs, tmp_path):
     run = trained_runs["cond"]
     out = write_synthetic(run, tmp_path / "syn", per_class=2, fmt="png")
-    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    rows = list(csv.DictReader((out / "manifest.csv").read_text().splitlines()))
     assert [r["file"] for r in rows][:2] == ["images/benign/benign_seed0.png",
                                              "images/benign/benign_seed1.png"]
     assert {r["class"] for r in rows} == {"benign", "malignant"}
@@ -161,7 +161,7 @@ def test_exclude_near_copies_records_what_was_dropped(trained_runs, tmp_path, mo
     out = write_synthetic(run, tmp_path / "some", n=6, exclude_near_copies=True)
     meta = json.loads((out / "generation.json").read_text())
     assert meta["excluded_near_copies"]["count"] == 2 and meta["n"] == 4
-    seeds = [r["seed"] for r in csv.DictReader(open(out / "manifest.csv"))]
+    seeds = [r["seed"] for r in csv.DictReader((out / "manifest.csv").read_text().splitlines())]
     assert seeds == ["2", "3", "4", "5"]
 
 

@@ -14,7 +14,8 @@ from synthmed.errors import ConfigError
 def train_cmd(
     config: Path = typer.Argument(None, help="Experiment YAML (optional with --resume)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr_g=1e-4"),
-    resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its latest checkpoint."),
+    resume: Path = typer.Option(None, "--resume",
+                                help="Continue RUN_DIR from its latest checkpoint."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:

@@ -16,8 +16,8 @@ from synthmed import __version__
 from synthmed.data.dataset import from_model_range
 from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_directory
-from synthmed.sampling.sampler import GeneratedImages, generate
 from synthmed.sampling.io import FORMATS, relative_file, write_manifest
+from synthmed.sampling.sampler import GeneratedImages, generate
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -47,7 +47,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     cls = [names[k] if k >= 0 else "" for k in labels]
     meta = _provenance(gen, fmt, images, cls, seeds, excluded)
     with atomic_directory(out, force=True) as tmp:
-        files = [relative_file(fmt, c or None, int(s)) for c, s in zip(cls, seeds_arr)]
+        files = [relative_file(fmt, c or None, int(s)) for c, s in zip(cls, seeds_arr, strict=True)]
         if fmt == "npz":
             files = [f"synthetic.npz#{i}" for i in range(len(images))]
             _write_npz(tmp, images, labels, seeds_arr, names)

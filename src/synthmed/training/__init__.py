@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def train(*args, **kwargs):
-    """Train a GAN from a config and return its run directory; see :mod:`synthmed.training.trainer`."""
+    """Train a GAN from a config and return its run directory (:mod:`synthmed.training.trainer`)."""
     from synthmed.training.trainer import train as _train
 
     return _train(*args, **kwargs)

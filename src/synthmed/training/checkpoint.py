@@ -26,7 +26,7 @@ def step_name(step: int) -> str:
 
 def save_checkpoint(state: dict[str, Any], ckpt_dir: str | os.PathLike, step: int, *,
                     keep: int = 3, periodic: bool = True) -> Path:
-    """Write ``latest.pt`` (and ``step-XXXXXXXX.pt`` when ``periodic``), keeping the last ``keep``."""
+    """Write ``latest.pt`` (and ``step-XXXXXXXX.pt`` when ``periodic``); keep the last ``keep``."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     latest = ckpt_dir / "latest.pt"

@@ -32,6 +32,7 @@ class TrainProgress:
         fields = {}
         if record:
             p = record.get("aug_p")
+            aug = f"  p {p:.2f}" if p is not None else ""
             fields["stats"] = (f"{record['img_per_s']:.0f} img/s  D {record['loss_d']:.3f}  "
-                               f"G {record['loss_g']:.3f}" + (f"  p {p:.2f}" if p is not None else ""))
+                               f"G {record['loss_g']:.3f}{aug}")
         self._progress.update(self._task, completed=step, **fields)

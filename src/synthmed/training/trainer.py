@@ -163,9 +163,9 @@ def _stop_on_signals():
             signal.signal(s, h)
 
 
-def train(config: ExperimentConfig | str | Path | None = None, *, overrides: list[str] | None = None,
-          runs_dir: str | Path = "runs", resume: str | Path | None = None,
-          progress: bool = True) -> Path:
+def train(config: ExperimentConfig | str | Path | None = None, *,
+          overrides: list[str] | None = None, runs_dir: str | Path = "runs",
+          resume: str | Path | None = None, progress: bool = True) -> Path:
     """Train the GAN described by ``config`` (or resume ``resume``); return the run directory."""
     cfg, state = _resolve_config(config, overrides, resume)
     info, device = ddp.init_distributed(cfg.train.device)
