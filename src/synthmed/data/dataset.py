@@ -69,6 +69,38 @@ def content_hash(images: np.ndarray, labels: np.ndarray, masks: np.ndarray | Non
     return h.hexdigest()
 
 
+def _manifest_text(rows, class_names: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(MANIFEST_FIELDS)
+    for id_, split, label, group, source, has_mask in rows:
+        name = class_names[label] if label >= 0 else ""
+        w.writerow([id_, split, name, group, source, int(bool(has_mask))])
+    return buf.getvalue()
+
+
+def _summary(images: np.ndarray, labels: np.ndarray, splits: list[str],
+             class_names: Sequence[str], groups: list[str], has_mask: list[bool],
+             masks_given: bool) -> dict[str, Any]:
+    """The counts and shapes ``dataset.json`` reports (what ``data info`` prints)."""
+    split_arr = np.asarray(splits)
+    return {
+        "n": len(images),
+        "splits": {s: splits.count(s) for s in SPLITS},
+        "classes": {c: int((labels == k).sum()) for k, c in enumerate(class_names)},
+        "class_names": list(class_names),
+        "class_counts_by_split": {
+            s: {c: int(((labels == k) & (split_arr == s)).sum())
+                for k, c in enumerate(class_names)} for s in SPLITS},
+        "n_groups": len(set(groups)),
+        "size": [int(images.shape[2]), int(images.shape[3])],
+        "channels": int(images.shape[1]),
+        "dtype": str(images.dtype),
+        "has_masks": masks_given and any(has_mask),
+        "n_masks": int(sum(bool(x) for x in has_mask)),
+    }
+
+
 def write_prepared(
     out: str | os.PathLike,
     *,
@@ -119,37 +151,16 @@ def write_prepared(
         np.save(tmp / "labels.npy", labels)
         if masks is not None:
             np.save(tmp / "masks.npy", np.ascontiguousarray(masks))
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(MANIFEST_FIELDS)
-        for i in range(n):
-            label = class_names[labels[i]] if labels[i] >= 0 else ""
-            w.writerow([ids[i], splits[i], label, groups[i], sources[i], int(bool(has_mask[i]))])
-        (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": name or out.name,
-            "n": n,
-            "splits": {s: splits.count(s) for s in SPLITS},
-            "classes": {c: int((labels == k).sum()) for k, c in enumerate(class_names)},
-            "class_names": list(class_names),
-            "class_counts_by_split": {
-                s: {c: int(((labels == k) & (np.asarray(splits) == s)).sum())
-                    for k, c in enumerate(class_names)} for s in SPLITS},
-            "n_groups": len(set(groups)),
-            "size": [int(images.shape[2]), int(images.shape[3])],
-            "channels": int(images.shape[1]),
-            "dtype": str(images.dtype),
-            "has_masks": masks is not None and any(has_mask),
-            "n_masks": int(sum(bool(x) for x in has_mask)),
-            "preprocessing": preprocessing or {},
-            "source": source or {},
-            "split": split_info or {},
-            "content_hash": content_hash(images, labels, masks, splits),
-            "synthmed_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        rows = zip(ids, splits, labels, groups, sources, has_mask, strict=True)
+        (tmp / "manifest.csv").write_text(_manifest_text(rows, class_names), encoding="utf-8")
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": name or out.name,
+                **_summary(images, labels, splits, class_names, groups, has_mask,
+                           masks is not None),
+                "preprocessing": preprocessing or {}, "source": source or {},
+                "split": split_info or {},
+                "content_hash": content_hash(images, labels, masks, splits),
+                "synthmed_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return out
 

@@ -180,13 +180,35 @@ def _cpu_has_bf16() -> bool:
     return bool(check and check())
 
 
-def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
-    t = cfg.train
+def _set_up_processes(t, info: ddp.DistInfo) -> None:
     if t.batch_size % info.world_size:
         raise ConfigError(f"train.batch_size: {t.batch_size} is not divisible by the "
                           f"{info.world_size} processes")
     if t.num_threads or info.enabled:
         torch.set_num_threads(t.num_threads or max(1, (torch.get_num_threads()) // info.world_size))
+
+
+def _open_run(cfg, data, meta, info, device, runs_dir, resume, start) -> Run | None:
+    """Rank 0's run directory (a new one, or the resumed one) with the opening log lines."""
+    if not info.is_main:
+        return None
+    t = cfg.train
+    run = Run(resume) if resume else Run.create(runs_dir, cfg.name, cfg, device=str(device),
+                                                seed=t.seed)
+    run.log(f"resumed at step {start}" if resume else
+            f"training {cfg.model.name} on {data.dataset_path} ({len(data.images)} images, "
+            f"{meta['n_classes']} classes) on {device}, world size {info.world_size}")
+    if resume:
+        run.log_metrics({"event": "resume", "step": start})
+    if t.amp and device.type == "cpu" and not _cpu_has_bf16():
+        run.log("train.amp: this CPU has no native bf16, so autocast is slower than float32; "
+                "set train.amp=false")
+    return run
+
+
+def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
+    t = cfg.train
+    _set_up_processes(t, info)
     seed_everything(t.seed)
     data = load_training_data(cfg.data, cfg.model.image_size, device)
     steps, meta = build_steps(cfg, data, device, info)
@@ -196,18 +218,7 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
                          rank=info.rank, world_size=info.world_size)
     start = _restore(steps, stream, state, info) if state is not None else 0
 
-    run = None
-    if info.is_main:
-        run = Run(resume) if resume else Run.create(runs_dir, cfg.name, cfg, device=str(device),
-                                                    seed=t.seed)
-        run.log(f"resumed at step {start}" if resume else
-                f"training {cfg.model.name} on {data.dataset_path} ({len(data.images)} images, "
-                f"{meta['n_classes']} classes) on {device}, world size {info.world_size}")
-        if resume:
-            run.log_metrics({"event": "resume", "step": start})
-        if t.amp and device.type == "cpu" and not _cpu_has_bf16():
-            run.log("train.amp: this CPU has no native bf16, so autocast is slower than float32; "
-                    "set train.amp=false")
+    run = _open_run(cfg, data, meta, info, device, runs_dir, resume, start)
     run_path = Path(ddp.broadcast_object(str(run.path) if run else None, info))
     z_fixed, y_fixed = fixed_inputs(meta, t.seed, device)
 
