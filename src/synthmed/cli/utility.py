@@ -18,8 +18,10 @@ def utility_cmd(
     weights: Path = typer.Option(None, "--weights",
                                  help="Local state-dict file for transfer learning (resnet18)."),
 ) -> None:
-    """Downstream utility: train a classifier/segmenter per arm (real, classic, +synthetic,
-    +duplicate control, synthetic-only) over seeds; report on the real test split."""
+    """Downstream utility: one classifier/segmenter per arm and seed, scored on real test data.
+
+    The arms are real, real+classic, real+classic+synthetic, the count-matched duplicate control
+    and synthetic-only; see docs/utility.md."""
     from synthmed.config import load_config
     from synthmed.tasks.utility import run_utility
 
