@@ -83,3 +83,25 @@ def test_train_then_generate_end_to_end(config, tmp_path):
     line = one_line_error(synthmed("generate", str(tmp_path), "--n", "2", "--out", "y",
                                    cwd=tmp_path))
     assert "checkpoint not found" in line
+
+
+def test_resume_with_the_config_as_the_issue_writes_it(config, tmp_path):
+    """`synthmed train CONFIG --resume RUN_DIR`: the same experiment may run longer; a different
+    experiment is refused (one line naming the key) and the run is left untouched."""
+    assert synthmed("train", str(config), "--no-progress", cwd=tmp_path).returncode == 0
+    run = tmp_path / "runs" / "00000-cli"
+    proc = synthmed("train", str(config), "--resume", str(run), "--set", "train.steps=3",
+                    "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["00000-cli"]
+    assert "resumed at step 2" in (run / "log.txt").read_text()
+    assert (run / "checkpoints" / "step-00000003.pt").is_file()
+    before = (run / "checkpoints" / "latest.pt").read_bytes()
+    line = one_line_error(synthmed("train", str(config), "--resume", str(run), "--set",
+                                   "model.latent_dim=16", "--set", "train.steps=5",
+                                   cwd=tmp_path))
+    assert line.startswith("error: model.latent_dim: differs from the run being resumed")
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == before
+    line = one_line_error(synthmed("train", "--resume", str(run), "--set", "train.lr_g=1",
+                                   cwd=tmp_path))
+    assert line.startswith("error: train.lr_g: differs from the run being resumed")

@@ -72,3 +72,82 @@ def test_result_line_in_plain_words():
     assert line.startswith("synthetic only (1x, acgan): Dice \u22120.050 "
                            "[\u22120.080, \u22120.020]")
     assert "worse (paired t p=0.004" in line
+
+
+def test_result_line_names_the_duplicate_ratio():
+    c = {"n": 5, "mean_diff": 0.003, "ci95": [-0.015, 0.021], "p": 0.68,
+         "verdict": "not significant"}
+    line = result_line("synthetic-only", "auc", c, reference="real+classic+duplicate", ratio=1.0,
+                       reference_ratio=0.5)
+    assert "vs real+classic+duplicate (0.5x) \u2014 not significant" in line
+    plain = result_line("real", "auc", c, reference="real+classic", reference_ratio=0.0)
+    assert plain.startswith("no augmentation: AUC +0.003") and "vs real+classic \u2014" in plain
+
+
+SEEDS = [0, 1, 2, 3, 4]
+BASE = np.array([0.80, 0.82, 0.78, 0.85, 0.81])
+NOISE = np.array([0.0, 0.002, -0.002, 0.001, -0.001])
+# arm, ratio, per-seed AUC shift from real+classic
+TOY = [("real", 0.0, -0.05), ("real+classic", 0.0, 0.0),
+       ("real+classic+synthetic", 0.5, 0.02), ("real+classic+synthetic", 2.0, 0.04),
+       ("real+classic+duplicate", 0.5, 0.01), ("real+classic+duplicate", 2.0, 0.03),
+       ("synthetic-only", 1.0, -0.10)]
+
+
+def _toy_records():
+    recs = []
+    for k, (arm, ratio, shift) in enumerate(TOY):
+        auc = BASE + shift + (NOISE * k if shift else 0)
+        recs += [{"arm": arm, "kind": arm, "ratio": ratio, "seed": s, "source": None,
+                  "test": {"auc": auc[s], "sensitivity": 0.5}} for s in SEEDS]
+    return recs
+
+
+def test_every_arm_is_compared_with_both_references():
+    from types import SimpleNamespace
+
+    from synthmed.tasks.utility import summarize_study
+
+    study = SimpleNamespace(seeds=SEEDS, metrics=("auc", "sensitivity"), select="auc")
+    doc = summarize_study(study, _toy_records())
+    auc = [c for c in doc["comparisons"] if c["metric"] == "auc"]
+    got = {(c["arm"], c["ratio"], c["reference"], c["reference_ratio"]): c for c in auc}
+    dup = "real+classic+duplicate"
+    assert set(got) == {  # duplicate ratio: the arm's own, else the nearest (real: smallest)
+        ("real", 0.0, "real+classic", 0.0), ("real", 0.0, dup, 0.5),
+        ("real+classic", 0.0, dup, 0.5),
+        ("real+classic+synthetic", 0.5, "real+classic", 0.0),
+        ("real+classic+synthetic", 0.5, dup, 0.5),
+        ("real+classic+synthetic", 2.0, "real+classic", 0.0),
+        ("real+classic+synthetic", 2.0, dup, 2.0),
+        (dup, 0.5, "real+classic", 0.0), (dup, 2.0, "real+classic", 0.0),
+        ("synthetic-only", 1.0, "real+classic", 0.0), ("synthetic-only", 1.0, dup, 0.5)}
+    assert len(doc["comparisons"]) == 2 * len(auc) == 22
+    shifts = {(a, r): s for a, r, s in TOY}
+    for (arm, ratio, ref, ref_ratio), c in got.items():
+        expected = shifts[arm, ratio] - shifts[ref, ref_ratio]
+        assert c["mean_diff"] == pytest.approx(expected, abs=2e-3) and c["n"] == 5
+        assert np.sign(c["mean_diff"]) == np.sign(expected)
+        assert c["verdict"] == ("better" if expected > 0 else "worse")  # tiny noise: significant
+        assert 0 <= c["p_holm"] <= 1 and c["p_holm"] >= c["p"]
+    assert got["real+classic+synthetic", 2.0, dup, 2.0]["mean_diff"] == pytest.approx(0.01,
+                                                                                         abs=2e-3)
+    assert got["synthetic-only", 1.0, dup, 0.5]["mean_diff"] == pytest.approx(-0.11, abs=2e-3)
+    assert doc["result_lines"] == [c["line"] for c in auc]
+    assert ("synthetic only (1x): AUC \u22120.110" in got["synthetic-only", 1.0, dup, 0.5]["line"]
+            and "vs real+classic+duplicate (0.5x) \u2014 worse" in
+            got["synthetic-only", 1.0, dup, 0.5]["line"])
+
+
+def test_duplicate_reference_ratio_rule():
+    from synthmed.tasks.utility import nearest_ratio, references
+
+    groups = {("real+classic", 0.0): [], ("real+classic+duplicate", 0.5): [],
+              ("real+classic+duplicate", 1.5): []}
+    assert nearest_ratio([0.5, 1.5], 1.0) == 0.5  # a tie goes to the smaller ratio
+    assert nearest_ratio([], 1.0) is None
+    assert references(groups, "synthetic-only", "synthetic-only", 1.4) == [
+        ("real+classic", 0.0), ("real+classic+duplicate", 1.5)]
+    assert references(groups, "real+classic+duplicate", "real+classic+duplicate", 1.5) == [
+        ("real+classic", 0.0)]
+    assert references({("real", 0.0): []}, "real", "real", 0.0) == []  # no reference was run

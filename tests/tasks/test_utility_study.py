@@ -38,9 +38,15 @@ def test_classification_smoke(phantom_dataset, synthetic_phantom, tmp_path):
         assert dup["n_real"] == 2 * n_train and dup["n_train"] == syn["n_train"]
         assert sum(syn["class_counts"]["synthetic"]) == dup["n_real"] - n_train
         assert by["real", seed]["threshold"] is not None
-    refs = {(c["arm"], c["reference"]) for c in doc["comparisons"] if c["metric"] == "auc"}
-    assert ("real+classic+synthetic", "real+classic+duplicate") in refs
-    assert ("synthetic-only", "real+classic") in refs and len(doc["result_lines"]) == len(refs)
+    refs = {(c["arm"], c["reference"], c["reference_ratio"]) for c in doc["comparisons"]
+            if c["metric"] == "auc"}
+    dup = ("real+classic+duplicate", 1.0)
+    assert refs == {("real", "real+classic", 0.0), ("real", *dup), ("real+classic", *dup),
+                    ("real+classic+synthetic", "real+classic", 0.0),
+                    ("real+classic+synthetic", *dup),
+                    ("real+classic+duplicate", "real+classic", 0.0),
+                    ("synthetic-only", "real+classic", 0.0), ("synthetic-only", *dup)}
+    assert len(doc["result_lines"]) == len(refs)
     with open(run / "utility.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["arm", "ratio", "seed", "metric", "value"]

@@ -12,7 +12,8 @@ from synthmed.errors import ConfigError
 
 @app.command("train")
 def train_cmd(
-    config: Path = typer.Argument(None, help="Experiment YAML (optional with --resume)."),
+    config: Path = typer.Argument(None, help="Experiment YAML (optional with --resume, which "
+                                "otherwise continues the run's saved config)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr_g=1e-4"),
     resume: Path = typer.Option(None, "--resume",
                                 help="Continue RUN_DIR from its latest checkpoint."),
@@ -24,9 +25,6 @@ def train_cmd(
 
     if config is None and resume is None:
         raise ConfigError("train: give a CONFIG.yaml (or --resume RUN_DIR)")
-    if config is not None and resume is not None:
-        raise ConfigError("train: --resume continues the run's saved config; drop CONFIG "
-                          "(use --set to change e.g. train.steps)")
     run_dir = train(config, overrides=set_, runs_dir=runs_dir, resume=resume,
                     progress=not no_progress)
     if run_dir is not None:

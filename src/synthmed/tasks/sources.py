@@ -77,7 +77,9 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
     if task == "segmentation":
         if masks is None:
             raise DataError(f"{p}: no masks; segmentation arms with synthetic data need "
-                            "image+mask pairs (a prepared dataset with masks), or drop them")
+                            "image+mask pairs (a prepared dataset with masks; synthmed generate "
+                            "writes images only), or drop real+classic+synthetic and "
+                            "synthetic-only from utility.arms")
         mapped = np.zeros(len(images), np.int64)
     else:
         mapped = _map_labels(p, np.asarray(labels), names, ds.class_names)

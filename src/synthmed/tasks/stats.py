@@ -117,9 +117,11 @@ def _plain(v: float, digits: int = 3) -> str:
 
 
 def result_line(arm: str, metric: str, comparison: dict[str, Any], *, reference: str,
-                ratio: float | None = None, source: str | None = None) -> str:
+                ratio: float | None = None, source: str | None = None,
+                reference_ratio: float | None = None) -> str:
     """One sentence, e.g. ``synthetic augmentation (1x): AUC +0.021 [−0.004, 0.046] vs
-    real+classic — not significant (paired t p=0.09, 5 seeds)``."""
+    real+classic — not significant (paired t p=0.09, 5 seeds)``; a reference with a ratio
+    (the duplicate control) is named with it: ``vs real+classic+duplicate (1x)``."""
     words = ARM_WORDS.get(arm, arm)
     extras = []
     if ratio:
@@ -130,6 +132,7 @@ def result_line(arm: str, metric: str, comparison: dict[str, Any], *, reference:
     lo, hi = comparison["ci95"]
     p = comparison["p"]
     ptext = f"p={p:.2g}" if math.isfinite(p) else "p n/a"
+    ref = f"{reference} ({reference_ratio:g}x)" if reference_ratio else reference
     return (f"{head}: {METRIC_WORDS.get(metric, metric)} {_signed(comparison['mean_diff'])} "
-            f"[{_plain(lo)}, {_plain(hi)}] vs {reference} \u2014 {comparison['verdict']} "
+            f"[{_plain(lo)}, {_plain(hi)}] vs {ref} \u2014 {comparison['verdict']} "
             f"(paired t {ptext}, {comparison['n']} seeds)")

@@ -246,16 +246,35 @@ def run_job(study: Study, job: Job, seed: int, *, log: Callable[[str], None] | N
             "threshold": threshold, "val": val_m, "test": test_m}
 
 
+def nearest_ratio(available: list[float], target: float) -> float | None:
+    """The ratio in ``available`` closest to ``target``; a tie goes to the smaller one."""
+    return min(available, key=lambda r: (abs(r - target), r)) if available else None
+
+
+def references(groups: dict, label: str, kind: str, ratio: float) -> list[tuple[str, float]]:
+    """The (reference arm, reference ratio) pairs that arm ``label`` at ``ratio`` is compared to.
+
+    Every arm except ``real+classic`` itself is compared with ``real+classic`` (ratio 0), and every
+    arm except the duplicate control itself with ``real+classic+duplicate`` at the duplicate ratio
+    nearest the arm's own ratio: the same ratio for ``real+classic+synthetic``,
+    ``synthetic_only_ratio`` for ``synthetic-only``, and the smallest duplicate ratio for ``real``
+    and ``real+classic`` (their ratio is 0). Only references that were run are returned.
+    """
+    refs = [(REFERENCE, 0.0)] if label != REFERENCE and (REFERENCE, 0.0) in groups else []
+    if kind != CONTROL:
+        dup = nearest_ratio([r for (a, r) in groups if a == CONTROL], ratio)
+        if dup is not None:
+            refs.append((CONTROL, dup))
+    return refs
+
+
 def _compare(study: Study, groups: dict) -> list[dict[str, Any]]:
-    """Each arm against real+classic, and synthetic arms against the duplicate control at the same
-    ratio, paired by seed, for every metric; Holm-adjusted over the primary-metric family."""
+    """Each arm against real+classic and against the duplicate control (see :func:`references`),
+    paired by seed, for every metric; Holm-adjusted over the primary-metric family."""
     out = []
     for (label, ratio), recs in groups.items():
         kind = recs[0]["kind"]
-        refs = [(REFERENCE, 0.0)] if label != REFERENCE and (REFERENCE, 0.0) in groups else []
-        if kind == "real+classic+synthetic" and (CONTROL, ratio) in groups:
-            refs.append((CONTROL, ratio))
-        for ref in refs:
+        for ref in references(groups, label, kind, ratio):
             mine = {r["seed"]: r for r in recs}
             theirs = {r["seed"]: r for r in groups[ref]}
             seeds = [s for s in study.seeds if s in mine and s in theirs]
@@ -264,8 +283,9 @@ def _compare(study: Study, groups: dict) -> list[dict[str, Any]]:
                                       [theirs[s]["test"][m] for s in seeds],
                                       higher_is_better=HIGHER_IS_BETTER[m])
                 line = result_line(kind, m, c, reference=ref[0], ratio=ratio,
-                                   source=recs[0]["source"] if "@" in label else None)
-                out.append({"arm": label, "ratio": ratio, "reference": ref[0],
+                                   source=recs[0]["source"] if "@" in label else None,
+                                   reference_ratio=ref[1])
+                out.append({"arm": label, "kind": kind, "ratio": ratio, "reference": ref[0],
                             "reference_ratio": ref[1], "metric": m, **c, "line": line})
     primary = [c for c in out if c["metric"] == study.select]
     for c, p in zip(primary, holm([c["p"] for c in primary]), strict=True):

@@ -130,16 +130,48 @@ def _restore(steps: GANSteps, stream: BatchStream, state: dict[str, Any],
     return int(state["step"])
 
 
+# Keys that say how to run, not what to train: a resumed run may change them.
+RESUMABLE_KEYS = ("train.steps", "train.sample_every", "train.checkpoint_every",
+                  "train.keep_checkpoints", "train.log_every", "train.device", "train.num_threads")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
 def _resolve_config(config, overrides, resume) -> tuple[ExperimentConfig, dict | None]:
+    """The config to train with and, when resuming, the checkpoint state.
+
+    Resuming continues the run's saved config; a CONFIG given as well must describe the same
+    experiment (it may differ only in :data:`RESUMABLE_KEYS`, e.g. more ``train.steps``).
+    """
     if resume is None:
         if isinstance(config, ExperimentConfig):
             data = apply_overrides(config.model_dump(mode="json"), overrides)
             return config_from_dict(data), None
         return load_config(config, overrides), None
     state = load_checkpoint(resolve_checkpoint(resume, "latest"))
-    cfg = config_from_dict(apply_overrides(dict(state["config"]), overrides),
-                           source=f"{resume} (resumed config)")
-    return cfg, state
+    source = f"{resume} (resumed config)"
+    saved = config_from_dict(dict(state["config"]), source=source)
+    if config is None:
+        cfg = config_from_dict(apply_overrides(dict(state["config"]), overrides), source=source)
+    elif isinstance(config, ExperimentConfig):
+        cfg = config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides))
+    else:
+        cfg = load_config(config, overrides)
+    a, b = _flatten(saved.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    differ = sorted(k for k in a.keys() | b.keys()
+                    if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS and k != "name")
+    if differ:
+        raise ConfigError(
+            f"{differ[0]}: differs from the run being resumed ({resume}); resume continues the "
+            f"same experiment, so only {', '.join(RESUMABLE_KEYS)} may change (start a new run "
+            "to change the rest)")
+    return cfg.model_copy(update={"name": saved.name}), state
 
 
 @contextlib.contextmanager
