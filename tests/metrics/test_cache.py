@@ -11,10 +11,14 @@ from synthmed.metrics.inputs import load_split
 
 
 class _Counting(FeatureExtractor):
-    calls = 0
+    """Counts its own extract calls (per instance, so reruns and other tests never leak in)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
 
     def extract(self, images, *, batch_size=None):
-        type(self).calls += 1
+        self.calls += 1
         return super().extract(images, batch_size=batch_size)
 
 
@@ -57,11 +61,11 @@ def test_changed_dataset_never_reuses_stale_features(tmp_path):
     ex = _Counting(torch_mean_module(), name="counting", weights_sha256="w")
     first = cached_features(ex, load_split(_write(tmp_path / "d1", images), "test"), tmp_path)
     cached_features(ex, load_split(tmp_path / "d1", "test"), tmp_path)
-    assert _Counting.calls == 1  # second time from the cache
+    assert ex.calls == 1  # second time from the cache
     changed = images.copy()
     changed[0, 0, 0, 0] ^= 0xFF  # one pixel: a new content hash
     second = cached_features(ex, load_split(_write(tmp_path / "d2", changed), "test"), tmp_path)
-    assert _Counting.calls == 2
+    assert ex.calls == 2
     assert not np.array_equal(first.features, second.features)
 
 

@@ -56,3 +56,47 @@ def test_features_train_then_evaluate(phantom_dataset, fake_synthetic, tmp_path,
     printed = json.loads(capsys.readouterr().out)
     assert printed["fid"] is not None and printed["copy_rate"] is not None
     assert (tmp_path / "o" / "metrics.json").is_file()
+
+
+def test_extractor_module_and_input_size_from_the_cli(phantom_dataset, fake_synthetic, tmp_path,
+                                                      capsys, monkeypatch):
+    """A Python extractor (pkg.module:factory) and a TorchScript input size reach `evaluate`."""
+    import warnings
+
+    import torch
+
+    from synthmed.metrics.features import FEATURE_EXTRACTORS
+
+    monkeypatch.setattr(FEATURE_EXTRACTORS, "_items", dict(FEATURE_EXTRACTORS._items))
+    (tmp_path / "smx_cli_feats.py").write_text(
+        "import torch\n\n\ndef pooled():\n"
+        "    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    common = ["--real", f"{phantom_dataset}:val+test", "--synthetic", str(fake_synthetic),
+              "--metrics", "fid", "--bootstrap", "0", "--no-plots", "--json"]
+    code = _run(["evaluate", *common, "--out", str(tmp_path / "a"),
+                 "--extractor-module", "smx_cli_feats:pooled", "--input-size", "16"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed["extractor"] == "pooled" and printed["feature_dim"] == 16
+    assert printed["extractors"]["pooled"]["module"] == "smx_cli_feats:pooled"
+    assert printed["extractors"]["pooled"]["resized_from"] == [32, 32]
+    assert printed["fid"] is not None
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.trace(net, torch.zeros(1, 3, 8, 8)).save(str(tmp_path / "ts.pt"))
+    code = _run(["evaluate", *common, "--out", str(tmp_path / "b"), "--features", "torchscript",
+                 "--extractor", str(tmp_path / "ts.pt"), "--input-size", "8",
+                 "--in-channels", "3"])
+    group = json.loads(capsys.readouterr().out)["extractors"]["torchscript"]
+    assert code == 0 and group["input_size"] == [8, 8] and group["in_channels"] == 3
+    assert group["feature_dim"] == 12
+
+
+def test_extractor_module_not_found_exit_2(phantom_dataset, fake_synthetic, tmp_path, capsys):
+    code = _run(["evaluate", "--real", str(phantom_dataset), "--synthetic", str(fake_synthetic),
+                 "--out", str(tmp_path / "o"), "--extractor-module", "smx_missing_mod:f"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--extractor-module smx_missing_mod:f: no module named" in err

@@ -18,6 +18,7 @@ DOCUMENTED_KEYS = (
     "coverage_ci_high", "n_real", "n_synthetic", "n_train", "extractor", "weights_sha256",
     "fid_matched", "relative_fd_matched", "copy_rate_features", "membership_auc_features",
     "extractors", "per_class", "warnings", "real", "synthetic", "train", "preprocessing",
+    "ci_subsample",
 )
 
 
@@ -38,9 +39,13 @@ def test_metrics_json_has_every_documented_key(full_run):
     assert not missing
     assert on_disk["extractor"] == "domain" and len(on_disk["weights_sha256"]) == 64
     assert on_disk["n_real"] == 11 and on_disk["n_synthetic"] == 12 and on_disk["n_train"] == 37
-    for key in ("fid", "fid_real_real", "kid_mean", "is_mean", "precision", "coverage",
-                "ms_ssim", "copy_rate", "membership_auc", "fid_ci_low", "fid_ci_high"):
-        assert isinstance(on_disk[key], float), key
+    for key in ("fid", "fid_real_real", "relative_fd", "kid_mean", "kid_std", "is_mean",
+                "precision", "density", "coverage", "ms_ssim", "copy_rate", "membership_auc",
+                "membership_auc_features", "fid_ci_low", "fid_ci_high"):
+        assert isinstance(on_disk[key], float) and np.isfinite(on_disk[key]), key
+    assert on_disk["relative_fd"] > 0 and on_disk["kid_std"] >= 0 and on_disk["density"] >= 0
+    assert 0.0 <= on_disk["membership_auc_features"] <= 1.0
+    assert on_disk["ci_subsample"] is None  # small sets are bootstrapped whole
     assert on_disk["fid_ci_low"] <= on_disk["fid_ci_high"]
     assert 1.0 <= on_disk["is_mean"] <= 2.0  # two classes
     group = on_disk["extractors"]["domain"]

@@ -94,3 +94,74 @@ def test_torchscript_errors_are_one_line(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(SynthmedError, match="not a TorchScript"):
         load_torchscript(tmp_path / "junk.pt")
+
+
+CUSTOM_MODULE = '''
+import torch
+from synthmed.metrics import FeatureExtractor
+
+
+class Stats(torch.nn.Module):
+    def forward(self, x):
+        side = torch.full((len(x),), float(x.shape[-1]))
+        return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3)), side], 1)
+
+
+def stats_net():
+    return Stats()
+
+
+def stats_extractor():
+    return FeatureExtractor(Stats(), name="my-stats", input_size=(4, 4))
+
+
+def builtin_name():
+    return FeatureExtractor(Stats(), name="domain")
+
+
+def not_a_network():
+    return 42
+'''
+
+
+@pytest.fixture
+def custom_module(tmp_path, monkeypatch):
+    """An importable module of extractor factories; the registry is restored afterwards."""
+    import uuid
+
+    name = f"smx_custom_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(CUSTOM_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(FEATURE_EXTRACTORS, "_items", dict(FEATURE_EXTRACTORS._items))
+    return name
+
+
+def test_import_extractor_registers_a_module_factory(custom_module):
+    from synthmed.metrics import import_extractor
+
+    assert import_extractor(f"{custom_module}:stats_net", input_size=8, in_channels=3) == \
+        "stats_net"
+    ex = build_extractor("stats_net", key="--features", path=None)
+    assert ex.input_size == (8, 8) and ex.in_channels == 3
+    assert ex.describe()["module"] == f"{custom_module}:stats_net"
+    f = ex.extract(np.zeros((2, 1, 16, 16), np.uint8)).features
+    assert f.shape == (2, 3) and np.allclose(f[:, 2], 8)  # resized to the given input size
+    assert import_extractor(f"{custom_module}:stats_extractor") == "my-stats"
+    assert build_extractor("my-stats").input_size == (4, 4)
+    assert import_extractor(custom_module) is None  # import only (its own registrations)
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("smx_no_such_module_1234:f", "no module named 'smx_no_such_module_1234'"),
+    ("{mod}:missing", "has no callable 'missing'"),
+    ("{mod}:not_a_network", "returned int; return a torch.nn.Module"),
+    ("{mod}:builtin_name", "'domain' is built in"),
+    ("not a module", "expected pkg.module or pkg.module:factory"),
+])
+def test_import_extractor_errors_are_one_line(custom_module, spec, needle):
+    from synthmed.metrics import import_extractor
+
+    with pytest.raises(SynthmedError, match="--extractor-module") as err:
+        import_extractor(spec.format(mod=custom_module))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    assert FEATURE_EXTRACTORS.get("domain").__name__ == "_domain_factory"  # never replaced

@@ -109,15 +109,25 @@ def test_npz_set_is_medmnist_layout(trained_runs, tmp_path):
 
 def test_dicom_set_has_fresh_uids_and_no_identity(trained_runs, tmp_path):
     pydicom = pytest.importorskip("pydicom")
+    from synthmed.data.export import ANONYMOUS_ID, ANONYMOUS_NAME
+
     out = write_synthetic(trained_runs["uncond"], tmp_path / "syn", n=3, fmt="dicom")
     files = sorted((out / "dicom").glob("*.dcm"))
     assert len(files) == 3
     dss = [pydicom.dcmread(f) for f in files]
-    assert len({d.SOPInstanceUID for d in dss}) == 3
     assert all(d.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" for d in dss)
     assert all(f"seed={k}" in d.ImageComments for k, d in enumerate(dss))
-    assert all(str(d.PatientName) != "" and "seed" not in str(d.PatientID) for d in dss)
-    assert len({d.SeriesInstanceUID for d in dss}) == 1
+    for d in dss:  # de-identified by construction: the anonymous values, nothing else
+        assert str(d.PatientName) == ANONYMOUS_NAME and d.PatientID == ANONYMOUS_ID
+        assert d.PatientIdentityRemoved == "YES" and d.PatientBirthDate == ""
+        assert d.PatientSex == "" and d.ConversionType == "SYN"
+        assert d.file_meta.MediaStorageSOPInstanceUID == d.SOPInstanceUID
+    uids = {d.SOPInstanceUID for d in dss}
+    assert len(uids) == 3 and len({d.SeriesInstanceUID for d in dss}) == 1
+    again = write_synthetic(trained_runs["uncond"], tmp_path / "again", n=3, fmt="dicom")
+    rerun = [pydicom.dcmread(f) for f in sorted((again / "dicom").glob("*.dcm"))]
+    assert uids.isdisjoint(d.SOPInstanceUID for d in rerun)  # fresh UIDs, never reused
+    assert rerun[0].StudyInstanceUID != dss[0].StudyInstanceUID
     assert dss[0].pixel_array.shape == (32, 32)
     assert load_synthetic(out).images.shape == (3, 1, 32, 32)
 
@@ -165,14 +175,32 @@ def test_exclude_near_copies_records_what_was_dropped(trained_runs, tmp_path, mo
     assert seeds == ["2", "3", "4", "5"]
 
 
-def test_a_generator_that_copies_training_images_is_caught(tmp_path, phantom_dataset):
-    """Replace the generator by one that returns training images: every image must be flagged."""
-    from synthmed.data.dataset import PreparedDataset, to_model_range
-    from synthmed.metrics.privacy import near_copy_mask
+def test_a_generator_that_copies_training_images_is_caught(trained_runs, phantom_dataset,
+                                                           tmp_path, monkeypatch):
+    """A "generator" whose seeds 0-5 return training images and 6-11 new phantom images: the
+    written set must lose every copy, keep most genuine samples, and say how many it dropped."""
+    import dataclasses
 
-    ds = PreparedDataset(phantom_dataset)
-    train = np.asarray(ds.images[ds.indices("train")])
-    held = np.asarray(ds.images[ds.indices("val")])
-    copies = ((to_model_range(train[:5]) + 1) * 127.5).round().to(torch.uint8).numpy()
-    mask, thr = near_copy_mask(copies, train, heldout_uint8=held)
-    assert mask.all() and thr > 0
+    import synthmed.sampling.writer as writer
+    from synthmed.data.dataset import PreparedDataset, to_model_range
+    from synthmed.data.phantom import make_phantom
+
+    ds = PreparedDataset(phantom_dataset)  # what the run trained on (split train)
+    copies = np.asarray(ds.images[ds.indices("train")[:6]])
+    genuine = make_phantom(n=6, size=32, seed=99)["images"][:, None]  # never seen in training
+    real_generate = writer.generate
+
+    def memorizing_generate(*args, **kwargs):
+        gen = real_generate(*args, **kwargs)
+        return dataclasses.replace(gen, images=to_model_range(np.concatenate([copies, genuine])))
+
+    monkeypatch.setattr(writer, "generate", memorizing_generate)
+    out = write_synthetic(trained_runs["uncond"], tmp_path / "syn", n=12,
+                          exclude_near_copies=True)
+    meta = json.loads((out / "generation.json").read_text())
+    kept = [int(r["seed"]) for r in csv.DictReader((out / "manifest.csv").read_text().splitlines())]
+    assert not set(kept) & set(range(6))  # every copy dropped
+    assert len(kept) >= 4  # most genuine samples kept (the threshold is a 5th percentile)
+    assert meta["excluded_near_copies"]["count"] == 12 - len(kept) and meta["n"] == len(kept)
+    assert meta["excluded_near_copies"]["heldout_split"] == "val"
+    assert np.array_equal(load_synthetic(out).images, genuine[[s - 6 for s in kept]])

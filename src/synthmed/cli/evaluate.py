@@ -56,6 +56,10 @@ _METRICS = "Comma list of fid,kid,is,prdc,ms_ssim,privacy (default all)."
 _EXTRACTOR = ("A domain extractor file (synthmed features train); default: train one on --train, "
               "or reuse the cached one.")
 _CACHE = "Feature cache (default $SYNTHMED_CACHE or ~/.cache/synthmed)."
+_MODULE = ("pkg.module:factory: import it and register factory()'s nn.Module or FeatureExtractor "
+           "(used when --features is not given); pkg.module alone just imports it.")
+_SIZE = "Input side for a TorchScript or --extractor-module network (default: the images' size)."
+_CH = "Input channels for a TorchScript or --extractor-module network (default 1; 3 repeats gray)."
 
 
 @app.command("evaluate")
@@ -64,9 +68,12 @@ def evaluate_cmd(
     synthetic: str = typer.Option(..., "--synthetic", help=_SYN),
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json and plots."),
     train: str = typer.Option(None, "--train", help=_TRAIN),
-    features: str = typer.Option("domain", "--features", help=_FEATS),
+    features: str = typer.Option(None, "--features", help=_FEATS + " Default: domain."),
     metrics: str = typer.Option(None, "--metrics", help=_METRICS),
     extractor: Path = typer.Option(None, "--extractor", help=_EXTRACTOR),
+    extractor_module: str = typer.Option(None, "--extractor-module", help=_MODULE),
+    input_size: int = typer.Option(None, "--input-size", min=1, help=_SIZE),
+    in_channels: int = typer.Option(None, "--in-channels", min=1, help=_CH),
     inception_weights: Path = typer.Option(None, "--inception-weights",
                                            help="FID Inception-v3 weights (torch-fidelity .pth)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help=_CACHE),
@@ -80,11 +87,16 @@ def evaluate_cmd(
 ) -> None:
     """Fidelity (FID, KID, IS, PRDC), diversity (MS-SSIM) and privacy (copies, membership)."""
     from synthmed.metrics.evaluate import evaluate
+    from synthmed.metrics.features import import_extractor
 
-    m = evaluate(real, synthetic, train=train, features=features, metrics=metrics,
-                 extractor=extractor, out=out, seed=seed, inception_weights=inception_weights,
-                 cache_dir=cache_dir, n_bootstrap=n_bootstrap, extractor_epochs=extractor_epochs,
-                 plots=not no_plots, device=device)
+    custom = import_extractor(extractor_module, input_size=input_size,
+                              in_channels=in_channels or 1) if extractor_module else None
+    m = evaluate(real, synthetic, train=train, features=features or custom or "domain",
+                 metrics=metrics, extractor=extractor, out=out, seed=seed,
+                 inception_weights=inception_weights, cache_dir=cache_dir,
+                 n_bootstrap=n_bootstrap, extractor_epochs=extractor_epochs,
+                 plots=not no_plots, device=device, input_size=input_size,
+                 in_channels=in_channels)
     if as_json:
         typer.echo(json.dumps(m, indent=2))
     else:

@@ -8,6 +8,9 @@ import typer
 
 from synthmed.cli import app, console
 
+_TRAIN = ("With --exclude-near-copies: the training images to compare with, DATASET_DIR[:split] "
+          "(default: the run's dataset and split).")
+
 
 @app.command("generate")
 def generate_cmd(
@@ -22,6 +25,7 @@ def generate_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N"),
     exclude_near_copies: bool = typer.Option(
         False, "--exclude-near-copies", help="Drop images too close to a training image."),
+    train: str = typer.Option(None, "--train", help=_TRAIN),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT."),
 ) -> None:
     """Generate a synthetic set; each image is reproducible from checkpoint + class + seed."""
@@ -29,5 +33,6 @@ def generate_cmd(
 
     path = write_synthetic(run_dir, out, n=n, per_class=per_class, class_name=class_name,
                            seeds=seeds, checkpoint=checkpoint, fmt=fmt, device=device,
-                           force=force, exclude_near_copies=exclude_near_copies)
+                           force=force, exclude_near_copies=exclude_near_copies,
+                           train_dataset=train)
     console.print(f"synthetic set: {path}  (manifest.csv, generation.json)")

@@ -13,6 +13,7 @@ from synthmed.metrics.features import (
     FeatureExtractor,
     Features,
     build_extractor,
+    import_extractor,
     prepare_images,
     register_extractor,
 )
@@ -20,9 +21,9 @@ from synthmed.metrics.fidelity import fid, frechet_distance, inception_score, ki
 from synthmed.metrics.privacy import membership_auc, near_copy_mask
 
 __all__ = [
-    "FEATURE_EXTRACTORS", "FeatureExtractor", "Features", "build_extractor", "prepare_images",
-    "register_extractor", "fid", "frechet_distance", "inception_score", "kid", "prdc",
-    "membership_auc", "near_copy_mask", "evaluate", "train_domain_extractor",
+    "FEATURE_EXTRACTORS", "FeatureExtractor", "Features", "build_extractor", "import_extractor",
+    "prepare_images", "register_extractor", "fid", "frechet_distance", "inception_score", "kid",
+    "prdc", "membership_auc", "near_copy_mask", "evaluate", "train_domain_extractor",
     "load_domain_extractor",
 ]
 

@@ -40,10 +40,12 @@ GROUP_KEYS = (
     "kid_subset_size", "kid_subsets",
     "is_mean", "is_std", "is_real_mean", "is_real_std", "is_splits", "is_classes",
     *[k + s for k in PRDC_KEYS for s in ("", "_ci_low", "_ci_high")], "prdc_k",
-    "n_bootstrap", "confidence", "ci_method",
+    "n_bootstrap", "confidence", "ci_method", "ci_subsample",
 )
 FLOOR_SPLITS = 10  # random half splits of the real set averaged for the real-vs-real floor
-BOOTSTRAP_MAX_N = 4000  # above this, CIs would hold n x n matrices per set: skipped with a warning
+# CIs index n x n kernel/distance matrices per set: a larger set is bootstrapped on a seeded random
+# subsample of this many images (recorded as ``ci_subsample``), so CIs are always reported.
+BOOTSTRAP_MAX_N = 4000
 # FID's bootstrap distribution sits above the estimate at small n; BCa corrects that, but its
 # extreme-tail quantiles need >= 1000 resamples and its jackknife n_real + n_synthetic FIDs.
 BCA_MIN_RESAMPLES = 1000
@@ -166,12 +168,33 @@ def _compare(real: Features, synth: Features, *, metrics: set[str], seed: int,
     elif "is" in metrics:
         warnings.append("this extractor has no class posteriors (e.g. a self-supervised domain "
                         "extractor): no Inception Score")
-    if n_bootstrap > 0 and max(len(r), len(s)) > BOOTSTRAP_MAX_N:
-        warnings.append(f"more than {BOOTSTRAP_MAX_N} images in a set: bootstrap CIs skipped")
-    elif n_bootstrap > 0:
-        out.update(_bootstrap(r, s, metrics, k if k >= 1 else None, n_resamples=n_bootstrap,
-                              confidence=confidence, seed=seed))
+    if n_bootstrap > 0:
+        rb, sb, sub = _ci_subsample(r, s, seed)
+        if sub is not None:
+            warnings.append(f"more than {BOOTSTRAP_MAX_N} images in a set: bootstrap CIs from a "
+                            f"seeded random subsample of {sub['n_real']} real and "
+                            f"{sub['n_synthetic']} synthetic images (wider than at full n)")
+        kb = min(prdc_k, len(rb) - 2, len(sb) - 2)
+        out.update(_bootstrap(rb, sb, metrics, kb if kb >= 1 else None, n_resamples=n_bootstrap,
+                              confidence=confidence, seed=seed), ci_subsample=sub)
     return out, warnings
+
+
+def _ci_subsample(r: np.ndarray, s: np.ndarray, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """At most ``BOOTSTRAP_MAX_N`` images per set for the bootstrap (seeded, without replacement):
+    (real, synthetic, None) when neither set is larger, else the sizes used for ``ci_subsample``."""
+    if max(len(r), len(s)) <= BOOTSTRAP_MAX_N:
+        return r, s, None
+    rng = np.random.default_rng([seed, 1])  # its own stream: the point estimates are unchanged
+
+    def take(x: np.ndarray) -> np.ndarray:
+        if len(x) <= BOOTSTRAP_MAX_N:
+            return x
+        return x[np.sort(rng.choice(len(x), BOOTSTRAP_MAX_N, replace=False))]
+
+    rb, sb = take(r), take(s)
+    return rb, sb, {"n_real": len(rb), "n_synthetic": len(sb)}
 
 
 def per_class(real: Features, synth: Features, real_labels: np.ndarray, synth_labels: np.ndarray,

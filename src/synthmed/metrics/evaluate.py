@@ -119,8 +119,8 @@ def _heldout_ok(real: ImageSet, train: ImageSet | None, warnings: list[str]) -> 
 
 
 def _build_extractors(names: list[str], *, extractor, train: ImageSet | None, inception_weights,
-                      cache_dir, seed: int, epochs: int,
-                      warnings: list[str]) -> list[FeatureExtractor]:
+                      cache_dir, seed: int, epochs: int, warnings: list[str],
+                      net_opts: dict[str, Any]) -> list[FeatureExtractor]:
     from synthmed.metrics.domain import load_domain_extractor, train_domain_extractor
 
     out = []
@@ -144,7 +144,8 @@ def _build_extractors(names: list[str], *, extractor, train: ImageSet | None, in
                     raise
                 warnings.append(f"inception features skipped: {e}")
         else:
-            out.append(FEATURE_EXTRACTORS.build(name, key="--features", path=extractor))
+            out.append(FEATURE_EXTRACTORS.build(name, key="--features", path=extractor,
+                                                **{k: v for k, v in net_opts.items() if v}))
     return out
 
 
@@ -172,6 +173,23 @@ def _pixel_privacy(synth: ImageSet, train: ImageSet, real: ImageSet | None) -> P
     held = pixel_vectors(real.images, size=size, channels=ch) if real is not None else None
     return audit(pixel_vectors(synth.images, size=size, channels=ch),
                  pixel_vectors(train.images, size=size, channels=ch), held, space="pixel")
+
+
+def _pixel_block(synth: ImageSet, real: ImageSet, train: ImageSet | None, heldout: bool,
+                 wanted: set[str], pairs: int, seed: int, privacy: list[PrivacyResult],
+                 warnings: list[str]) -> dict[str, Any]:
+    """The extractor-free numbers: MS-SSIM diversity and the pixel-space privacy audit (its
+    result goes first in ``privacy``, for the plots and nearest.csv)."""
+    pixel: dict[str, Any] = dict.fromkeys(PIXEL_KEYS)
+    if "ms_ssim" in wanted:
+        pixel.update(_ms_ssim(synth, real, pairs, seed))
+    if "privacy" in wanted and train is not None:
+        res = _pixel_privacy(synth, train, real if heldout else None)
+        pixel.update(res.summary())
+        privacy.insert(0, res)
+    elif "privacy" in wanted:
+        warnings.append("no training set: no privacy audit (pass --train DATASET_DIR:train)")
+    return pixel
 
 
 def _nearest_csv(synth: ImageSet, train: ImageSet, results: list[PrivacyResult]) -> str:
@@ -281,11 +299,13 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
              cache_dir: str | os.PathLike | None = None, n_bootstrap: int = 100,
              confidence: float = 0.95, extractor_epochs: int = 15, kid_subsets: int = 100,
              prdc_k: int = 5, ms_ssim_n_pairs: int = 200, plots: bool = True,
-             device: str = "cpu") -> dict[str, Any]:
+             device: str = "cpu", input_size: int | tuple[int, int] | None = None,
+             in_channels: int | None = None) -> dict[str, Any]:
     """Evaluate ``synthetic`` against held-out ``real`` (and ``train`` for privacy); writes
     ``out/metrics.json`` (plus nearest.csv and PNG plots) and returns the same dict.
     ``device`` runs the feature networks (e.g. ``cuda`` for Inception); the domain extractor
-    always trains on the CPU, so it is the same file on every machine."""
+    always trains on the CPU, so it is the same file on every machine. ``input_size`` and
+    ``in_channels`` feed a ``torchscript`` extractor (default: the images' size, 1 channel)."""
     t0 = time.perf_counter()
     wanted, names = parse_metrics(metrics), parse_features(features)
     warnings: list[str] = []
@@ -297,7 +317,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     heldout = _heldout_ok(real_set, train_set, warnings)
     exs = _build_extractors(names, extractor=extractor, train=train_set,
                             inception_weights=inception_weights, cache_dir=cache_dir, seed=seed,
-                            epochs=extractor_epochs, warnings=warnings)
+                            epochs=extractor_epochs, warnings=warnings,
+                            net_opts={"input_size": input_size, "in_channels": in_channels})
     for ex in exs:
         ex.to(device)
     opts = {"cache_dir": cache_dir, "seed": seed, "n_bootstrap": n_bootstrap,
@@ -308,15 +329,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
                                                 opts, warnings)
         if res is not None and not privacy:
             privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
-    pixel: dict[str, Any] = dict.fromkeys(PIXEL_KEYS)
-    if "ms_ssim" in wanted:
-        pixel.update(_ms_ssim(synth, real_set, ms_ssim_n_pairs, seed))
-    if "privacy" in wanted and train_set is not None:
-        res = _pixel_privacy(synth, train_set, real_set if heldout else None)
-        pixel.update(res.summary())
-        privacy.insert(0, res)
-    elif "privacy" in wanted:
-        warnings.append("no training set: no privacy audit (pass --train DATASET_DIR:train)")
+    pixel = _pixel_block(synth, real_set, train_set, heldout, wanted, ms_ssim_n_pairs, seed,
+                         privacy, warnings)
     primary = groups[exs[0].name] if exs else {}
     pc = {c: dict(row) for c, row in primary.get("per_class", {}).items()}
     if "ms_ssim" in wanted:

@@ -222,6 +222,52 @@ def _inception_factory(weights: str | os.PathLike | None = None, **_: Any) -> Fe
 FEATURE_EXTRACTORS.register("domain", _domain_factory)
 FEATURE_EXTRACTORS.register("inception", _inception_factory)
 FEATURE_EXTRACTORS.register("torchscript", load_torchscript)
+BUILTIN_EXTRACTORS = ("domain", "inception", "torchscript")
+
+
+def import_extractor(spec: str, *, input_size: tuple[int, int] | int | None = None,
+                     in_channels: int = 1) -> str | None:
+    """``--extractor-module pkg.module[:factory]``: a Python extractor, reachable from the CLI.
+
+    Importing ``pkg.module`` (installed, or on ``PYTHONPATH``) runs any :func:`register_extractor`
+    calls in it. With ``:factory``, ``factory()`` is called once: a :class:`FeatureExtractor` it
+    returns is registered under its own ``name``; an ``nn.Module`` under the factory's name, fed
+    ``in_channels`` channels at ``input_size`` (None: the images' own size). Returns that name
+    (None without ``:factory``); it replaces an earlier registration, never a built-in.
+    """
+    import importlib
+
+    mod_name, _, attr = str(spec).partition(":")
+    where = f"--extractor-module {spec}"
+    if not all(p.isidentifier() for p in mod_name.split(".")) or (attr and not attr.isidentifier()):
+        raise SynthmedError(f"{where}: expected pkg.module or pkg.module:factory")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (mod_name == e.name or mod_name.startswith(e.name + ".")):
+            raise  # the module itself failed to import one of its own dependencies
+        raise SynthmedError(f"{where}: no module named {e.name!r}; install it or add its folder "
+                            "to PYTHONPATH") from None
+    if not attr:
+        return None
+    factory = getattr(mod, attr, None)
+    if not callable(factory):
+        raise SynthmedError(f"{where}: {mod_name} has no callable {attr!r}")
+    obj = factory()
+    if isinstance(obj, nn.Module):
+        size = (input_size, input_size) if isinstance(input_size, int) else input_size
+        obj = FeatureExtractor(obj, name=attr, input_size=size, in_channels=in_channels,
+                               info={"module": str(spec)})
+    if not isinstance(obj, FeatureExtractor):
+        raise SynthmedError(f"{where}: {attr}() returned {type(obj).__name__}; return a "
+                            "torch.nn.Module or a synthmed.metrics.FeatureExtractor")
+    if obj.name in BUILTIN_EXTRACTORS:
+        raise SynthmedError(f"{where}: the name {obj.name!r} is built in; choose another")
+    try:
+        FEATURE_EXTRACTORS.register(obj.name, lambda **_: obj, overwrite=True)
+    except ValueError as e:
+        raise SynthmedError(f"{where}: {e}") from None
+    return obj.name
 
 
 def build_extractor(name: str, *, key: str = "features", **options: Any) -> FeatureExtractor:

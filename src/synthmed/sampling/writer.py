@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 
 from synthmed import __version__
 from synthmed.data.dataset import from_model_range
-from synthmed.errors import SynthmedError
+from synthmed.errors import DataError, SynthmedError
 from synthmed.fileio import atomic_directory
 from synthmed.sampling.io import FORMATS, relative_file, write_manifest
 from synthmed.sampling.sampler import GeneratedImages, generate
@@ -29,12 +29,22 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
                     per_class: int | None = None, class_name: str | None = None,
                     seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
                     device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
-                    train_dataset: str | None = None) -> Path:
-    """Generate and write a synthetic set atomically; returns ``out``."""
+                    train_dataset: str | os.PathLike | None = None) -> Path:
+    """Generate and write a synthetic set atomically; returns ``out``.
+
+    ``exclude_near_copies`` drops images closer to a training image than the held-out threshold
+    (:func:`synthmed.metrics.near_copy_mask`); the training images are ``train_dataset``
+    (``DATASET_DIR[:split]``, default split: the run's) or, without it, the run's own data.
+    """
     out = Path(out)
     if fmt not in FORMATS:
         raise SynthmedError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     _check_out(out, force)
+    if train_dataset is not None and not exclude_near_copies:
+        raise SynthmedError("--train is only used with --exclude-near-copies; add that option "
+                            "or drop --train")
+    if train_dataset is not None:
+        _check_train(train_dataset)  # fail before generating, not after
     gen = generate(run_dir, n, per_class=per_class, class_name=class_name, seeds=seeds,
                    checkpoint=checkpoint, device=device)
     images = from_model_range(gen.images)  # (N, C, H, W) uint8
@@ -110,31 +120,50 @@ def _series_uids() -> dict[str, str]:
 
 
 def _write_dcm(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
-    """Secondary Capture with fresh UIDs and no patient identity; seed and checkpoint hash in
-    the series description and image comments."""
+    """Secondary Capture with fresh UIDs and no patient identity (PatientIdentityRemoved YES,
+    ConversionType SYN: pixels that never came from a scanner); seed and checkpoint hash in the
+    series description and image comments."""
     from synthmed.data.export import secondary_capture
 
     desc = f"synthmed synthetic seed={tags['seed']} sha256={tags['checkpoint_sha256'][:16]}"
     ds = secondary_capture(image, study_uid=tags["study_uid"], series_uid=tags["series_uid"],
-                           number=tags["number"], description=desc[:64])
+                           number=tags["number"], description=desc[:64], conversion_type="SYN")
     ds.ImageComments = (f"synthetic image; class={tags['class']} seed={tags['seed']} "
                         f"checkpoint_sha256={tags['checkpoint_sha256']}")
     ds.save_as(path, enforce_file_format=True)
 
 
-def _near_copy_filter(images: np.ndarray, gen: GeneratedImages, train_dataset: str | None):
+def _check_train(train_dataset: str | os.PathLike) -> None:
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.inputs import parse_ref
+
+    try:
+        PreparedDataset(parse_ref(train_dataset, "train")[0])
+    except DataError as e:
+        raise DataError(f"--train {train_dataset}: {e}") from None
+
+
+def _near_copy_filter(images: np.ndarray, gen: GeneratedImages,
+                      train_dataset: str | os.PathLike | None):
+    """(keep mask, what generation.json records) for ``exclude_near_copies``. The held-out images
+    that set the threshold are the first of the dataset's val/test splits not used as training."""
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.inputs import load_split, parse_ref
     from synthmed.metrics.privacy import near_copy_mask
     from synthmed.training.data import resolve_dataset
 
     data_cfg = gen.source.config.data
     if train_dataset is not None:
-        data_cfg = data_cfg.model_copy(update={"path": train_dataset})
-    ds = resolve_dataset(data_cfg)
-    train = np.asarray(ds.images[ds.indices(data_cfg.split)])
-    held_split = next((s for s in ("val", "test") if len(ds.indices(s))), None)
-    held = np.asarray(ds.images[ds.indices(held_split)]) if held_split else None
-    mask, threshold = near_copy_mask(images, train, heldout_uint8=held)
+        path, split = parse_ref(train_dataset, data_cfg.split)
+    else:
+        path, split = resolve_dataset(data_cfg).path, data_cfg.split
+    train = load_split(path, split)
+    used, ds = set(split.split("+")), PreparedDataset(path)
+    held_split = next((s for s in ("val", "test") if len(ds.indices(s)) and not used & {s, "all"}),
+                      None)
+    held = load_split(path, held_split).images if held_split else None
+    mask, threshold = near_copy_mask(images, train.images, heldout_uint8=held)
     keep = ~np.asarray(mask, bool)
     return keep, {"count": int((~keep).sum()), "threshold": float(threshold),
-                  "reference": str(ds.path), "train_split": data_cfg.split,
+                  "reference": str(train.path), "train_split": split, "n_train": len(train),
                   "heldout_split": held_split, "space": "pixel RMS at the training size"}
