@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from synthmed import __version__
 from synthmed.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
@@ -29,6 +28,7 @@ from synthmed.training import distributed as ddp
 from synthmed.training.augment import AdaptiveAugment
 from synthmed.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from synthmed.training.data import BatchStream, TrainingData, load_training_data
+from synthmed.training.ema import build_ema
 from synthmed.training.losses import build_loss
 from synthmed.training.progress import TrainProgress
 from synthmed.training.samples import fixed_inputs, write_sample_grid
@@ -64,9 +64,7 @@ def build_steps(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
     use_ema = pair.default_ema if cfg.model.ema is None else cfg.model.ema
     ema = None
     if use_ema:
-        ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay),
-                            use_buffers=True)
-        ema.module.eval()
+        ema = build_ema(G, cfg.model.ema_decay)
     t = cfg.train
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
