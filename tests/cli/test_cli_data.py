@@ -11,19 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthmed.cli import main
-
-
-def run(argv, capsys):
-    """Run the CLI in-process; (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.fixture(scope="module")
 def raw_phantom(tmp_path_factory):
@@ -32,40 +19,40 @@ def raw_phantom(tmp_path_factory):
     return write_phantom(tmp_path_factory.mktemp("cli") / "raw", n=30, size=32, seed=0)
 
 
-def test_phantom_import_info_export(raw_phantom, tmp_path, capsys):
-    code, out, err = run(["data", "import", raw_phantom / "images", "--mask-dir",
+def test_phantom_import_info_export(cli, raw_phantom, tmp_path):
+    code, out, err = cli(["data", "import", raw_phantom / "images", "--mask-dir",
                           raw_phantom / "masks", "--group-regex", "^(case[0-9]+)_", "--size", "16",
                           "--filter", "median", "--split", "0.6,0.2,0.2", "--seed", "1",
-                          "--out", tmp_path / "ds"], capsys)
+                          "--out", tmp_path / "ds"])
     assert code == 0, err
     assert "imported 30 images" in out
-    code, out, _ = run(["data", "info", tmp_path / "ds", "--json"], capsys)
+    code, out, _ = cli(["data", "info", tmp_path / "ds", "--json"])
     info = json.loads(out)
     assert code == 0 and isinstance(info["n"], int) and info["n"] == 30
     assert set(info["splits"]) == {"train", "val", "test"} and info["size"] == [16, 16]
     assert set(info["classes"]) == {"benign", "malignant"} and info["channels"] == 1
     assert info["has_masks"] is True and info["preprocessing"]["filter"]["name"] == "median"
-    code, out, _ = run(["data", "info", tmp_path / "ds"], capsys)
+    code, out, _ = cli(["data", "info", tmp_path / "ds"])
     assert code == 0 and "median" in out and "groups" in out
     for fmt in ("png", "dicom", "nifti"):
-        code, out, err = run(["data", "export", tmp_path / "ds", "--format", fmt, "--out",
-                              tmp_path / fmt], capsys)
+        code, out, err = cli(["data", "export", tmp_path / "ds", "--format", fmt, "--out",
+                              tmp_path / fmt])
         assert code == 0, err
         assert str(tmp_path / fmt) in out.replace("\n", "")
     assert (tmp_path / "nifti" / "train.nii.gz").is_file()
     assert any((tmp_path / "dicom" / "images").rglob("*.dcm"))
 
 
-def test_import_npz_with_keys_and_labels_csv(tmp_path, capsys):
+def test_import_npz_with_keys_and_labels_csv(cli, tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", images=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8),
              lab=np.array([0, 1, -1] * 4), case=np.arange(12) // 2)
-    code, _, err = run(["data", "import", tmp_path / "d.npz", "--npz-key", "labels=lab",
+    code, _, err = cli(["data", "import", tmp_path / "d.npz", "--npz-key", "labels=lab",
                         "--npz-key", "groups=case", "--drop-label", "-1", "--class-names",
                         "0=benign,1=malignant", "--split", "0.5,0.25,0.25", "--out",
-                        tmp_path / "o"], capsys)
+                        tmp_path / "o"])
     assert code == 0, err
-    info = json.loads(run(["data", "info", tmp_path / "o", "--json"], capsys)[1])
+    info = json.loads(cli(["data", "info", tmp_path / "o", "--json"])[1])
     assert info["classes"] == {"benign": 4, "malignant": 4}
 
 
@@ -146,13 +133,13 @@ BAD = ["corrupt", "extension", "dicom-no-pixels", "nifti-nan", "empty", "small-c
 
 
 @pytest.mark.parametrize("kind", BAD)
-def test_bad_input_is_one_line_and_exit_2(kind, tmp_path, capsys, write_dicom, phantom_dataset):
+def test_bad_input_is_one_line_and_exit_2(kind, tmp_path, cli, write_dicom, phantom_dataset):
     import shutil
 
     if kind.startswith("export"):
         shutil.copytree(phantom_dataset, tmp_path / "ds")
     argv, needle = _make(kind, tmp_path, write_dicom)
-    code, out, err = run(argv, capsys)
+    code, out, err = cli(argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -161,12 +148,12 @@ def test_bad_input_is_one_line_and_exit_2(kind, tmp_path, capsys, write_dicom, p
         assert not any((tmp_path / "o").iterdir())
 
 
-def test_skip_bad_warns_and_counts(tmp_path, capsys):
+def test_skip_bad_warns_and_counts(cli, tmp_path):
     _truncated_png(tmp_path / "src")
-    code, out, err = run(["data", "import", tmp_path / "src", "--skip-bad", "--no-labels",
-                          "--split", "1,0,0", "--out", tmp_path / "o"], capsys)
+    code, out, err = cli(["data", "import", tmp_path / "src", "--skip-bad", "--no-labels",
+                          "--split", "1,0,0", "--out", tmp_path / "o"])
     assert code == 0 and "warning: skipped" in err and "3.png" in err
-    info = json.loads(run(["data", "info", tmp_path / "o", "--json"], capsys)[1])
+    info = json.loads(cli(["data", "info", tmp_path / "o", "--json"])[1])
     assert info["source"]["skipped"]["count"] == 1 and info["n"] == 3
 
 

@@ -7,19 +7,7 @@ import shutil
 
 import pytest
 
-from synthmed.cli import main
 from synthmed.data.dataset import PreparedDataset
-
-
-def run(argv, capsys):
-    """Run the CLI in-process; (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +21,11 @@ def tiny_run(tmp_path_factory, phantom_dataset):
     return train(cfg, runs_dir=tmp_path_factory.mktemp("runs"), progress=False)
 
 
-def test_train_option_sets_the_reference_of_the_near_copy_filter(tiny_run, phantom_dataset,
-                                                                 tmp_path, capsys):
+def test_train_option_sets_the_reference_of_the_near_copy_filter(cli, tiny_run, phantom_dataset,
+                                                                 tmp_path):
     other = shutil.copytree(phantom_dataset, tmp_path / "other")  # not the run's own dataset
-    code, out, err = run(["generate", tiny_run, "--n", 6, "--out", tmp_path / "syn",
-                          "--exclude-near-copies", "--train", f"{other}:train+val"], capsys)
+    code, out, err = cli(["generate", tiny_run, "--n", 6, "--out", tmp_path / "syn",
+                          "--exclude-near-copies", "--train", f"{other}:train+val"])
     assert code == 0, err
     ex = json.loads((tmp_path / "syn" / "generation.json").read_text())["excluded_near_copies"]
     ds = PreparedDataset(other)
@@ -50,11 +38,11 @@ def test_train_option_sets_the_reference_of_the_near_copy_filter(tiny_run, phant
     (lambda p: p.mkdir() or p, "not a prepared dataset"),
     (lambda p: p, "path does not exist"),
 ])
-def test_train_that_is_not_a_prepared_dataset_is_one_line_exit_2(tiny_run, tmp_path, capsys,
+def test_train_that_is_not_a_prepared_dataset_is_one_line_exit_2(tiny_run, tmp_path, cli,
                                                                  make, needle):
     bad = make(tmp_path / "plain")
-    code, _, err = run(["generate", tiny_run, "--n", 2, "--out", tmp_path / "syn",
-                        "--exclude-near-copies", "--train", f"{bad}:train"], capsys)
+    code, _, err = cli(["generate", tiny_run, "--n", 2, "--out", tmp_path / "syn",
+                        "--exclude-near-copies", "--train", f"{bad}:train"])
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --train ")
     assert needle in lines[0] and "Traceback" not in err
@@ -62,7 +50,7 @@ def test_train_that_is_not_a_prepared_dataset_is_one_line_exit_2(tiny_run, tmp_p
 
 
 def test_train_without_exclude_near_copies_is_refused(tiny_run, phantom_dataset, tmp_path,
-                                                      capsys):
-    code, _, err = run(["generate", tiny_run, "--n", 2, "--out", tmp_path / "syn", "--train",
-                        phantom_dataset], capsys)
+                                                      cli):
+    code, _, err = cli(["generate", tiny_run, "--n", 2, "--out", tmp_path / "syn", "--train",
+                        phantom_dataset])
     assert code == 2 and "--exclude-near-copies" in err
