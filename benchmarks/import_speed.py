@@ -15,7 +15,7 @@ import logging
 import shutil
 import sys
 import tempfile
-import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,8 @@ NPZ_KEYS = ["labels=label_binary", "groups=case_id", "ids=names"]
 
 
 def best_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Best wall time of ``repeat`` single calls (the least disturbed by other jobs)."""
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def reference_npz(path: Path, size: int) -> None:

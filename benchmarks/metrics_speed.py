@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +64,8 @@ def make_inputs(root: Path, n_real: int, n_synth: int) -> tuple[Path, Path]:
 
 
 def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Best wall time of ``repeat`` single calls (the least disturbed by other jobs)."""
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def reference(images: np.ndarray, size: tuple[int, int], batch: int) -> None:
