@@ -47,8 +47,12 @@ def human_bytes(n: float) -> str:
 def disk_error(path: str | os.PathLike, err: OSError, needed: int | None = None) -> DiskFullError:
     """The one-line error for an OS error while writing ``path`` (full disk, quota, read-only)."""
     path = Path(path)
-    if err.errno in _NO_SPACE:
-        free = _free_bytes(path)
+    free = _free_bytes(path)
+    # numpy's tofile reports a short write as "OSError: N requested and 0 written" with no errno
+    short_write = err.errno is None and ("written" in str(err)
+                                         or (needed is not None and free is not None
+                                             and free < needed))
+    if err.errno in _NO_SPACE or short_write:
         need = f"about {human_bytes(needed)} needed" if needed else "more space needed"
         have = f", {human_bytes(free)} free" if free is not None else ""
         return DiskFullError(f"{path}: no space left on device ({need}{have}); free space or "

@@ -151,6 +151,8 @@ def _write_dcm(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
     desc = f"synthmed synthetic seed={tags['seed']} sha256={tags['checkpoint_sha256'][:16]}"
     ds = secondary_capture(image, study_uid=tags["study_uid"], series_uid=tags["series_uid"],
                            number=tags["number"], description=desc[:64], conversion_type="SYN")
+    if not tags["class"].isascii():
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, so a non-Latin class name survives
     ds.ImageComments = (f"synthetic image; class={tags['class']} seed={tags['seed']} "
                         f"checkpoint_sha256={tags['checkpoint_sha256']}")
     ds.save_as(path, enforce_file_format=True)
