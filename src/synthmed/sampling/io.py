@@ -79,7 +79,8 @@ def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
     class_names = list(meta.get("class_names") or [])
     npz = path / "synthetic.npz"
     if meta.get("format") == "npz" and npz.is_file():
-        with np.load(npz) as z:
+        npz = member_path(path, "synthetic.npz", str(meta_path))  # not a link out of the set
+        with np.load(npz, allow_pickle=False) as z:
             imgs = z["train_images"]
             labels = z["train_labels"].reshape(-1).astype(np.int64)
             seeds = z["seeds"].astype(np.int64)
