@@ -147,3 +147,11 @@ def test_real_full_disk(small_tmpfs, tmp_path):
         save_checkpoint({"w": torch.zeros(2_000_000)}, ckpt, 2)  # 8 MB
     assert torch.load(ckpt / "latest.pt", weights_only=True)["w"].shape == (10,)
     assert not [p for p in ckpt.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_save_removes_temp_files_of_a_killed_save(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / ".latest.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    save_checkpoint({"w": torch.zeros(4)}, ckpt, 1)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest.pt", "step-00000001.pt"]

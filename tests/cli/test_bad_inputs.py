@@ -242,3 +242,17 @@ def test_odd_class_names_end_to_end_stay_inside_out(cli, world):
 
     assert PreparedDataset(ds).class_names == ["../../up", "/abs/恶性"]
     assert {p.parent.name for p in (exp / "images").rglob("*.png")} == {"up", "abs_恶性"}
+
+
+def test_full_disk_in_any_other_write_is_one_line(cli, world, monkeypatch):
+    """A write without its own handler (a log line, metrics.jsonl) on a full disk: one line."""
+    import synthmed.data.phantom as phantom
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.jsonl")
+
+    monkeypatch.setattr(phantom, "write_phantom", full)
+    out = world["root"] / "ph"
+    line = assert_refused(cli, ["data", "phantom", "--out", out], world["root"], out,
+                          "no space left on device")
+    assert "runs/x/metrics.jsonl" in line

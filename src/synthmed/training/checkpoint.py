@@ -39,6 +39,8 @@ def save_checkpoint(state: dict[str, Any], ckpt_dir: str | os.PathLike, step: in
     data = buf.getbuffer()
     with disk_errors(ckpt_dir, len(data)):
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ckpt_dir.glob(".latest.pt.*.tmp"):  # left by a killed save (one writer/run)
+            stale.unlink(missing_ok=True)
         atomic_write_bytes(latest, data)  # fsynced before the rename
         if periodic:
             target = ckpt_dir / step_name(step)
