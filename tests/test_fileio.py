@@ -155,3 +155,31 @@ def test_checkpoint_save_removes_temp_files_of_a_killed_save(tmp_path):
     (ckpt / ".latest.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     save_checkpoint({"w": torch.zeros(4)}, ckpt, 1)
     assert sorted(p.name for p in ckpt.iterdir()) == ["latest.pt", "step-00000001.pt"]
+
+
+def test_partial_of_a_sigkilled_build_is_removed_by_the_next_run(tmp_path):
+    """A real SIGKILL in the middle of a build: its locked .partial stays while it lives and is
+    removed by the next write in the same parent once the process is dead."""
+    import signal
+    import sys
+    import time
+
+    code = ("import sys, time\nfrom synthmed.fileio import atomic_directory\n"
+            "with atomic_directory(sys.argv[1], kind='dataset') as tmp:\n"
+            "    (tmp / 'images.npy').write_bytes(b'x' * 1000)\n"
+            "    print('building', flush=True)\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "a")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "building"
+        partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+        assert len(partial) == 1
+        _tiny_dataset(tmp_path / "b")  # the owner is alive: its build folder is kept
+        assert partial[0].exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=20)
+    time.sleep(0.05)
+    _tiny_dataset(tmp_path / "c")
+    assert not partial[0].exists() and not (tmp_path / "a").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "c"]
