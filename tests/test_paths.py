@@ -130,3 +130,14 @@ def test_check_output_never_touches_inputs(tmp_path):
     with pytest.raises(DataError, match="is the source"):
         check_output(link, force=True, kind="dataset", inputs=inputs)
     assert os.path.exists(inside / "dataset.json")
+
+
+def test_phantom_folders_of_older_releases_are_recognised_by_their_readme(tmp_path):
+    old = tmp_path / "raw"
+    (old / "images").mkdir(parents=True)
+    (old / "labels.csv").write_text("path,label,group\n")
+    (old / "README.txt").write_text("synthmed phantom: 6 procedural images\n")
+    check_output(old, force=True, kind="phantom")
+    (old / "README.txt").write_text("my phantom study notes\n")
+    with pytest.raises(DataError, match="phantom.json: missing or not written by synthmed"):
+        check_output(old, force=True, kind="phantom")
