@@ -19,6 +19,8 @@ def test_numbering_and_never_overwritten(tmp_path):
     (tmp_path / "notes").mkdir()
     assert create_run_dir(tmp_path, "x").name == "00008-x"
     assert create_run_dir(tmp_path, "///").name == "00009-run"
+    assert create_run_dir(tmp_path, "x" * 400).name == "00010-" + "x" * 100  # < NAME_MAX
+    assert create_run_dir(tmp_path, "../..").parent == tmp_path
 
 
 def test_run_files(tmp_path):

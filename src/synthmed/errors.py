@@ -23,3 +23,7 @@ class ConfigError(SynthmedError):
 
 class DataError(SynthmedError):
     """An input file or dataset directory cannot be used (names the path)."""
+
+
+class DiskFullError(SynthmedError):
+    """A write failed for lack of space (or another OS error); names the path and the space."""

@@ -33,7 +33,7 @@ def create_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
     """Make ``runs_dir/NNNNN-name`` with the next free number; never reuses an existing one."""
     root = Path(runs_dir)
     root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    safe = (re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run")[:100]  # < NAME_MAX
     numbers = [int(m.group(1)) for p in root.iterdir() if (m := _RUN_RE.match(p.name))]
     n = max(numbers, default=-1) + 1
     while True:

@@ -266,8 +266,13 @@ def test_out_exists_needs_force_and_is_untouched(png_folder, tmp_path):
     with pytest.raises(DataError):  # a failing import with --force leaves the old dir alone
         import_dataset(png_folder, out, force=True, size=8, group_regex="^nomatch(")
     assert (out / "keep.txt").exists()
+    with pytest.raises(DataError, match="keep.txt: not written by `synthmed data import`"):
+        import_dataset(png_folder, out, force=True)  # --force never deletes a user's folder
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
     import_dataset(png_folder, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "dataset.json").exists()
+    import_dataset(png_folder, out, force=True, size=8)  # a dataset it wrote: replaced
+    assert (out / "dataset.json").exists() and np.load(out / "images.npy").shape[-1] == 8
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -139,8 +139,13 @@ def test_refuses_non_empty_out_without_force(trained_runs, tmp_path):
     with pytest.raises(SynthmedError, match="--force"):
         write_synthetic(trained_runs["uncond"], out, n=2)
     assert (out / "keep.txt").read_text() == "mine"
-    write_synthetic(trained_runs["uncond"], out, n=2, force=True)
-    assert not (out / "keep.txt").exists()
+    with pytest.raises(SynthmedError, match="keep.txt: not written by `synthmed generate`"):
+        write_synthetic(trained_runs["uncond"], out, n=2, force=True)  # not ours: kept
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    write_synthetic(trained_runs["uncond"], out, n=2, force=True)  # empty: fine
+    write_synthetic(trained_runs["uncond"], out, n=3, force=True)  # our own set: replaced
+    assert len(load_synthetic(out)) == 3
 
 
 def test_bad_format_and_missing_checkpoint(trained_runs, tmp_path):

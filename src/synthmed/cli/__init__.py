@@ -3,6 +3,7 @@ where the results went. User errors are one line on stderr and exit code 2, neve
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -17,6 +18,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# A full disk, quota or read-only file system met by a write without its own handler (a log line,
+# metrics.jsonl) still ends in one line naming the file (docs/reliability.md).
+_DISK_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS}
 console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -56,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     except SynthmedError as e:
         err_console.print(f"error: {e}", markup=False)
         sys.exit(e.exit_code)
+    except OSError as e:
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        from synthmed.fileio import disk_error
+
+        err_console.print(f"error: {disk_error(e.filename or '.', e)}", markup=False)
+        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
         sys.exit(130)

@@ -32,7 +32,8 @@ from torch.utils.data import Dataset
 from synthmed import __version__
 from synthmed.data.splits import SPLITS
 from synthmed.errors import DataError
-from synthmed.fileio import atomic_directory
+from synthmed.fileio import atomic_directory, disk_errors
+from synthmed.paths import check_output
 
 FORMAT = "synthmed-dataset"
 FORMAT_VERSION = 1
@@ -119,13 +120,14 @@ def write_prepared(
     name: str | None = None,
     force: bool = False,
 ) -> Path:
-    """Write a prepared dataset atomically (built in a temp dir, renamed into place).
+    """Write a prepared dataset atomically (built in a hidden sibling, fsynced, swapped in).
+
+    With ``force`` only an earlier prepared dataset (or an empty folder) is replaced; a full
+    disk is one :class:`synthmed.errors.DiskFullError` line and the old dataset stays intact.
 
     ``images`` is (N, C, H, W) uint8/uint16; ``labels`` (N,) with -1 for unlabelled.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise DataError(f"{out}: output directory already exists; pass --force to replace it")
+    out = check_output(out, force=force, kind="dataset")
     images = np.asarray(images)
     if images.ndim != 4 or images.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"images must be (N, C, H, W) uint8/uint16, "
@@ -146,7 +148,9 @@ def write_prepared(
         if len(arr) != n:
             raise ValueError(f"{what} has {len(arr)} entries for {n} images")
 
-    with atomic_directory(out, force=force) as tmp:
+    needed = images.nbytes + labels.nbytes + (masks.nbytes if masks is not None else 0) + 65536
+    with disk_errors(out, needed), \
+            atomic_directory(out, force=force, kind="dataset", fsync=True) as tmp:
         np.save(tmp / "images.npy", np.ascontiguousarray(images))
         np.save(tmp / "labels.npy", labels)
         if masks is not None:

@@ -15,7 +15,6 @@ import datetime as _dt
 import io
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,8 @@ from synthmed.data.dataset import PreparedDataset
 from synthmed.data.readers import image_to_nifti_slice
 from synthmed.data.splits import SPLITS
 from synthmed.errors import DataError
-from synthmed.fileio import atomic_directory
+from synthmed.fileio import atomic_directory, disk_errors
+from synthmed.paths import check_output, ensure_inside, safe_component
 
 EXPORT_FORMATS = ("png", "dicom", "nifti")
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -34,8 +34,8 @@ ANONYMOUS_ID = "SYNTHMED"
 
 
 def safe_name(text: str) -> str:
-    """A class name or id usable as a file/folder name on every OS."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "_"
+    """A class name or id usable as a file/folder name on every OS (no separators, no ``..``)."""
+    return safe_component(text)
 
 
 def _hw(image: np.ndarray) -> np.ndarray:
@@ -44,11 +44,19 @@ def _hw(image: np.ndarray) -> np.ndarray:
 
 
 def _rows(ds: PreparedDataset, idx: np.ndarray, ext: str):
-    """(row, relative path, manifest row) per exported image."""
+    """(row, relative path, manifest row) per exported image. Class names and ids become folder
+    and file names: made safe, and kept distinct (ignoring case) when two map to one name."""
+    taken: set[str] = set()
     for i in idx:
         r = ds.manifest[i]
+        split = r["split"] if r["split"] in SPLITS else safe_name(r["split"])
         cls = safe_name(r["label"]) if r["label"] else "unlabelled"
-        rel = f"{r['split']}/{cls}/{safe_name(r['id'])}.{ext}"
+        stem, k = safe_name(r["id"]), 1
+        rel = f"{split}/{cls}/{stem}.{ext}"
+        while rel.casefold() in taken:
+            k += 1
+            rel = f"{split}/{cls}/{stem}-{k}.{ext}"
+        taken.add(rel.casefold())
         yield int(i), rel, [rel, r["label"], r["group"], r["split"], r["id"],
                             rel if r["has_mask"] == "1" else ""]
 
@@ -69,7 +77,7 @@ def _export_png(ds: PreparedDataset, idx: np.ndarray, tmp: Path) -> None:
                         "--format nifti or dicom")
     manifest = []
     for i, rel, row in _rows(ds, idx, "png"):
-        (tmp / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        ensure_inside(tmp, tmp / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(_hw(np.asarray(ds.images[i]))).save(tmp / "images" / rel)
         if row[-1]:
             (tmp / "masks" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +137,7 @@ def _export_dicom(ds: PreparedDataset, idx: np.ndarray, tmp: Path) -> None:
         img = secondary_capture(np.asarray(ds.images[i]), study_uid=study,
                                 series_uid=series[(split, "image")], number=n,
                                 description=f"synthmed {split} images")
-        (tmp / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        ensure_inside(tmp, tmp / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
         img.save_as(tmp / "images" / rel, enforce_file_format=True)
         if row[-1]:
             m = secondary_capture(np.asarray(ds.masks[i])[None] * np.uint8(255), study_uid=study,
@@ -170,14 +178,14 @@ def export_dataset(dataset_dir: str | os.PathLike, out: str | os.PathLike, fmt: 
     out = Path(out)
     if fmt not in EXPORT_FORMATS:
         raise DataError(f"--format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
-    if out.exists() and not force:
-        raise DataError(f"{out}: output directory already exists; pass --force to replace it")
+    check_output(out, force=force, kind="export", inputs={"dataset": dataset_dir})
     ds = PreparedDataset(dataset_dir)
     idx = ds.indices(split)
     if len(idx) == 0:
         raise DataError(f"{ds.path}: split {split!r} has no images; choose another --split")
     writer = {"png": _export_png, "dicom": _export_dicom, "nifti": _export_nifti}[fmt]
-    with atomic_directory(out, force=force) as tmp:
+    needed = int(ds.images[:1].nbytes) * len(idx) * (2 if ds.masks is not None else 1)
+    with disk_errors(out, needed), atomic_directory(out, force=force, kind="export") as tmp:
         writer(ds, idx, tmp)
         meta = {"format": fmt, "split": split, "n": int(len(idx)), "dataset": str(ds.path),
                 "dataset_content_hash": ds.content_hash, "class_names": ds.class_names,

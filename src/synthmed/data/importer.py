@@ -24,6 +24,7 @@ from synthmed.data.preprocess import Preprocessor, to_channels
 from synthmed.data.readers import split_ext
 from synthmed.data.splits import DEFAULT_FRACTIONS, group_stratified_split, parse_fractions
 from synthmed.errors import DataError
+from synthmed.paths import check_output
 
 log = logging.getLogger("synthmed.data")
 PROGRESS_MIN = 200
@@ -230,9 +231,8 @@ def import_dataset(
     Every option is documented in docs/data.md; the returned path is ``out``. Raises
     :class:`DataError` with one actionable line for anything the user can fix.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise DataError(f"{out}: output directory already exists; pass --force to replace it")
+    out = check_output(out, force=force, kind="dataset", inputs={
+        "source": source, "labels CSV": labels_csv, "mask folder": mask_dir})
     pre = Preprocessor(size=size, keep_aspect=keep_aspect, normalize=normalize,
                        percentiles=percentiles, window=window, filter=filter,
                        filter_sigma=filter_sigma, filter_size=filter_size,

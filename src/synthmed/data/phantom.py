@@ -10,6 +10,7 @@ patient-level splitting matters. Image ``i`` depends only on ``(seed, i)``: dete
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from synthmed import __version__
 from synthmed.errors import DataError
-from synthmed.fileio import atomic_directory
+from synthmed.fileio import atomic_directory, disk_errors
+from synthmed.paths import check_output
 
 CLASS_NAMES = ("benign", "malignant")
 MALIGNANT_FRACTION = 0.35
@@ -126,13 +129,13 @@ def write_phantom(out: str | os.PathLike, n: int = 600, size: int = 64, seed: in
     """Write the phantom as raw files, like a user's export from a PACS or a public set:
 
     ``images/<class>/<id>.png``, ``masks/<class>/<id>.png`` (0/255), ``labels.csv``
-    (path,label,group) and a README saying it is a phantom.
+    (path,label,group), a README saying it is a phantom, and ``phantom.json`` (its parameters;
+    the marker that lets ``--force`` replace it).
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise DataError(f"{out}: output directory already exists; pass --force to replace it")
+    out = check_output(out, force=force, kind="phantom")
     ph = make_phantom(n, size, seed)
-    with atomic_directory(out, force=force) as tmp:
+    needed = 2 * ph["images"].nbytes + 65536
+    with disk_errors(out, needed), atomic_directory(out, force=force, kind="phantom") as tmp:
         rows = ["path,label,group"]
         for name in CLASS_NAMES:
             (tmp / "images" / name).mkdir(parents=True)
@@ -149,4 +152,7 @@ def write_phantom(out: str | os.PathLike, n: int = 600, size: int = 64, seed: in
             f"seed {seed}.\nNOT real patient data. Classes: benign (smooth oval hypoechoic "
             "nodule), malignant (irregular spiculated margin, microcalcifications).\n"
             "Groups caseNNN are fake patients.\n", encoding="utf-8")
+        (tmp / "phantom.json").write_text(json.dumps(
+            {"n": n, "size": size, "seed": seed, "synthmed_version": __version__}) + "\n",
+            encoding="utf-8")
     return out

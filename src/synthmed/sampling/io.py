@@ -10,7 +10,9 @@ Layout of a synthetic set directory::
       manifest.csv                             file, class, seed (file relative to OUT)
       generation.json                          checkpoint sha256, config, version, counts, ...
 
-The PNG/DICOM files carry their seed and checkpoint hash in metadata too.
+``<class>`` is the class name made safe as a folder name (``synthmed.paths.safe_component``);
+manifest.csv keeps the real class name. The PNG/DICOM files carry their seed and checkpoint
+hash in metadata too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.errors import DataError
+from synthmed.paths import member_path
 
 FORMATS = ("png", "npz", "dicom")
 
@@ -45,7 +48,8 @@ class SyntheticSet:
 
 
 def relative_file(fmt: str, class_name: str | None, seed: int) -> str:
-    """Where image ``seed`` of ``class_name`` goes inside the set directory."""
+    """Where image ``seed`` of ``class_name`` goes inside the set directory; ``class_name`` must
+    already be a safe folder name (:func:`synthmed.paths.unique_components`)."""
     stem = f"{class_name}_seed{seed}" if class_name else f"seed{seed}"
     sub = f"{class_name}/" if class_name else ""
     if fmt == "png":
@@ -75,7 +79,8 @@ def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
     class_names = list(meta.get("class_names") or [])
     npz = path / "synthetic.npz"
     if meta.get("format") == "npz" and npz.is_file():
-        with np.load(npz) as z:
+        npz = member_path(path, "synthetic.npz", str(meta_path))  # not a link out of the set
+        with np.load(npz, allow_pickle=False) as z:
             imgs = z["train_images"]
             labels = z["train_labels"].reshape(-1).astype(np.int64)
             seeds = z["seeds"].astype(np.int64)
@@ -87,7 +92,10 @@ def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
         rows = list(csv.DictReader(f))
     if not rows:
         raise DataError(f"{path / 'manifest.csv'}: no images listed")
-    images = np.stack([_read_image(path / r["file"]) for r in rows])
+    where = path / "manifest.csv"
+    files = [member_path(path, r.get("file") or "", f"{where} line {i}")
+             for i, r in enumerate(rows, start=2)]
+    images = np.stack([_read_image(f) for f in files])
     index = {c: k for k, c in enumerate(class_names)}
     labels = np.array([index.get(r["class"], -1) for r in rows], np.int64)
     seeds = np.array([int(r["seed"]) for r in rows], np.int64)

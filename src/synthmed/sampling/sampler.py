@@ -47,6 +47,7 @@ class GeneratedImages:
 def load_generator(run_dir: str | os.PathLike, checkpoint: str = "latest",
                    device: str | torch.device = "cpu") -> LoadedGenerator:
     """Rebuild the generator of a run from its checkpoint (EMA weights when present)."""
+    device = resolve_device(device)
     path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"], source=str(path))
@@ -65,22 +66,68 @@ def load_generator(run_dir: str | os.PathLike, checkpoint: str = "latest",
     return LoadedGenerator(G, meta, cfg, path, checkpoint_hash(path), int(state["step"]))
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator seeds and the int64 seeds column
+MAX_IMAGES = 1_000_000  # per call: every image is held in memory before it is written
+
+
 def parse_seeds(text: str | None, n: int | None) -> list[int]:
-    """``"0-549"``, ``"1,5,9"``, ``"0-9,100-109"``; or ``range(n)`` when ``text`` is None."""
+    """``"0-549"``, ``"1,5,9"``, ``"0-9,100-109"``; or ``range(n)`` when ``text`` is None.
+
+    Seeds are 0..2**63-1 and distinct: an image is defined by (checkpoint, class, seed), so a
+    repeated seed would only list the same image twice.
+    """
     if text is None:
         if n is None or n < 1:
             raise SynthmedError("--n: give a positive number of images (or --seeds / --per-class)")
+        if n > MAX_IMAGES:
+            raise SynthmedError(f"--n {n}: at most {MAX_IMAGES:,} images per call; generate "
+                                "in parts with --seeds ranges")
         return list(range(n))
-    seeds: list[int] = []
+    ranges: list[tuple[int, int]] = []
     for part in str(text).split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not m:
             raise SynthmedError(f"--seeds {text!r}: expected ranges like 0-549 or lists like 1,5,9")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi > MAX_SEED:
+            raise SynthmedError(f"--seeds {text!r}: seed {hi} is too large; seeds go from 0 to "
+                                f"{MAX_SEED}")
         if hi < lo:
             raise SynthmedError(f"--seeds {text!r}: range {lo}-{hi} is empty")
-        seeds.extend(range(lo, hi + 1))
+        ranges.append((lo, hi))
+    if sum(hi - lo + 1 for lo, hi in ranges) > MAX_IMAGES:
+        raise SynthmedError(f"--seeds {text!r}: more than {MAX_IMAGES:,} images per call; "
+                            "generate in parts")
+    seeds = [s for lo, hi in ranges for s in range(lo, hi + 1)]
+    if len(set(seeds)) != len(seeds):
+        seen: set[int] = set()
+        dup = next(s for s in seeds if s in seen or seen.add(s))
+        raise SynthmedError(f"--seeds {text!r}: seed {dup} is listed {seeds.count(dup)} times; "
+                            "each seed gives one image, so list every seed once")
     return seeds
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``--device``: cpu, cuda, cuda:N or mps, refused in one line when this machine lacks it."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SynthmedError(f"--device {name!r}: unknown device; use cpu, cuda, cuda:N or "
+                            "mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SynthmedError(f"--device {name}: CUDA is not available on this machine; use "
+                                "--device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SynthmedError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                                "CUDA device(s); use cuda:0 or cpu")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                    and torch.backends.mps.is_available()):
+        raise SynthmedError(f"--device {name}: MPS is not available on this machine; use "
+                            "--device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise SynthmedError(f"--device {name}: unsupported device; use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 def plan_labels(loaded: LoadedGenerator, seeds: list[int], *, n: int | None = None,
@@ -127,11 +174,10 @@ def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int
              checkpoint: str = "latest", device: str | torch.device = "cpu",
              batch_size: int = 256) -> GeneratedImages:
     """Generate images in memory (no files): the Python API behind ``synthmed generate``."""
-    loaded = load_generator(run_dir, checkpoint, device)
     if isinstance(seeds, list):
-        seed_list = [int(s) for s in seeds]
-    else:
-        seed_list = parse_seeds(seeds, per_class if per_class is not None else n)
+        seeds = ",".join(str(int(s)) for s in seeds)
+    seed_list = parse_seeds(seeds, per_class if per_class is not None else n)
+    loaded = load_generator(run_dir, checkpoint, device)
     seed_list, labels = plan_labels(loaded, seed_list, n=n, per_class=per_class,
                                     class_name=class_name)
     images = sample(loaded, seed_list, labels, batch_size=batch_size)

@@ -15,14 +15,24 @@ from PIL import Image, PngImagePlugin
 from synthmed import __version__
 from synthmed.data.dataset import from_model_range
 from synthmed.errors import DataError, SynthmedError
-from synthmed.fileio import atomic_directory
+from synthmed.fileio import atomic_directory, disk_errors
+from synthmed.paths import check_output, ensure_inside, unique_components
 from synthmed.sampling.io import FORMATS, relative_file, write_manifest
 from synthmed.sampling.sampler import GeneratedImages, generate
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise SynthmedError(f"{out}: output directory is not empty; pass --force to replace it")
+def _inputs(run_dir, train_dataset, gen: GeneratedImages | None = None) -> dict:
+    """What ``generate`` reads: the run (and its runs/ folder through "contains"), the
+    checkpoint, the --train dataset and the run's own dataset."""
+    from synthmed.metrics.inputs import parse_ref
+
+    inputs = {"run directory": run_dir,
+              "--train dataset": parse_ref(train_dataset, "train")[0] if train_dataset else None}
+    if gen is not None:
+        data_path = gen.source.config.data.path
+        inputs.update({"checkpoint": gen.source.checkpoint,
+                       "run's dataset": data_path if data_path != "phantom" else None})
+    return inputs
 
 
 def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: int | None = None,
@@ -39,7 +49,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     out = Path(out)
     if fmt not in FORMATS:
         raise SynthmedError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    _check_out(out, force)
+    check_output(out, force=force, kind="synthetic", inputs=_inputs(run_dir, train_dataset))
     if train_dataset is not None and not exclude_near_copies:
         raise SynthmedError("--train is only used with --exclude-near-copies; add that option "
                             "or drop --train")
@@ -54,22 +64,35 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
         keep, excluded = _near_copy_filter(images, gen, train_dataset)
         images, labels, seeds_arr = images[keep], labels[keep], seeds_arr[keep]
     names = gen.class_names
+    check_output(out, force=force, kind="synthetic", inputs=_inputs(run_dir, train_dataset, gen))
     cls = [names[k] if k >= 0 else "" for k in labels]
     meta = _provenance(gen, fmt, images, cls, seeds, excluded)
-    with atomic_directory(out, force=True) as tmp:
-        files = [relative_file(fmt, c or None, int(s)) for c, s in zip(cls, seeds_arr, strict=True)]
-        if fmt == "npz":
-            files = [f"synthetic.npz#{i}" for i in range(len(images))]
-            _write_npz(tmp, images, labels, seeds_arr, names)
-        uids = _series_uids() if fmt == "dicom" else {}
-        for i, rel in enumerate(files if fmt != "npz" else []):
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            tags = {"seed": int(seeds_arr[i]), "class": cls[i], "number": i + 1,
-                    "checkpoint_sha256": gen.source.checkpoint_sha256, **uids}
-            (_write_png if fmt == "png" else _write_dcm)(tmp / rel, images[i], tags)
-        write_manifest(tmp, files, cls, [int(s) for s in seeds_arr])
+    with disk_errors(out, int(images.nbytes) + (1 << 16)), \
+            atomic_directory(out, force=True, kind="synthetic") as tmp:
+        _write_files(tmp, fmt, images, labels, seeds_arr, names, cls, gen)
         (tmp / "generation.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _write_files(tmp: Path, fmt: str, images: np.ndarray, labels: np.ndarray,
+                 seeds_arr: np.ndarray, names: list[str], cls: list[str],
+                 gen: GeneratedImages) -> None:
+    """Image files and manifest.csv. Folder names come from class names, which a dataset can
+    set to anything (``../x``, ``/etc``): they are sanitized and each path checked to stay in."""
+    folder = dict(zip(names, unique_components(names), strict=True))
+    files = [relative_file(fmt, folder[c] if c else None, int(s))
+             for c, s in zip(cls, seeds_arr, strict=True)]
+    if fmt == "npz":
+        files = [f"synthetic.npz#{i}" for i in range(len(images))]
+        _write_npz(tmp, images, labels, seeds_arr, names)
+    uids = _series_uids() if fmt == "dicom" else {}
+    for i, rel in enumerate(files if fmt != "npz" else []):
+        path = ensure_inside(tmp, tmp / rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tags = {"seed": int(seeds_arr[i]), "class": cls[i], "number": i + 1,
+                "checkpoint_sha256": gen.source.checkpoint_sha256, **uids}
+        (_write_png if fmt == "png" else _write_dcm)(path, images[i], tags)
+    write_manifest(tmp, files, cls, [int(s) for s in seeds_arr])
 
 
 def _provenance(gen: GeneratedImages, fmt: str, images: np.ndarray, cls: list[str],
@@ -128,6 +151,8 @@ def _write_dcm(path: Path, image: np.ndarray, tags: dict[str, Any]) -> None:
     desc = f"synthmed synthetic seed={tags['seed']} sha256={tags['checkpoint_sha256'][:16]}"
     ds = secondary_capture(image, study_uid=tags["study_uid"], series_uid=tags["series_uid"],
                            number=tags["number"], description=desc[:64], conversion_type="SYN")
+    if not tags["class"].isascii():
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, so a non-Latin class name survives
     ds.ImageComments = (f"synthetic image; class={tags['class']} seed={tags['seed']} "
                         f"checkpoint_sha256={tags['checkpoint_sha256']}")
     ds.save_as(path, enforce_file_format=True)

@@ -7,6 +7,7 @@ version: everything needed for a resumed run to end with the same weights as an 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from synthmed.errors import SynthmedError
-from synthmed.fileio import atomic_path, sha256_file
+from synthmed.fileio import atomic_write_bytes, disk_errors, fsync_path, sha256_file
 
 _STEP_RE = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -26,23 +27,39 @@ def step_name(step: int) -> str:
 
 def save_checkpoint(state: dict[str, Any], ckpt_dir: str | os.PathLike, step: int, *,
                     keep: int = 3, periodic: bool = True) -> Path:
-    """Write ``latest.pt`` (and ``step-XXXXXXXX.pt`` when ``periodic``); keep the last ``keep``."""
+    """Write ``latest.pt`` (and ``step-XXXXXXXX.pt`` when ``periodic``); keep the last ``keep``.
+
+    Each file is fsynced before the rename that publishes it; on a full disk the previous
+    checkpoints stay intact and the error is one :class:`DiskFullError` line with the size.
+    """
     ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     latest = ckpt_dir / "latest.pt"
-    with atomic_path(latest) as tmp:
-        torch.save(state, tmp)
-    if periodic:
-        target = ckpt_dir / step_name(step)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        try:  # a hard link shares latest.pt's bytes; os.replace of latest later keeps this inode
-            os.link(latest, tmp)
-        except OSError:
-            torch.save(state, tmp)
-        os.replace(tmp, target)
-        for old in list_checkpoints(ckpt_dir)[:-keep]:
-            old.unlink(missing_ok=True)
+    buf = io.BytesIO()  # serialize first: the size is known, and a full disk is an OSError here
+    torch.save(state, buf)
+    data = buf.getbuffer()
+    with disk_errors(ckpt_dir, len(data)):
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ckpt_dir.glob(".latest.pt.*.tmp"):  # left by a killed save (one writer/run)
+            stale.unlink(missing_ok=True)
+        atomic_write_bytes(latest, data)  # fsynced before the rename
+        if periodic:
+            target = ckpt_dir / step_name(step)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            try:  # a hard link shares latest.pt's bytes; replacing latest later keeps this inode
+                os.link(latest, tmp)
+            except OSError:
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                    fsync_path(tmp)
+                except OSError:
+                    tmp.unlink(missing_ok=True)
+                    raise
+            os.replace(tmp, target)
+            fsync_path(ckpt_dir)
+            for old in list_checkpoints(ckpt_dir)[:-keep]:
+                old.unlink(missing_ok=True)
     return latest
 
 
