@@ -25,7 +25,9 @@ def resize_tensor(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     hw = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(x.shape[-2:]) == hw:
         return x
-    return F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)
+    # float32 math: the antialiased kernel has no bf16/fp16 CPU version (mixed precision, train.amp)
+    y = F.interpolate(x.float(), size=hw, mode="bilinear", antialias=True, align_corners=False)
+    return y.to(x.dtype)
 
 
 def resize_array(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:

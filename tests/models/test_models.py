@@ -90,6 +90,19 @@ def test_render_size_range(size):
         render_size(size)
 
 
+@pytest.mark.parametrize("variant", ["dcgan", "acgan", "cgan"])
+def test_any_size_under_bf16_autocast(variant):
+    """train.amp: the antialiased resize has no bf16 CPU kernel, so it runs in float32."""
+    torch.manual_seed(0)
+    pair = build(variant, size=28, width=2)
+    y = labels(pair, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = pair.generator(torch.randn(2, LATENT), y)
+        adv, _ = pair.discriminator(x, y)
+    adv.float().sum().backward()
+    assert x.shape == (2, 1, 28, 28) and adv.shape == (2,)
+
+
 def test_power_of_two_sizes_are_not_resized():
     """The 32/64/128 px networks are unchanged: same layers, output straight from tanh."""
     torch.manual_seed(0)
