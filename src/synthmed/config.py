@@ -37,7 +37,7 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("dcgan", description="registered GAN: dcgan | acgan | cgan")
-    image_size: int | None = Field(None, gt=0, description="32, 64 or 128; default: the data's")
+    image_size: int | None = Field(None, gt=0, description="16 to 512 px; default: the data's")
     latent_dim: int = Field(100, gt=0)
     base_width: int = Field(64, gt=0)
     per_class: bool = Field(False, description="one unconditional generator per class")

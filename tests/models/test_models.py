@@ -10,6 +10,7 @@ from torch.nn.utils import parametrize
 from synthmed.config import ModelConfig
 from synthmed.errors import ConfigError
 from synthmed.models import GAN_MODELS, GANPair, build_gan
+from synthmed.models.base import num_stages, render_size
 from synthmed.models.perclass import PerClassDiscriminator, PerClassGenerator
 
 LATENT = 16
@@ -57,6 +58,58 @@ def test_output_shapes(variant, size, channels):
         assert cls.shape == (3, K)
     else:
         assert cls is None
+
+
+ANY_SIZES = [16, 28, 32, 48, 64, 100, 128, 256, 512]
+
+
+@pytest.mark.parametrize("size", ANY_SIZES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_any_size_from_16_to_512(variant, size):
+    """MedMNIST's 28 px and other non-powers of two: G writes the data's size, D reads it."""
+    torch.manual_seed(0)
+    pair = build(variant, size=size, width=2)
+    y = labels(pair, 2)
+    x = pair.generator(torch.randn(2, LATENT), y)
+    assert x.shape == (2, 1, size, size) and x.abs().max() <= 1.0
+    adv, _ = pair.discriminator(x, y)
+    assert adv.shape == (2,)
+    with pytest.raises(ValueError, match=f"built for {size}x{size}"):
+        pair.discriminator(torch.zeros(2, 1, size + 1, size + 1), y)
+
+
+@pytest.mark.parametrize("size, render", [(16, 16), (17, 32), (28, 32), (100, 128), (512, 512)])
+def test_render_size_is_the_next_power_of_two(size, render):
+    assert render_size(size) == render
+    assert num_stages(size) == render.bit_length() - 3
+
+
+@pytest.mark.parametrize("size", [15, 513])
+def test_render_size_range(size):
+    with pytest.raises(ValueError, match=r"\[16, 512\]"):
+        render_size(size)
+
+
+@pytest.mark.parametrize("variant", ["dcgan", "acgan", "cgan"])
+def test_any_size_under_bf16_autocast(variant):
+    """train.amp: the antialiased resize has no bf16 CPU kernel, so it runs in float32."""
+    torch.manual_seed(0)
+    pair = build(variant, size=28, width=2)
+    y = labels(pair, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = pair.generator(torch.randn(2, LATENT), y)
+        adv, _ = pair.discriminator(x, y)
+    adv.float().sum().backward()
+    assert x.shape == (2, 1, 28, 28) and adv.shape == (2,)
+
+
+def test_power_of_two_sizes_are_not_resized():
+    """The 32/64/128 px networks are unchanged: same layers, output straight from tanh."""
+    torch.manual_seed(0)
+    pair = build("dcgan", size=32)
+    z = torch.randn(2, LATENT)
+    torch.testing.assert_close(pair.generator(z), pair.generator.main(z[:, :, None, None]),
+                               rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +263,8 @@ def test_same_seed_same_networks():
     "kwargs, build_kw, match",
     [
         ({"name": "dcgn"}, {}, r"model\.name: unknown model 'dcgn'; choose one of acgan, cgan"),
-        ({}, {"image_size": 48}, r"model\.image_size: 48 .*32, 64, 128"),
+        ({}, {"image_size": 12}, r"model\.image_size: 12 px .*between 16 and 512"),
+        ({}, {"image_size": 513}, r"model\.image_size: 513 px .*between 16 and 512"),
         ({"name": "acgan"}, {"n_classes": 0}, r"model\.name: 'acgan' .*no labels.*dcgan"),
         ({"name": "dcgan", "per_class": True}, {"n_classes": 1}, r"per_class: .*labels.*false"),
         ({"name": "cgan", "per_class": True}, {"n_classes": 3}, r"model\.per_class: only dcgan"),

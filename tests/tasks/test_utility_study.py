@@ -143,9 +143,6 @@ def test_unusable_synthetic_sets(phantom_dataset, tmp_path, make_synthetic):
     other = make_synthetic(tmp_path / "o", inverted, np.array([0, 1, 0, 1]), ["cyst", "solid"])
     with pytest.raises(DataError, match="cyst, solid are not classes"):
         prepare_study(_cfg(phantom_dataset, f"utility.synthetic={other}"))
-    small = make_synthetic(tmp_path / "s", inverted[:, :16, :16], labels[:4], ds.class_names)
-    with pytest.raises(DataError, match="generate at that size"):
-        prepare_study(_cfg(phantom_dataset, f"utility.synthetic={small}"))
     with pytest.raises(DataError, match="no masks"):
         prepare_study(_cfg(phantom_dataset, "utility.task=segmentation",
                            f"utility.synthetic={uncond}"))

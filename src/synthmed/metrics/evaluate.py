@@ -28,7 +28,7 @@ from synthmed.metrics.cache import feature_key, load_features, save_features
 from synthmed.metrics.compare import GROUP_KEYS, compare_features, per_class
 from synthmed.metrics.features import FEATURE_EXTRACTORS, RESIZE_METHOD, FeatureExtractor, Features
 from synthmed.metrics.fidelity import MS_SSIM_PROTOCOL, ms_ssim_pairs
-from synthmed.metrics.inputs import ImageSet, load_images, load_split, parse_ref
+from synthmed.metrics.inputs import ImageSet, load_images, load_split, match_size, parse_ref
 from synthmed.metrics.privacy import (
     COPY_PERCENTILE,
     PrivacyResult,
@@ -312,7 +312,9 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     real_set = load_images(real, "test")
     if real_set.kind != "dataset":
         raise DataError(f"--real {real}: expected a prepared dataset (DATASET_DIR[:split])")
-    synth = load_images(synthetic, "all")
+    synth, notice = match_size(load_images(synthetic, "all"), real_set)
+    if notice:
+        warnings.append(notice)
     train_set = _resolve_train(train, real_set, warnings)
     heldout = _heldout_ok(real_set, train_set, warnings)
     exs = _build_extractors(names, extractor=extractor, train=train_set,

@@ -2,11 +2,13 @@
 
 ``DATASET_DIR[:split]`` names a split of a prepared dataset (``train``, ``val``, ``test``, ``all``
 or a union such as ``val+test``); a directory with ``generation.json`` is a synthetic set written
-by ``synthmed generate``.
+by ``synthmed generate``. A synthetic set of another image size than the real one is resized to
+the real size once (:func:`match_size`), before any metric, and ``metrics.json`` says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.errors import DataError
+from synthmed.resize import RESIZE_METHOD, resize_array
 
 SPLIT_NAMES = ("train", "val", "test", "all")
 
@@ -42,6 +45,7 @@ class ImageSet:
     content_hash: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     ids: list[str] | None = None  # manifest ids (datasets) or <class>_seed<seed> (synthetic sets)
+    resized_from: list[int] | None = None  # (H, W) before :func:`match_size`, when it resized
 
     def __len__(self) -> int:
         return len(self.images)
@@ -61,7 +65,7 @@ class ImageSet:
     def subset(self, mask: np.ndarray) -> ImageSet:
         ids = [i for i, m in zip(self.ids, mask, strict=True) if m] if self.ids else None
         return ImageSet(self.images[mask], self.labels[mask], self.class_names, self.kind,
-                        self.path, self.split, None, self.meta, ids)
+                        self.path, self.split, None, self.meta, ids, self.resized_from)
 
     def describe(self) -> dict[str, Any]:
         """What metrics.json records about this set."""
@@ -71,11 +75,27 @@ class ImageSet:
                "class_counts": {c: int((self.labels == k).sum())
                                 for k, c in enumerate(self.class_names)},
                "content_hash": self.content_hash}
+        if self.resized_from:
+            out.update(resized_from=self.resized_from, resize=RESIZE_METHOD)
         if self.kind == "synthetic":
             keys = ("checkpoint", "checkpoint_sha256", "run_dir", "step", "model", "seeds",
                     "excluded_near_copies", "synthmed_version")
             out["generation"] = {k: self.meta[k] for k in keys if k in self.meta}
         return out
+
+
+def match_size(synth: ImageSet, real: ImageSet) -> tuple[ImageSet, str | None]:
+    """``synth`` at the real images' (H, W), and the one notice to record when it was resized.
+
+    Resizing once, up front, means every metric (features, MS-SSIM, pixel privacy) compares the
+    same pixels, instead of each extractor or audit resizing on its own without saying so."""
+    if synth.size == real.size:
+        return synth, None
+    (h, w), (rh, rw) = synth.size, real.size
+    out = dataclasses.replace(synth, images=resize_array(synth.images, (rh, rw)),
+                              content_hash=None, resized_from=[h, w])
+    return out, (f"synthetic images resized from {h}x{w} to the real images' {rh}x{rw} "
+                 f"({RESIZE_METHOD}) before every metric")
 
 
 def _indices(data, split: str) -> np.ndarray:

@@ -54,7 +54,7 @@ class ACGANDiscriminator(DCGANDiscriminator):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (N, C, H, W) in [-1, 1]; y ignored (the classifier predicts it) -> (N,), (N, K)."""
-        h = self.features(x)
+        h = self.feature_map(x)
         return self.adv_head(h).flatten(), self.class_head(h).flatten(1)
 
 

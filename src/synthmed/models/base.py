@@ -11,14 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from synthmed.config import ModelConfig
 from synthmed.errors import ConfigError
 from synthmed.registry import Registry
+from synthmed.resize import resize_tensor
 
-#: Image sizes the networks are built for: 4x4 features up/down-sampled by a power of two.
-SUPPORTED_SIZES = (32, 64, 128)
+#: Smallest and largest image side the models accept (any size in between works).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 512
+
+#: Sizes the networks are built at: 4x4 features up/down-sampled by a power of two. Any other
+#: size in [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE] is served by the next one up (see :func:`render_size`).
+SUPPORTED_SIZES = (16, 32, 64, 128, 256, 512)
 
 
 @dataclass
@@ -48,11 +54,46 @@ GanFactory = Callable[..., GANPair]
 GAN_MODELS: Registry[GanFactory] = Registry("model")
 
 
+def render_size(image_size: int) -> int:
+    """The power of two a network for ``image_size`` is built at: the smallest one >= it.
+
+    A data size that is not a power of two (MedMNIST's 28, 100, ...) is served by building the
+    network one size up and resizing at its boundary (:func:`to_data_size`,
+    :func:`to_render_size`) rather than by changing the architecture: every model keeps the
+    layer layout of its paper, works for every size in range the same way, and a 28 px model
+    renders detail at 32 px and shrinks it (antialiased) instead of enlarging a 16 px image.
+    Cost: at most 4x the pixels of the data (257 -> 512); sizes at or just under a power of two
+    are cheapest.
+    """
+    if not MIN_IMAGE_SIZE <= int(image_size) <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must lie in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
+                         f"got {image_size}")
+    return 1 << (int(image_size) - 1).bit_length()
+
+
 def num_stages(image_size: int) -> int:
-    """Number of stride-2 stages between a 4x4 map and ``image_size`` (3, 4 or 5)."""
-    if image_size not in SUPPORTED_SIZES:
-        raise ValueError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
-    return image_size.bit_length() - 3
+    """Number of stride-2 stages between a 4x4 map and ``render_size(image_size)`` (2 to 7)."""
+    return render_size(image_size).bit_length() - 3
+
+
+def to_data_size(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Generator output (N, C, R, R) at the render size -> (N, C, S, S) at the data's size.
+
+    Antialiased bilinear shrinking (a no-op when R == S): convex weights, so tanh outputs stay
+    in [-1, 1], and differentiable, so the generator learns what the discriminator sees."""
+    return resize_tensor(x, image_size)
+
+
+def to_render_size(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Discriminator input (N, C, S, S) at the data's size -> (N, C, R, R) at the render size.
+
+    Real and generated images both arrive at the data's size and pass through the same fixed
+    bilinear enlargement, so the discriminator compares them at the data's resolution and sees
+    nothing a data-size image does not contain. Any other input size is a caller error."""
+    if tuple(x.shape[-2:]) != (image_size, image_size):
+        raise ValueError(f"discriminator built for {image_size}x{image_size} images, "
+                         f"got {tuple(x.shape[-2:])}")
+    return resize_tensor(x, render_size(image_size))
 
 
 def check_spatial_dims(spatial_dims: int) -> None:
@@ -92,9 +133,9 @@ def build_gan(cfg: ModelConfig, *, in_channels: int, image_size: int, n_classes:
     ``n_classes`` is the number of labelled classes in the dataset (0 when unlabelled).
     """
     factory = GAN_MODELS.get(cfg.name, key="model.name")
-    if image_size not in SUPPORTED_SIZES:
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise ConfigError(
-            f"model.image_size: {image_size} is not supported; choose one of "
-            f"{', '.join(map(str, SUPPORTED_SIZES))} (images are resized to it)"
+            f"model.image_size: {image_size} px is not supported; set model.image_size between "
+            f"{MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} (the images are resized to it)"
         )
     return factory(cfg, in_channels=in_channels, image_size=image_size, n_classes=n_classes)

@@ -19,7 +19,14 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from synthmed.config import ModelConfig
 from synthmed.errors import ConfigError
-from synthmed.models.base import GAN_MODELS, GANPair, check_spatial_dims, num_stages
+from synthmed.models.base import (
+    GAN_MODELS,
+    GANPair,
+    check_spatial_dims,
+    num_stages,
+    to_data_size,
+    to_render_size,
+)
 
 MAX_MULT = 8
 
@@ -87,7 +94,7 @@ class ResNetGenerator(nn.Module):
         n = num_stages(image_size)
         widths = [channels * min(2 ** (n - 1 - i), MAX_MULT) for i in range(n)] + [channels]
         self.num_classes = num_classes
-        self.latent_dim = latent_dim
+        self.latent_dim, self.image_size = latent_dim, image_size
         self.base_shape = (widths[0], 4, 4)
         self.fc = _xavier(nn.Linear(latent_dim, widths[0] * 16))
         self.blocks = nn.ModuleList(
@@ -104,7 +111,7 @@ class ResNetGenerator(nn.Module):
         h = self.fc(z).reshape(z.shape[0], *self.base_shape)
         for block in self.blocks:
             h = block(h, y)
-        return torch.tanh(self.conv_out(F.relu(self.bn_out(h))))
+        return to_data_size(torch.tanh(self.conv_out(F.relu(self.bn_out(h)))), self.image_size)
 
 
 class DiscBlock(nn.Module):
@@ -146,8 +153,8 @@ class ProjectionDiscriminator(nn.Module):
         blocks = [DiscBlock(in_channels, widths[0], downsample=True, first=True)]
         blocks += [DiscBlock(widths[i - 1], widths[i], downsample=True) for i in range(1, n)]
         blocks += [DiscBlock(widths[-1], widths[-1], downsample=False)]
-        self.blocks = nn.Sequential(*blocks)  # -> (N, widths[-1], 4, 4)
-        self.num_classes = num_classes
+        self.blocks = nn.Sequential(*blocks)  # render-size input -> (N, widths[-1], 4, 4)
+        self.num_classes, self.image_size = num_classes, image_size
         self.linear = _sn(nn.Linear(widths[-1], 1))
         self.embed = _sn(nn.Embedding(num_classes, widths[-1])) if num_classes else None
 
@@ -155,7 +162,8 @@ class ProjectionDiscriminator(nn.Module):
                 ) -> tuple[torch.Tensor, None]:
         """x (N, C, H, W) in [-1, 1], y (N,) int64 (required when conditional) ->
         (adv_logits (N,), None)."""
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling, (N, C)
+        h = self.blocks(to_render_size(x, self.image_size))
+        h = F.relu(h).sum(dim=(2, 3))  # global sum pooling, (N, C)
         out = self.linear(h).flatten()
         if self.embed is not None:
             if y is None:

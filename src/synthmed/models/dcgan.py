@@ -3,8 +3,10 @@
 Generator: a 4x4 transposed convolution from z, then stride-2 4x4 transposed convolutions with
 BatchNorm + ReLU halving the width each stage, tanh output. Discriminator: the mirror image with
 LeakyReLU(0.2), BatchNorm from the second layer on, and a 4x4 valid convolution to one logit (no
-sigmoid: the loss takes logits). Weights ~ N(0, 0.02). 32/64/128 px differ only by the number of
+sigmoid: the loss takes logits). Weights ~ N(0, 0.02). 16 to 512 px differ only by the number of
 stages; widths are ``channels * 2**k`` capped at 8x so 128 px stays the size of the 64 px net.
+Sizes that are not a power of two are rendered one power of two up and resized at the network's
+boundary (:func:`synthmed.models.base.render_size`).
 This is also the model of the thyroid-ultrasound (64x64) and liver-lesion studies.
 """
 
@@ -23,6 +25,8 @@ from synthmed.models.base import (
     dcgan_init_,
     num_stages,
     require_labels,
+    to_data_size,
+    to_render_size,
 )
 from synthmed.models.perclass import PerClassDiscriminator, PerClassGenerator
 
@@ -43,7 +47,7 @@ class DCGANGenerator(nn.Module):
                  channels: int = 64, image_size: int = 64) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
-        self.latent_dim = latent_dim
+        self.latent_dim, self.image_size = latent_dim, image_size
         widths = stage_widths(channels, image_size)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
@@ -59,7 +63,8 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z (N, latent_dim) float32; y ignored -> (N, C, H, W) float32 in [-1, 1]."""
-        return self.main(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+        return to_data_size(self.main(z.reshape(z.shape[0], self.latent_dim, 1, 1)),
+                            self.image_size)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -69,21 +74,26 @@ class DCGANDiscriminator(nn.Module):
                  image_size: int = 64) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
+        self.image_size = image_size
         widths = stage_widths(channels, image_size)[::-1]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, inplace=True)]
         for w_in, w_out in pairwise(widths):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out),
                        nn.LeakyReLU(0.2, inplace=True)]
-        self.features = nn.Sequential(*layers)  # -> (N, widths[-1], 4, 4)
+        self.features = nn.Sequential(*layers)  # render-size input -> (N, widths[-1], 4, 4)
         self.feature_channels = widths[-1]
         self.adv_head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)
         dcgan_init_(self)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, image_size, image_size) -> (N, feature_channels, 4, 4)."""
+        return self.features(to_render_size(x, self.image_size))
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (N, C, H, W) in [-1, 1]; y ignored -> (adv_logits (N,), None)."""
-        return self.adv_head(self.features(x)).flatten(), None
+        """x (N, C, image_size, image_size) in [-1, 1]; y ignored -> (adv_logits (N,), None)."""
+        return self.adv_head(self.feature_map(x)).flatten(), None
 
 
 def build_per_class_dcgan(cfg: ModelConfig, *, in_channels: int, image_size: int,

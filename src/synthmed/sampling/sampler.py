@@ -1,8 +1,14 @@
 """Sampling trained generators: every image reproducible from (checkpoint, class, seed).
 
 Image ``seed`` uses noise drawn from ``torch.Generator().manual_seed(seed)`` alone, and the
-generator runs in eval mode (no batch statistics), so an image never depends on which other images
-were generated with it. Sampling uses the EMA weights when the run kept them.
+generator runs in eval mode (no batch statistics). That alone is not enough for identical bytes:
+convolution and matrix kernels pick their blocking (and summation order) from the batch shape, so
+the same image computed in a batch of 256 and alone differed by float rounding, i.e. one grey
+level in a few percent of images. :func:`run_generator` therefore always calls the generator on
+micro-batches of exactly :data:`MICRO_BATCH` images of one class, padded with zero noise, with
+cuDNN autotuning off: the image for (checkpoint, class, seed) is then the same bytes whatever was
+generated with it, on a given machine and software stack. Sampling uses the EMA weights when the
+run kept them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ import torch
 from synthmed.config import config_from_dict
 from synthmed.errors import SynthmedError
 from synthmed.models import build_gan
+from synthmed.models.base import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from synthmed.resize import resize_tensor
 from synthmed.training.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
+
+#: Images per generator call while sampling. Part of the exact-image contract: changing it may
+#: change an image by float rounding, so generation.json records it.
+MICRO_BATCH = 32
 
 
 @dataclass
@@ -150,36 +162,86 @@ def plan_labels(loaded: LoadedGenerator, seeds: list[int], *, n: int | None = No
     return seeds, [s % len(names) for s in seeds]  # class follows the seed: reproducible alone
 
 
+def _micro_batches(labels: torch.Tensor | None, n: int, micro_batch: int):
+    """Index groups of at most ``micro_batch`` images sharing one label (per-class models route
+    each class to its own network, so mixed batches would give it sub-batches of varying size)."""
+    if labels is None:
+        groups = [torch.arange(n)]
+    else:
+        groups = [(labels == k).nonzero(as_tuple=True)[0] for k in torch.unique(labels).tolist()]
+    for idx in groups:
+        yield from idx.split(micro_batch)
+
+
 @torch.no_grad()
+def run_generator(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, *,
+                  micro_batch: int = MICRO_BATCH, size: int | None = None) -> torch.Tensor:
+    """Run an eval-mode generator so each image is independent of the others requested with it.
+
+    z (N, latent) and y (N,) int64 | None on the generator's device -> images (N, C, S, S)
+    float32 in [-1, 1] on the CPU, S = ``size`` (antialiased resize) or the generator's own.
+    Every call sees exactly ``micro_batch`` rows of one label (zero noise pads the last one):
+    the fixed shape fixes the kernels and their summation order, and in eval mode no row
+    influences another, so an image's bytes do not depend on the request's size or order.
+    """
+    n = z.shape[0]
+    ys = None if y is None else y.cpu()
+    out: torch.Tensor | None = None
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                    deterministic=True):
+        for idx in _micro_batches(ys, n, micro_batch):
+            pad = micro_batch - len(idx)
+            zb = torch.cat([z[idx.to(z.device)], z.new_zeros(pad, *z.shape[1:])])
+            yb = None if y is None else y[idx[:1].to(y.device)].expand(micro_batch).contiguous()
+            x = generator(zb, yb)[:len(idx)].float()
+            if size is not None:
+                x = resize_tensor(x, size)
+            x = x.clamp_(-1, 1).cpu()
+            if out is None:
+                out = torch.empty((n, *x.shape[1:]), dtype=torch.float32)
+            out[idx] = x
+    if out is None:
+        raise SynthmedError("nothing to generate: the request selects no images")
+    return out
+
+
+def check_size(size: int | None) -> None:
+    """``--size`` must be a side the toolkit handles (the models' range)."""
+    if size is not None and not MIN_IMAGE_SIZE <= int(size) <= MAX_IMAGE_SIZE:
+        raise SynthmedError(f"--size {size}: choose a side between {MIN_IMAGE_SIZE} and "
+                            f"{MAX_IMAGE_SIZE} px (default: the size the run was trained at)")
+
+
 def sample(loaded: LoadedGenerator, seeds: list[int], labels: list[int], *,
-           batch_size: int = 256) -> torch.Tensor:
-    """Images (N, C, H, W) in [-1, 1] on CPU for the given seeds and labels."""
+           size: int | None = None, micro_batch: int = MICRO_BATCH) -> torch.Tensor:
+    """Images (N, C, S, S) in [-1, 1] on CPU for the given seeds and labels; S is ``size`` or,
+    by default, the size the run was trained at (the training data's)."""
+    check_size(size)
+    if not seeds:
+        raise SynthmedError("nothing to generate: the request selects no images")
     device = next(loaded.generator.parameters()).device
     latent = loaded.meta["latent_dim"]
-    out = []
-    for i in range(0, len(seeds), batch_size):
-        chunk = seeds[i:i + batch_size]
-        z = torch.stack([torch.randn(latent, generator=torch.Generator().manual_seed(int(s)))
-                         for s in chunk]).to(device)
-        y = (torch.tensor(labels[i:i + batch_size], device=device)
-             if loaded.meta["conditional"] else None)
-        out.append(loaded.generator(z, y).float().clamp_(-1, 1).cpu())
-    if not out:
-        raise SynthmedError("nothing to generate: the request selects no images")
-    return torch.cat(out)
+    z = torch.stack([torch.randn(latent, generator=torch.Generator().manual_seed(int(s)))
+                     for s in seeds]).to(device)
+    y = (torch.tensor(labels, dtype=torch.long, device=device)
+         if loaded.meta["conditional"] else None)
+    return run_generator(loaded.generator, z, y, micro_batch=micro_batch, size=size)
 
 
 def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int | None = None,
              class_name: str | None = None, seeds: str | list[int] | None = None,
              checkpoint: str = "latest", device: str | torch.device = "cpu",
-             batch_size: int = 256) -> GeneratedImages:
-    """Generate images in memory (no files): the Python API behind ``synthmed generate``."""
+             size: int | None = None) -> GeneratedImages:
+    """Generate images in memory (no files): the Python API behind ``synthmed generate``.
+
+    ``size``: side in pixels of the images returned; default the size the run was trained at."""
+    check_size(size)
     if isinstance(seeds, list):
         seeds = ",".join(str(int(s)) for s in seeds)
     seed_list = parse_seeds(seeds, per_class if per_class is not None else n)
     loaded = load_generator(run_dir, checkpoint, device)
     seed_list, labels = plan_labels(loaded, seed_list, n=n, per_class=per_class,
                                     class_name=class_name)
-    images = sample(loaded, seed_list, labels, batch_size=batch_size)
+    images = sample(loaded, seed_list, labels, size=size)
     return GeneratedImages(images, torch.tensor(labels, dtype=torch.long),
                            torch.tensor(seed_list, dtype=torch.long), loaded.class_names, loaded)

@@ -18,7 +18,7 @@ from synthmed.errors import DataError, SynthmedError
 from synthmed.fileio import atomic_directory, disk_errors
 from synthmed.paths import check_output, ensure_inside, unique_components
 from synthmed.sampling.io import FORMATS, relative_file, write_manifest
-from synthmed.sampling.sampler import GeneratedImages, generate
+from synthmed.sampling.sampler import MICRO_BATCH, GeneratedImages, generate
 
 
 def _inputs(run_dir, train_dataset, gen: GeneratedImages | None = None) -> dict:
@@ -39,8 +39,11 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
                     per_class: int | None = None, class_name: str | None = None,
                     seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
                     device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
-                    train_dataset: str | os.PathLike | None = None) -> Path:
+                    train_dataset: str | os.PathLike | None = None,
+                    size: int | None = None) -> Path:
     """Generate and write a synthetic set atomically; returns ``out``.
+
+    ``size``: image side in pixels; default the size the run was trained at (the training data's).
 
     ``exclude_near_copies`` drops images closer to a training image than the held-out threshold
     (:func:`synthmed.metrics.near_copy_mask`); the training images are ``train_dataset``
@@ -56,7 +59,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     if train_dataset is not None:
         _check_train(train_dataset)  # fail before generating, not after
     gen = generate(run_dir, n, per_class=per_class, class_name=class_name, seeds=seeds,
-                   checkpoint=checkpoint, device=device)
+                   checkpoint=checkpoint, device=device, size=size)
     images = from_model_range(gen.images)  # (N, C, H, W) uint8
     labels, seeds_arr = gen.labels.numpy(), gen.seeds.numpy()
     excluded = None
@@ -105,6 +108,8 @@ def _provenance(gen: GeneratedImages, fmt: str, images: np.ndarray, cls: list[st
         "classes": {c: cls.count(c) for c in gen.class_names},
         "size": [int(images.shape[2]), int(images.shape[3])],
         "channels": int(images.shape[1]),
+        "generator_size": int(src.meta["image_size"]),
+        "micro_batch": MICRO_BATCH,
         "seeds": seeds if seeds is not None else f"0-{int(gen.seeds.max())}",
         "run_dir": str(src.checkpoint.parent.parent),
         "checkpoint": str(src.checkpoint),

@@ -5,6 +5,11 @@ used as one (e.g. image+mask pairs for segmentation). Three guards keep val/test
 training through the synthetic door: a source that *is* the real dataset is refused; a generator
 whose ``generation.json`` says it was trained on a split other than ``train`` of this dataset is
 refused; and any synthetic image pixel-identical to a real val/test image is refused.
+
+A source whose images have another side length than the real ones (a 32 px set for 28 px
+MedMNIST) is resized to the real size with :func:`synthmed.resize.resize_array` (masks: nearest
+neighbour), and the one notice saying so is recorded in utility.json; a different number of
+channels is refused.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from synthmed.data.dataset import PreparedDataset
 from synthmed.errors import DataError
+from synthmed.resize import RESIZE_METHOD, resize_array
 from synthmed.tasks.train import Images
 
 
@@ -61,6 +69,28 @@ def _map_labels(p: Path, labels: np.ndarray, names: list[str], real_names: list[
     return mapped
 
 
+def match_size(p: Path, images: np.ndarray, masks: np.ndarray | None, real: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Resize a source to the real images' (H, W); returns the notice to record, if any."""
+    if images.shape[1] != real.shape[1]:
+        raise DataError(f"{p}: images have {images.shape[1]} channel(s) but the real dataset's "
+                        f"have {real.shape[1]}; generate from a model trained on this dataset")
+    (h, w), (rh, rw) = images.shape[2:], real.shape[2:]
+    if (h, w) == (rh, rw):
+        return images, masks, None
+    images = resize_array(images, (rh, rw))
+    if masks is not None:  # nearest neighbour keeps masks binary
+        masks = _resize_masks(masks, rh, rw)
+    return images, masks, (f"{p}: synthetic images resized from {h}x{w} to the real {rh}x{rw} "
+                           f"({RESIZE_METHOD})")
+
+
+def _resize_masks(masks: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(N, H0, W0) label masks -> (N, h, w) by nearest neighbour (pixel centres)."""
+    x = torch.from_numpy(np.ascontiguousarray(masks)[:, None]).float()
+    return F.interpolate(x, size=(h, w), mode="nearest-exact")[:, 0].numpy().astype(masks.dtype)
+
+
 def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.ndarray
                 ) -> tuple[Images, dict[str, Any]]:
     """Read one source; labels are mapped to the real class order (segmentation: one
@@ -71,9 +101,8 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
     if meta.get("dataset_hash") == ds.content_hash and trained not in (None, "train"):
         raise DataError(f"{p}: its generator was trained on the {trained!r} split of this "
                         "dataset, so val/test images leaked into it; train the GAN on 'train'")
-    if tuple(images.shape[1:]) != tuple(ds.images.shape[1:]):
-        raise DataError(f"{p}: images are {tuple(images.shape[1:])} (C, H, W) but the real "
-                        f"dataset's are {tuple(ds.images.shape[1:])}; generate at that size")
+    size = [int(images.shape[2]), int(images.shape[3])]
+    images, masks, notice = match_size(p, images, masks, ds.images)
     if task == "segmentation":
         if masks is None:
             raise DataError(f"{p}: no masks; segmentation arms with synthetic data need "
@@ -92,4 +121,6 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
             "class_counts": {c: int((mapped == k).sum()) for k, c in enumerate(names_out)},
             "dataset_hash": meta.get("dataset_hash"), "generator_split": trained,
             "checkpoint_sha256": meta.get("checkpoint_sha256")}
+    if notice:
+        info.update(resized_from=size, resize=RESIZE_METHOD, notice=notice)
     return Images(images, mapped, masks), info

@@ -336,6 +336,9 @@ def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
 
     say(f"utility: {len(jobs)} arms x {len(study.seeds)} seeds, {study.task} with "
         f"{study.model}, on {study.dataset['path']} {study.dataset['n']}")
+    for info in study.source_info:
+        if info.get("notice"):
+            say(info["notice"])
     if not study.sources and cfg.utility.arms is None:
         say("no utility.synthetic set: running the arms without synthetic images only")
     threads = torch.get_num_threads()
