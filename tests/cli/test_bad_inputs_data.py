@@ -233,3 +233,18 @@ def test_huge_size_refused_before_allocating(run, tmp_path, monkeypatch, size):
                         "--out", tmp_path / "out"])
     line = _one_error(code, err)
     assert f"--size {size}" in line and "GiB" in line
+
+
+def test_utility_refuses_a_class_absent_from_test(run, tmp_path):
+    from synthmed.data.dataset import write_prepared
+
+    labels = np.array([0, 1] * 10)
+    splits = ["train"] * 12 + ["val"] * 4 + ["test"] * 4
+    labels[16:] = 0  # class 'b' only in train and val
+    ds = write_prepared(tmp_path / "ds", images=RNG.integers(0, 256, (20, 1, 16, 16),
+                                                             dtype=np.uint8),
+                        labels=labels, splits=splits, class_names=["a", "b"])
+    (tmp_path / "u.yaml").write_text(f"data:\n  path: {ds}\nutility:\n  epochs: 1\n  seeds: 1\n")
+    code, _, err = run(["utility", tmp_path / "u.yaml", "--runs-dir", tmp_path / "out_runs"])
+    line = _one_error(code, err)
+    assert "class 'b' has no images in the test split" in line and "--split" in line
