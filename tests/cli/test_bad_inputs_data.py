@@ -248,3 +248,58 @@ def test_utility_refuses_a_class_absent_from_test(run, tmp_path):
     code, _, err = run(["utility", tmp_path / "u.yaml", "--runs-dir", tmp_path / "out_runs"])
     line = _one_error(code, err)
     assert "class 'b' has no images in the test split" in line and "--split" in line
+
+
+# 8. Error texts -------------------------------------------------------------------------------
+
+@pytest.fixture
+def config_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: dcgan\n")
+    return path
+
+
+def test_set_typo_names_the_override_and_suggests_the_key(run, tmp_path, config_yaml):
+    code, _, err = run(["train", config_yaml, "--set", "model.imagesize=64",
+                        "--runs-dir", tmp_path / "out_runs"])
+    line = _one_error(code, err)
+    assert line.startswith("error: --set model.imagesize=64: ") and "c.yaml" not in line
+    assert "did you mean model.image_size?" in line
+
+
+def test_yaml_typo_names_the_file_and_suggests_the_key(run, tmp_path):
+    (tmp_path / "bad.yaml").write_text("train:\n  step: 5\n")
+    code, _, err = run(["train", tmp_path / "bad.yaml", "--runs-dir", tmp_path / "out_runs"])
+    line = _one_error(code, err)
+    assert "bad.yaml: train.step: unknown key; did you mean train.steps?" in line
+
+
+def test_misspelt_split_is_named(run, tmp_path):
+    from synthmed.data.dataset import write_prepared
+
+    ds = write_prepared(tmp_path / "ds", images=RNG.integers(0, 256, (4, 1, 16, 16),
+                                                             dtype=np.uint8),
+                        labels=[0, 1, 0, 1], splits=["train", "train", "test", "test"],
+                        class_names=["a", "b"])
+    code, _, err = run(["evaluate", "--real", f"{ds}:tset", "--synthetic", f"{ds}:train",
+                        "--out", tmp_path / "out_eval"])
+    assert "unknown split 'tset' (train, val, test" in _one_error(code, err)
+
+
+def test_resume_without_checkpoint_gives_a_train_hint(run, tmp_path):
+    (tmp_path / "run0").mkdir()
+    code, _, err = run(["train", "--resume", tmp_path / "run0",
+                        "--runs-dir", tmp_path / "out_runs"])
+    line = _one_error(code, err)
+    assert "--resume" in line and "--checkpoint" not in line
+
+
+# 9. Help text shows user syntax as written ----------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["evaluate", "--help"], ["data", "import", "--help"]])
+def test_help_has_no_emoji_or_markup(cli, argv):
+    code, out, _ = cli(argv)
+    assert code == 0
+    assert all(ord(ch) < 0x2000 or ch in "│─╭╮╰╯" for ch in out), "emoji in help"
+    if argv[0] == "evaluate":
+        assert "pkg.module:factory:" in out.replace("\n", " ")

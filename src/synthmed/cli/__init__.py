@@ -16,6 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts quote user syntax (pkg.module:factory:, DIR[:split]); rich would turn
+    # ':factory:' into an emoji and '[...]' into markup, so help is printed as written.
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

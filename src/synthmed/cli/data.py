@@ -13,7 +13,7 @@ from synthmed.cli import app, console
 Opt = typer.Option
 
 data_app = typer.Typer(help="Prepare datasets: phantom, import, info, export.",
-                       no_args_is_help=True)
+                       no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 

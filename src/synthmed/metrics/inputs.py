@@ -8,6 +8,7 @@ by ``synthmed generate``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ def parse_ref(ref: str | os.PathLike, default_split: str) -> tuple[Path, str]:
     head, sep, tail = text.rpartition(":")
     if sep and head and tail and all(p in SPLIT_NAMES for p in tail.split("+")):
         return Path(head), tail
+    if sep and head and re.fullmatch(r"[A-Za-z_+-]+", tail) and not Path(text).exists():
+        bad = next(p for p in tail.split("+") if p not in SPLIT_NAMES)
+        raise DataError(f"{text}: unknown split {bad!r} (train, val, test, all, or a union such "
+                        "as val+test)")
     return Path(text), default_split
 
 
