@@ -9,6 +9,7 @@ constructors with explicit keyword arguments.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -138,21 +139,57 @@ _TYPE_WORDS = {
 }
 
 
-def format_validation_error(err: ValidationError, source: str | None = None) -> str:
-    """One line per problem, each naming the dotted key path."""
-    lines = []
+def key_paths(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of a config model (sections and their keys), for suggestions."""
+    model = ExperimentConfig if model is None else model
+    out = []
+    for name, f in model.model_fields.items():
+        out.append(prefix + name)
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+            out += key_paths(f.annotation, f"{prefix}{name}.")
+    return out
+
+
+def suggest_key(loc: str, model: type[BaseModel] | None = None) -> str | None:
+    """The documented key closest to a misspelt ``loc`` (difflib), first among its siblings."""
+    keys = key_paths(model)
+    parent, _, last = loc.rpartition(".")
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
+    near = difflib.get_close_matches(loc, siblings, n=1, cutoff=0.6) or \
+        difflib.get_close_matches(loc, keys, n=1, cutoff=0.6) or \
+        [k for k in keys if k.rpartition(".")[2] == last]
+    return near[0] if near else None
+
+
+def format_validation_error(err: ValidationError, source: str | None = None, *,
+                            overrides: list[str] | None = None,
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per problem, each naming the dotted key path and where it was set: the
+    ``--set`` override that gave the key, else ``source`` (the YAML file)."""
+    given = {}
+    for text in overrides or []:
+        with contextlib.suppress(ConfigError):
+            given[".".join(parse_override(text)[0])] = text
+    from_file, from_set = [], []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         kind = e["type"]
         if kind == "extra_forbidden":
-            msg = "unknown key (check the spelling against the documented keys)"
+            near = suggest_key(loc, model)
+            msg = (f"unknown key; did you mean {near}?" if near and near != loc else
+                   "unknown key (check the spelling against the documented keys)")
         elif kind in _TYPE_WORDS:
             msg = f"expected {_TYPE_WORDS[kind]}, got {_describe(e.get('input'))}"
         else:
             msg = f"{e['msg']}, got {_describe(e.get('input'))}"
-        lines.append(f"{loc}: {msg}")
-    prefix = f"{source}: " if source else ""
-    return prefix + "; ".join(lines)
+        text = next((t for k, t in given.items() if loc == k or loc.startswith(k + ".")
+                     or k.startswith(loc + ".")), None)
+        if text is not None:
+            from_set.append(f"--set {text}: {loc}: {msg}")
+        else:
+            from_file.append(f"{loc}: {msg}")
+    parts = [f"{source}: " + "; ".join(from_file) if source else "; ".join(from_file)]
+    return "; ".join((parts if from_file else []) + from_set)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -204,11 +241,13 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def config_from_dict(data: dict, *, source: str | None = None, model=ExperimentConfig):
+def config_from_dict(data: dict, *, source: str | None = None, model=ExperimentConfig,
+                     overrides: list[str] | None = None):
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
+        raise ConfigError(format_validation_error(e, source, overrides=overrides, model=model)
+                          ) from None
 
 
 def load_config(
@@ -217,7 +256,7 @@ def load_config(
     """Load a YAML experiment config (or the defaults when ``path`` is None) plus overrides."""
     data = _read_yaml(Path(path)) if path is not None else {}
     apply_overrides(data, overrides)
-    return config_from_dict(data, source=str(path) if path else None)
+    return config_from_dict(data, source=str(path) if path else None, overrides=overrides)
 
 
 def config_to_yaml(cfg: BaseModel) -> str:

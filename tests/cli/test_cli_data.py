@@ -49,8 +49,8 @@ def test_import_npz_with_keys_and_labels_csv(cli, tmp_path):
              lab=np.array([0, 1, -1] * 4), case=np.arange(12) // 2)
     code, _, err = cli(["data", "import", tmp_path / "d.npz", "--npz-key", "labels=lab",
                         "--npz-key", "groups=case", "--drop-label", "-1", "--class-names",
-                        "0=benign,1=malignant", "--split", "0.5,0.25,0.25", "--out",
-                        tmp_path / "o"])
+                        "0=benign,1=malignant", "--split", "0.5,0.25,0.25", "--allow-missing-class",
+                        "--out", tmp_path / "o"])
     assert code == 0, err
     info = json.loads(cli(["data", "info", tmp_path / "o", "--json"])[1])
     assert info["classes"] == {"benign": 4, "malignant": 4}
@@ -90,7 +90,7 @@ def _make(kind, tmp_path, write_dicom):
         (src / "a" / "3.png").unlink()
         (src / "b").mkdir()
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "b" / "0.png")
-        return ["data", "import", src, "--out", tmp_path / "o"], "class 'b' has 1 image"
+        return ["data", "import", src, "--out", tmp_path / "o"], "class 'b' has 1 patient"
     if kind == "mask-shape":
         _truncated_png(src)
         (src / "a" / "3.png").unlink()

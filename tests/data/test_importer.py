@@ -30,7 +30,8 @@ def _split_of_groups(ds):
 
 def test_class_folders_masks_and_group_regex(png_folder, tmp_path):
     out = import_dataset(png_folder, tmp_path / "out", mask_dir=tmp_path / "masks",
-                         group_regex=r"^(case\d+)_", split="0.5,0.25,0.25")
+                         group_regex=r"^(case\d+)_", split="0.5,0.25,0.25",
+                         allow_missing_class=True)  # 2 patients per class: not in all 3 splits
     ds = PreparedDataset(out)
     assert len(ds) == 8 and ds.class_names == ["benign", "malignant"]
     assert ds.class_counts() == {"benign": 4, "malignant": 4}
@@ -54,7 +55,7 @@ def test_default_groups_are_images_and_said_so(png_folder, tmp_path):
 
 
 def test_same_seed_same_dataset_and_seed_changes_split(png_folder, tmp_path):
-    kw = {"group_regex": r"^(case\d+)_", "split": "0.5,0.25,0.25"}
+    kw = {"group_regex": r"^(case\d+)_", "split": "0.5,0.25,0.25", "allow_missing_class": True}
     a = import_dataset(png_folder, tmp_path / "a", seed=3, **kw)
     b = import_dataset(png_folder, tmp_path / "b", seed=3, **kw)
     assert PreparedDataset(a).content_hash == PreparedDataset(b).content_hash
@@ -94,7 +95,8 @@ def test_labels_csv_groups_and_official_split(png_folder, tmp_path):
     assert ds.meta["split"]["method"].startswith("official")
     assert ds.meta["split"]["leaking_groups"] == 2  # case1 and case11 in train and test
     resplit = PreparedDataset(import_dataset(png_folder, tmp_path / "re",
-                                             labels_csv=tmp_path / "labels.csv", resplit=True))
+                                             labels_csv=tmp_path / "labels.csv", resplit=True,
+                                             allow_missing_class=True))
     assert resplit.meta["split"]["method"] == "group-stratified"
     assert all(len(s) == 1 for s in _split_of_groups(resplit).values())
 
@@ -175,7 +177,8 @@ def test_dicom_folder_patient_groups_and_window(tmp_path, write_dicom):
                         intercept=-1000, patient=f"PAT{p}")
     write_dicom(src / "a" / "mf.dcm", RNG.integers(0, 2000, (3, 8, 8)).astype(np.uint16),
                 slope=1, intercept=-1000, patient="PAT9")
-    ds = PreparedDataset(import_dataset(src, tmp_path / "o", window="0,400", split="0.5,0.25,0.25"))
+    ds = PreparedDataset(import_dataset(src, tmp_path / "o", window="0,400", split="0.5,0.25,0.25",
+                                        allow_missing_class=True))
     assert len(ds) == 11 and set(ds.groups) == {f"PAT{p}" for p in (0, 1, 2, 3, 9)}
     assert all(len(s) == 1 for s in _split_of_groups(ds).values())
     assert ds.meta["split"]["groups"] == "DICOM PatientID"
@@ -227,7 +230,8 @@ def test_generic_npz_keys_drop_label_and_class_names(tmp_path):
              label_binary=np.array([0, 1, -1] * 4, np.int8), case_id=np.arange(n) // 2)
     out = import_dataset(tmp_path / "ddti.npz", tmp_path / "o", size=10, drop_labels=["-1"],
                          npz_keys=["labels=label_binary", "groups=case_id"],
-                         class_names="0=benign,1=malignant", split="0.5,0.25,0.25")
+                         class_names="0=benign,1=malignant", split="0.5,0.25,0.25",
+                         allow_missing_class=True)
     ds = PreparedDataset(out)
     assert len(ds) == 8 and ds.class_counts() == {"benign": 4, "malignant": 4}
     assert ds.meta["source"]["dropped_labels"] == {"-1": 4}
@@ -305,7 +309,7 @@ def test_source_errors(tmp_path):
     for i in range(3):
         Image.fromarray(np.zeros((4, 4), np.uint8)).save(src / "a" / f"{i}.png")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(src / "b" / "0.png")
-    with pytest.raises(DataError, match="class 'b' has 1 image"):
+    with pytest.raises(DataError, match="class 'b' has 1 patient"):
         import_dataset(src, tmp_path / "o")
     ds = PreparedDataset(import_dataset(src, tmp_path / "o", progress=True, split="1,0,0"))
     assert len({r["id"] for r in ds.manifest}) == 4  # clashing stems made unique

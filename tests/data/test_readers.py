@@ -168,8 +168,10 @@ def test_nifti_bad_axis_and_4d(tmp_path):
     path = _nifti(tmp_path / "v.nii.gz", np.zeros((3, 3, 3), np.float32))
     with pytest.raises(DataError, match="--axis 3"):
         read_frames(path, axis=3)
+    fr = read_frames(_nifti(tmp_path / "t.nii.gz", np.zeros((3, 3, 3, 5), np.float32)))
+    assert len(fr.frames) == 15 and "read as 5 volumes" in fr.notes[0]
     with pytest.raises(BadFileError, match="shape"):
-        read_frames(_nifti(tmp_path / "t.nii.gz", np.zeros((3, 3, 3, 5), np.float32)))
+        read_frames(_nifti(tmp_path / "t5.nii.gz", np.zeros((3, 3, 3, 2, 2), np.float32)))
 
 
 def test_corrupt_nifti_is_bad_file(tmp_path):

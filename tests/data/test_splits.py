@@ -25,16 +25,52 @@ def labelled_groups(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(data=labelled_groups(), seed=st.integers(0, 2**31 - 1))
-def test_no_group_in_two_splits(data, seed):
+def test_no_group_in_two_splits_and_every_class_in_every_split(data, seed):
     labels, groups = data
-    if min(np.bincount(labels)[np.bincount(labels) > 0]) < 2:
-        with pytest.raises(DataError, match="needs at least 2"):
+    patients = {c: len(set(groups[labels == c])) for c in set(labels.tolist())}
+    if min(patients.values()) < 3:
+        with pytest.raises(DataError, match="patient"):
             group_stratified_split(labels, groups, seed=seed)
         return
     splits = group_stratified_split(labels, groups, (0.6, 0.2, 0.2), seed=seed)
     assert len(splits) == len(labels) and set(splits) <= set(SPLITS)
     for g in set(groups):
         assert len(set(splits[groups == g])) == 1
+    for c in patients:
+        assert set(splits[labels == c]) == set(SPLITS)
+
+
+@pytest.mark.parametrize("n_patients", [3, 4, 5])
+def test_minority_class_of_few_big_patients_reaches_val_and_test(n_patients):
+    """A minority class of 3-5 large patients used to go wholly to train (greedy, largest first)."""
+    labels = np.array([0] * 200 + [1] * (10 * n_patients))
+    groups = np.array([f"a{i // 2}" for i in range(200)] + [f"b{i // 10}" for i in
+                                                            range(10 * n_patients)])
+    for seed in range(5):
+        splits = group_stratified_split(labels, groups, seed=seed)
+        assert set(splits[labels == 1]) == set(SPLITS)
+        assert set(splits[labels == 0]) == set(SPLITS)
+
+
+def test_too_few_patients_refused_unless_allowed():
+    labels, groups = np.array([0] * 20 + [1] * 6), np.array([f"a{i}" for i in range(20)] +
+                                                            ["b0"] * 3 + ["b1"] * 3)
+    with pytest.raises(DataError, match=r"class 'rare' has 2 patient.*--allow-missing-class"):
+        group_stratified_split(labels, groups, class_names=["common", "rare"])
+    notes: list[str] = []
+    splits = group_stratified_split(labels, groups, class_names=["common", "rare"],
+                                    allow_missing_class=True, notices=notes)
+    assert len(notes) == 1 and "'rare' has 2 patient" in notes[0]
+    assert len(set(splits[labels == 1])) == 2
+    # With no val split, two patients are enough.
+    splits = group_stratified_split(labels, groups, (0.8, 0, 0.2))
+    assert set(splits[labels == 1]) == {"train", "test"}
+
+
+def test_unlabelled_single_patient_gives_a_notice():
+    notes: list[str] = []
+    splits = group_stratified_split(np.full(6, -1), ["p"] * 6, notices=notes)
+    assert set(splits) == {"train"} and "only 1 patient group" in notes[0]
 
 
 def test_stratified_fractions_per_class():
@@ -77,7 +113,7 @@ def test_parse_fractions_errors(text, match):
 
 def test_parse_fractions_ok_and_small_class_error():
     assert parse_fractions("0.7,0.15,0.15") == (0.7, 0.15, 0.15)
-    with pytest.raises(DataError, match="class 'rare' has 1 image"):
-        group_stratified_split([0, 0, 1], class_names=["common", "rare"])
+    with pytest.raises(DataError, match="class 'rare' has 1 patient"):
+        group_stratified_split([0, 0, 0, 1], class_names=["common", "rare"])
     with pytest.raises(DataError, match="no images"):
         group_stratified_split([])

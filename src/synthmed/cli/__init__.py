@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts quote user syntax (pkg.module:factory:, DIR[:split]); rich would turn
+    # ':factory:' into an emoji and '[...]' into markup, so help is printed as written.
+    rich_markup_mode=None,
 )
 # A full disk, quota or read-only file system met by a write without its own handler (a log line,
 # metrics.jsonl) still ends in one line naming the file (docs/reliability.md).

@@ -13,7 +13,7 @@ from synthmed.cli import app, console
 Opt = typer.Option
 
 data_app = typer.Typer(help="Prepare datasets: phantom, import, info, export.",
-                       no_args_is_help=True)
+                       no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 
@@ -119,6 +119,8 @@ def import_(
         None, "--medmnist", help="Download this MedMNIST set (needs the medmnist package)."),
     medmnist_size: int = Opt(28, "--medmnist-size", help="MedMNIST size: 28, 64, 128 or 224."),
     axis: int = Opt(2, "--axis", help="NIfTI axis to slice along."),
+    nifti_rgb: bool = Opt(
+        False, "--nifti-rgb", help="Read a 4-D NIfTI (X,Y,Z,3) as RGB; default: 3 volumes."),
     skip_empty_slices: bool = Opt(
         False, "--skip-empty-slices",
         help="Drop frames whose mask is empty (without masks: frames that are constant)."),
@@ -138,6 +140,9 @@ def import_(
     split: str | None = Opt(None, "--split", help="train,val,test fractions [0.8,0.1,0.1]."),
     seed: int = Opt(0, "--seed", help="Split seed."),
     resplit: bool = Opt(False, "--resplit", help="Ignore official splits; split by group."),
+    allow_missing_class: bool = Opt(
+        False, "--allow-missing-class",
+        help="Accept a class with too few patients to appear in val and test (a notice)."),
     name: str | None = Opt(None, "--name", help="Dataset name (default: OUT's folder name)."),
     force: bool = Opt(False, "--force", help="Replace OUT if it exists."),
     skip_bad: bool = Opt(False, "--skip-bad", help="Skip unreadable files with a warning."),
@@ -155,7 +160,8 @@ def import_(
         channels=channels, normalize=normalize, percentiles=_floats(percentiles, "--percentiles"),
         window=window, filter=filter_, filter_sigma=filter_sigma, filter_size=filter_size,
         sigma_color=sigma_color, sigma_space=sigma_space, bit_depth=bit_depth, split=split,
-        seed=seed, resplit=resplit, name=name, force=force, skip_bad=skip_bad)
+        seed=seed, resplit=resplit, name=name, force=force, skip_bad=skip_bad,
+        allow_missing_class=allow_missing_class, nifti_rgb=nifti_rgb)
     s = PreparedDataset(path).summary()
     splits = ", ".join(f"{k} {v}" for k, v in s["splits"].items())
     console.print(f"imported {s['n']} images ({s['size'][0]}x{s['size'][1]}, {s['channels']} "

@@ -10,7 +10,7 @@ import typer
 from synthmed.cli import app, console, err_console
 
 features_app = typer.Typer(help="Feature extractors for FID/KID/PRDC: train the domain one.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(features_app, name="features")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from synthmed.cli import app, console
-from synthmed.errors import ConfigError
+from synthmed.errors import ConfigError, SynthmedError
 
 
 @app.command("train")
@@ -25,6 +25,11 @@ def train_cmd(
 
     if config is None and resume is None:
         raise ConfigError("train: give a CONFIG.yaml (or --resume RUN_DIR)")
+    if resume is not None and not (resume / "checkpoints" / "latest.pt").is_file():
+        # The library's hint names generate's --checkpoint, which train does not have.
+        raise SynthmedError(f"{resume / 'checkpoints' / 'latest.pt'}: no checkpoint to resume "
+                            "from; --resume takes a run directory that has saved one (e.g. "
+                            "runs/00001-name), or start a new run with CONFIG.yaml")
     run_dir = train(config, overrides=set_, runs_dir=runs_dir, resume=resume,
                     progress=not no_progress)
     if run_dir is not None:

@@ -10,6 +10,8 @@ the DICOM PatientID, the file (all slices of one volume), or else the image itse
 from __future__ import annotations
 
 import csv
+import io
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -52,7 +54,7 @@ def read_labels_csv(path: str | Path, *, known: set[str] | None = None) -> dict[
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--labels-csv {path}: file does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(_decode_csv(path), newline="") as f:
         reader = csv.DictReader(f)
         fields = [c.strip().lower() for c in reader.fieldnames or []]
         if "path" not in fields or not {"label", "group", "split"} & set(fields):
@@ -78,6 +80,25 @@ def read_labels_csv(path: str | Path, *, known: set[str] | None = None) -> dict[
     return rows
 
 
+def _decode_csv(path: Path) -> str:
+    """The CSV's text as UTF-8 (a BOM is allowed); anything else is one line naming the file.
+
+    Guessing an encoding would silently turn 'é' into two characters in class names and paths, so
+    a file that is not UTF-8 is refused with what it looks like and how to fix it.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if b"\0" in data[:4096]:
+            kind = "binary data or UTF-16, not a text CSV"
+        else:
+            kind = "probably Latin-1/Windows-1252"
+        raise DataError(f"--labels-csv {path}: not UTF-8 (byte 0x{data[e.start]:02x} at offset "
+                        f"{e.start}; {kind}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                        ) from None
+
+
 def _norm_rel(text: str) -> str:
     rel = text.strip().replace("\\", "/")
     while rel.startswith("./"):
@@ -93,11 +114,11 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def scan_files(root: Path, *, exclude: tuple[Path, ...] = (), on_bad: OnBad | None = None
-               ) -> list[Path]:
+def scan_files(root: Path, *, exclude: tuple[Path, ...] = (), on_bad: OnBad | None = None,
+               skipped: list[str] | None = None) -> list[Path]:
     """Supported files under ``root`` in natural order; hidden and sidecar files are ignored."""
     out = []
-    candidates = [p for p in root.rglob("*") if p.is_file()]
+    candidates = walk_files(root, skipped)
     for p in sorted(candidates, key=lambda q: natural_key(q.relative_to(root).as_posix())):
         rel = p.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or any(_inside(p, e) for e in exclude):
@@ -112,6 +133,36 @@ def scan_files(root: Path, *, exclude: tuple[Path, ...] = (), on_bad: OnBad | No
     return out
 
 
+def walk_files(root: Path, skipped: list[str] | None = None) -> list[Path]:
+    """Every file under ``root``, following symlinked folders (a class folder is often a link
+    to shared storage) but never into a folder already visited, so a link loop ends the walk.
+
+    Folders not entered (a loop, a second link to one folder) and broken links are appended to
+    ``skipped`` as ``path (why)``, so no image disappears without a word.
+    """
+    seen: set[str] = {os.path.realpath(root)}
+    out: list[Path] = []
+    for top, dirs, files in os.walk(root, followlinks=True):
+        keep = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(top, d))
+            if real in seen:
+                if skipped is not None and not d.startswith("."):
+                    skipped.append(f"{Path(top, d).relative_to(root).as_posix()} (a link to a "
+                                   "folder already read)")
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirs[:] = keep
+        for f in files:
+            p = Path(top) / f
+            if p.is_file():
+                out.append(p)
+            elif skipped is not None and not f.startswith("."):
+                skipped.append(f"{p.relative_to(root).as_posix()} (broken link)")
+    return out
+
+
 class FolderSource:
     """Records from the image/DICOM/NIfTI files under ``root`` (or the single file ``root``)."""
 
@@ -119,8 +170,11 @@ class FolderSource:
                  no_labels: bool = False, known_labels: set[str] | None = None,
                  mask_dir: str | Path | None = None, mask_suffix: str | None = None,
                  group_regex: str | None = None, axis: int = 2, skip_empty_slices: bool = False,
-                 exclude: tuple[Path, ...] = (), on_bad: OnBad | None = None) -> None:
+                 exclude: tuple[Path, ...] = (), on_bad: OnBad | None = None,
+                 nifti_rgb: bool = False) -> None:
         root = Path(root)
+        self.notices: list[str] = []
+        self.nifti_rgb = nifti_rgb
         if not root.exists():
             raise DataError(f"{root}: path does not exist")
         if mask_dir is not None and mask_suffix is not None:
@@ -137,7 +191,12 @@ class FolderSource:
             self.root, files = root.parent, [root, *siblings]
         else:
             excl = exclude + ((Path(mask_dir),) if mask_dir is not None else ())
-            self.root, files = root, scan_files(root, exclude=excl, on_bad=self._bad)
+            links: list[str] = []
+            self.root, files = root, scan_files(root, exclude=excl, on_bad=self._bad,
+                                                skipped=links)
+            if links:
+                self.notices.append(f"{root}: skipped {len(links)} path(s): "
+                                    + "; ".join(links[:10]) + (" ..." if len(links) > 10 else ""))
         self.files, self.masks = _pair_masks(self.root, files, mask_dir, mask_suffix)
         if not self.files:
             raise DataError(f"{root}: no images found (looked for PNG, JPEG, BMP, TIFF, DICOM and "
@@ -170,7 +229,15 @@ class FolderSource:
             raise DataError(f"{self.root}: some images sit directly in the folder and some in "
                             "subfolders; put every image in a class folder, or pass "
                             "--labels-csv or --no-labels")
-        return "class folders" if depths == {True} else "none (no class subfolders)"
+        if depths == {True}:
+            tops = sorted({self._rel(p).split("/")[0] for p in self.files} & set(SPLITS))
+            if tops:
+                self.notices.append(
+                    f"{self.root}: class folder(s) named {', '.join(tops)} look like split "
+                    "folders, not classes; for a synthmed export import the folder holding "
+                    "export.json, else pass --labels-csv")
+            return "class folders"
+        return "none (no class subfolders)"
 
     def _check_csv_coverage(self, labels_csv) -> None:
         if self.csv is None:
@@ -196,14 +263,16 @@ class FolderSource:
         for path in self.files:
             rel = self._rel(path)
             try:
-                frames = read_frames(path, axis=self.axis)
+                frames = read_frames(path, axis=self.axis, rgb=self.nifti_rgb)
                 masks = None
                 if path in self.masks:
                     masks = read_mask_frames(self.masks[path], shapes=[f.shape for f in
-                                             frames.frames], image=rel, axis=self.axis)
+                                             frames.frames], image=rel, axis=self.axis,
+                                             rgb=self.nifti_rgb)
             except BadFileError as e:
                 self._bad(rel, str(e))
                 continue
+            self.notices.extend(frames.notes)
             yield from self._records(path, rel, frames, masks)
 
     def _records(self, path: Path, rel: str, frames, masks) -> Iterator[Record]:

@@ -19,8 +19,9 @@ import numpy as np
 
 from synthmed.data.dataset import write_prepared
 from synthmed.data.folders import FolderSource, compile_group_regex, natural_key
+from synthmed.data.layouts import recognise_layout
 from synthmed.data.npz import NpzSource, fetch_medmnist, parse_npz_keys
-from synthmed.data.preprocess import Preprocessor, to_channels
+from synthmed.data.preprocess import Preprocessor, check_memory, to_channels
 from synthmed.data.readers import split_ext
 from synthmed.data.splits import DEFAULT_FRACTIONS, group_stratified_split, parse_fractions
 from synthmed.errors import DataError
@@ -99,7 +100,7 @@ def resolve_labels(raw: Sequence[str | None], *, class_map: Mapping[str, str] | 
 
 def _open_source(source, *, medmnist, medmnist_size, npz_keys, labels_csv, no_labels,
                  class_map, mask_dir, mask_suffix, group_regex, axis, skip_empty_slices,
-                 exclude, on_bad):
+                 exclude, on_bad, nifti_rgb=False, notices=()):
     if medmnist:
         source = fetch_medmnist(medmnist, source or "~/.medmnist", size=medmnist_size)
     if source is None:
@@ -117,10 +118,12 @@ def _open_source(source, *, medmnist, medmnist_size, npz_keys, labels_csv, no_la
     if npz_keys:
         raise DataError("--npz-key: applies only to .npz sources")
     known = set(class_map) if class_map is not None else None
-    return FolderSource(path, labels_csv=labels_csv, no_labels=no_labels, known_labels=known,
-                        mask_dir=mask_dir, mask_suffix=mask_suffix, group_regex=group_regex,
-                        axis=axis, skip_empty_slices=skip_empty_slices, exclude=exclude,
-                        on_bad=on_bad)
+    src = FolderSource(path, labels_csv=labels_csv, no_labels=no_labels, known_labels=known,
+                       mask_dir=mask_dir, mask_suffix=mask_suffix, group_regex=group_regex,
+                       axis=axis, skip_empty_slices=skip_empty_slices, exclude=exclude,
+                       on_bad=on_bad, nifti_rgb=nifti_rgb)
+    src.notices[:0] = notices
+    return src
 
 
 def _progress(items: Iterable, total: int, enabled: bool | None) -> Iterable:
@@ -190,7 +193,8 @@ def _stack_channels(images: list[np.ndarray], channels: int | None, notices: lis
     return np.stack([to_channels(im, channels) for im in images])
 
 
-def _assign_splits(cols, labels, groups, *, fractions, seed, resplit, class_names, notices):
+def _assign_splits(cols, labels, groups, *, fractions, seed, resplit, class_names, notices,
+                   allow_missing_class=False):
     official = cols["splits"]
     have = [s is not None for s in official]
     if any(have) and not resplit:
@@ -205,7 +209,8 @@ def _assign_splits(cols, labels, groups, *, fractions, seed, resplit, class_name
             notices.append(f"{leaking} group(s) appear in more than one official split")
         return np.array(official), {"method": "official (from the source)", "leaking_groups":
                                     leaking}
-    splits = group_stratified_split(labels, groups, fractions, seed, class_names=class_names)
+    splits = group_stratified_split(labels, groups, fractions, seed, class_names=class_names,
+                                    allow_missing_class=allow_missing_class, notices=notices)
     return splits, {"method": "group-stratified", "fractions": list(fractions), "seed": seed}
 
 
@@ -224,7 +229,7 @@ def import_dataset(
     sigma_space: float = 1.5, bit_depth: int = 8,
     split: str | Sequence[float] | None = None, seed: int = 0, resplit: bool = False,
     name: str | None = None, force: bool = False, skip_bad: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = None, allow_missing_class: bool = False, nifti_rgb: bool = False,
 ) -> Path:
     """Import ``source`` (folder, image/DICOM/NIfTI file or .npz) as the prepared dataset ``out``.
 
@@ -238,6 +243,13 @@ def import_dataset(
                        filter_sigma=filter_sigma, filter_size=filter_size,
                        sigma_color=sigma_color, sigma_space=sigma_space, bit_depth=bit_depth)
     fractions = parse_fractions(split) if split is not None else DEFAULT_FRACTIONS
+    layout = None
+    if source is not None and not medmnist and Path(source).is_dir():
+        layout = recognise_layout(Path(source), labels_csv=labels_csv, mask_dir=mask_dir,
+                                  mask_suffix=mask_suffix, no_labels=no_labels)
+        source, labels_csv, mask_dir = layout.root, layout.labels_csv, layout.mask_dir
+        if class_names is None and layout.class_names:
+            class_names = layout.class_names
     class_map = parse_class_names(class_names)
     if channels is not None and channels not in (1, 3):
         raise DataError(f"--channels {channels}: choose 1 or 3")
@@ -251,19 +263,21 @@ def import_dataset(
                        labels_csv=labels_csv, no_labels=no_labels, class_map=class_map,
                        mask_dir=mask_dir, mask_suffix=mask_suffix, group_regex=group_regex,
                        axis=axis, skip_empty_slices=skip_empty_slices, exclude=(out,),
-                       on_bad=on_bad if skip_bad else None)
+                       on_bad=on_bad if skip_bad else None, nifti_rgb=nifti_rgb,
+                       notices=layout.notices if layout is not None else ())
+    check_memory(len(src), size, channels, bit_depth)
     if isinstance(src, NpzSource) and group_regex is not None:
         src = _RegexGroups(src, group_regex)
     cols = _collect(src, pre, {str(x) for x in drop_labels}, no_labels, progress)
     return _finish(out, src, cols, pre, class_map=class_map, channels=channels,
                    fractions=fractions, seed=seed, resplit=resplit, split_given=split is not None,
-                   skipped=skipped, name=name, force=force)
+                   skipped=skipped, name=name, force=force, allow_missing_class=allow_missing_class)
 
 
 def _finish(out, src, cols, pre, *, class_map, channels, fractions, seed, resplit, split_given,
-            skipped, name, force) -> Path:
+            skipped, name, force, allow_missing_class=False) -> Path:
     """Map labels, stack, split and write; every notice also lands in dataset.json."""
-    notices: list[str] = []
+    notices: list[str] = list(getattr(src, "notices", []))
     labels, names = resolve_labels(cols["labels"], class_map=class_map,
                                    file_names=getattr(src, "class_names", None), notices=notices)
     ids = _unique_ids(cols["names"], cols["sources"])
@@ -275,7 +289,8 @@ def _finish(out, src, cols, pre, *, class_map, channels, fractions, seed, respli
         shape = images.shape[2:]
         masks = np.stack([m if m is not None else np.zeros(shape, np.uint8) for m in cols["masks"]])
     splits, split_info = _assign_splits(cols, labels, groups, fractions=fractions, seed=seed,
-                                        resplit=resplit, class_names=names, notices=notices)
+                                        resplit=resplit, class_names=names, notices=notices,
+                                        allow_missing_class=allow_missing_class)
     if split_given and split_info["method"].startswith("official"):
         notices.append("--split ignored: the source has official splits (pass --resplit)")
     split_info["groups"] = _group_desc(src, cols["groups"])

@@ -273,3 +273,45 @@ def describe_short(pre: dict[str, Any]) -> str:
         parts.append("padded to square")
     parts.append(f"{pre.get('bit_depth', 8)}-bit")
     return ", ".join(parts)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without swapping: MemAvailable from /proc/meminfo,
+    else physical memory (os.sysconf); None where neither is known."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(n_images: int, size: int | None, channels: int | None, bit_depth: int) -> None:
+    """Refuse a ``--size`` whose arrays cannot fit in memory, before anything is allocated.
+
+    The estimate is a lower bound: one image's float32 working copies (resize output, stacked
+    channels, mask: about 3 x 4 bytes per pixel and channel) plus the stacked dataset held twice
+    (the per-image list and ``np.stack``'s copy). Without this, ``--size 100000`` was killed by
+    the kernel (exit 137) with no message.
+    """
+    if size is None:
+        return
+    c = channels or 1
+    pixels = size * size
+    need = 12 * c * pixels + 2 * n_images * pixels * (c * bit_depth // 8 + 1)
+    have = available_memory()
+    if have is not None and need > have:
+        raise DataError(f"--size {size}: {n_images} image(s) at {size}x{size} need at least "
+                        f"{_gib(need)} of memory but {_gib(have)} is available; choose a smaller "
+                        "--size")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

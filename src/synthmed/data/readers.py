@@ -58,6 +58,7 @@ class Frames:
     frames: list[np.ndarray]
     kind: str
     patient_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader decided (e.g. 4-D NIfTI)
 
 
 def split_ext(name: str) -> tuple[str, str]:
@@ -104,8 +105,12 @@ def file_kind(path: Path) -> str | None:
     )
 
 
-def read_frames(path: str | Path, *, axis: int = 2) -> Frames:
-    """All 2D frames of one file (multi-page TIFF, multi-frame DICOM, NIfTI slices on ``axis``)."""
+def read_frames(path: str | Path, *, axis: int = 2, rgb: bool = False) -> Frames:
+    """All 2D frames of one file (multi-page TIFF, multi-frame DICOM, NIfTI slices on ``axis``).
+
+    ``rgb``: a 4-D NIfTI whose last axis is 3 holds colour (``--nifti-rgb``); otherwise its
+    volumes are sliced one after another.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file does not exist")
@@ -113,7 +118,7 @@ def read_frames(path: str | Path, *, axis: int = 2) -> Frames:
     if kind == "dicom":
         return _read_dicom(path)
     if kind == "nifti":
-        return _read_nifti(path, axis)
+        return _read_nifti(path, axis, rgb)
     if kind == "image":
         return Frames(_read_pil(path), "image")
     raise BadFileError(f"{path}: not an image file (supported: {', '.join(SUPPORTED_EXTS)})")
@@ -204,10 +209,13 @@ def _read_dicom(path: Path) -> Frames:
     return Frames(frames, "dicom", patient)
 
 
-def _read_nifti(path: Path, axis: int) -> Frames:
+def _read_nifti(path: Path, axis: int, rgb: bool = False) -> Frames:
     """NIfTI volume -> slices along ``axis``, rotated so the first voxel axis runs left-right.
 
     Integer volumes keep their dtype (so 8-bit data is not re-normalized); scaled ones are float.
+    A 4-D file (X, Y, Z, T) is T volumes (time points, echoes, modalities): each is sliced in
+    turn, volume by volume, and a note says so. A last axis of 3 is only read as RGB colour with
+    ``rgb`` (``--nifti-rgb``), because three echoes or modalities have that shape too.
     """
     import nibabel as nib
 
@@ -222,19 +230,30 @@ def _read_nifti(path: Path, axis: int) -> Frames:
     if vol.dtype.kind == "f" and not np.isfinite(vol).all():
         raise BadFileError(f"{path}: NIfTI volume contains NaN or Inf values; replace them "
                            "(e.g. with 0) before importing, or pass --skip-bad")
-    rgb = vol.ndim == 4 and vol.shape[3] == 3
+    if vol.ndim == 5 and vol.shape[3] == 1:  # NIfTI vector data: (X, Y, Z, 1, C)
+        vol = vol[:, :, :, 0]
     if vol.ndim == 4 and vol.shape[3] == 1:
         vol = vol[..., 0]
     if vol.ndim == 2:
         vol = vol[..., None]
-    if vol.ndim != 3 and not rgb:
-        raise BadFileError(f"{path}: NIfTI has shape {vol.shape}; only 2D/3D volumes (or 3D RGB) "
+    if vol.ndim not in (3, 4):
+        raise BadFileError(f"{path}: NIfTI has shape {vol.shape}; only 2D, 3D or 4D volumes "
                            "can be sliced into images")
     if not 0 <= axis <= 2:
         raise DataError(f"--axis {axis}: must be 0, 1 or 2")
-    frames = [np.ascontiguousarray(nifti_slice_to_image(np.take(vol, k, axis=axis)))
-              for k in range(vol.shape[axis])]
-    return Frames(frames, "nifti")
+    notes: list[str] = []
+    if vol.ndim == 4 and rgb and vol.shape[3] == 3:
+        volumes = [vol]
+    elif vol.ndim == 4:
+        volumes = [vol[..., t] for t in range(vol.shape[3])]
+        hint = " (pass --nifti-rgb if it is colour)" if vol.shape[3] == 3 else ""
+        notes.append(f"{path.name}: 4-D NIfTI {tuple(vol.shape)} read as {vol.shape[3]} volumes "
+                     f"sliced one after another{hint}")
+    else:
+        volumes = [vol]
+    frames = [np.ascontiguousarray(nifti_slice_to_image(np.take(v, k, axis=axis)))
+              for v in volumes for k in range(v.shape[axis])]
+    return Frames(frames, "nifti", notes=notes)
 
 
 def nifti_slice_to_image(sl: np.ndarray) -> np.ndarray:
@@ -248,13 +267,13 @@ def image_to_nifti_slice(img: np.ndarray) -> np.ndarray:
 
 
 def read_mask_frames(path: Path, *, shapes: list[tuple[int, ...]], image: str,
-                     axis: int = 2) -> list[np.ndarray]:
+                     axis: int = 2, rgb: bool = False) -> list[np.ndarray]:
     """The mask frames paired with an image file: binarized (>0 -> 1), checked against it.
 
     ``shapes`` are the image frames' shapes; RGB masks count a pixel as foreground when any
     channel is non-zero.
     """
-    frames = read_frames(path, axis=axis).frames
+    frames = read_frames(path, axis=axis, rgb=rgb).frames
     if len(frames) != len(shapes):
         raise BadFileError(f"{path}: mask has {len(frames)} frame(s) but image {image} has "
                            f"{len(shapes)}; pair each image with a mask of the same size")

@@ -42,11 +42,16 @@ def group_stratified_split(
     seed: int = 0,
     *,
     class_names: Sequence[str] | None = None,
+    allow_missing_class: bool = False,
+    notices: list[str] | None = None,
 ) -> np.ndarray:
     """Assign each image to 'train', 'val' or 'test'.
 
     Groups are stratified by their majority label; within each stratum groups are shuffled with
     ``seed``, ordered largest first, and each goes to the split furthest below its target count.
+    Every class then gets at least one patient in each split with a non-zero fraction: a class
+    with fewer patients than that is an error (or, with ``allow_missing_class``, a notice
+    appended to ``notices``), because a val/test split without a class gives no AUC for it.
     ``labels`` may be -1 (unlabelled) for all images: the split is then grouped only. Without
     ``groups`` every image is its own group.
     """
@@ -56,7 +61,7 @@ def group_stratified_split(
         raise DataError("nothing to split: the dataset has no images")
     groups = np.arange(n).astype(str) if groups is None else np.asarray(groups).astype(str)
     fractions = parse_fractions(list(fractions))
-    _check_class_sizes(labels, fractions, class_names)
+    notices = [] if notices is None else notices
 
     members: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(groups):
@@ -64,6 +69,8 @@ def group_stratified_split(
     strata: dict[int, list[str]] = defaultdict(list)
     for g, idx in members.items():
         strata[Counter(labels[idx].tolist()).most_common(1)[0][0]].append(g)
+    wanted = [k for k in range(3) if fractions[k] > 0]
+    _check_patients(strata, labels, wanted, class_names, allow_missing_class, notices)
 
     rng = np.random.default_rng(seed)
     out = np.empty(n, dtype="<U5")
@@ -74,22 +81,58 @@ def group_stratified_split(
         total = sum(len(members[g]) for g in names)
         targets = np.array(fractions) * total
         counts = np.zeros(3)
+        where: dict[str, int] = {}
         for g in names:
             k = int(np.argmax(targets - counts))
             counts[k] += len(members[g])
+            where[g] = k
+        _cover_splits(where, members, wanted)
+        for g, k in where.items():
             out[members[g]] = SPLITS[k]
     return out
 
 
-def _check_class_sizes(labels: np.ndarray, fractions, class_names) -> None:
+def _cover_splits(where: dict[str, int], members: dict[str, list[int]], wanted: list[int]
+                  ) -> None:
+    """Move the smallest group of the fullest split into each wanted split this stratum missed.
+
+    Large groups go first in the greedy pass, so a stratum of a few big patients can fill train
+    and leave val or test without one; this keeps at least one patient of the class there.
+    """
+    for k in wanted:
+        if k in where.values():
+            continue
+        per_split = Counter(where.values())
+        donor = max(per_split, key=lambda s: (per_split[s], s == 0))
+        if per_split[donor] < 2:
+            return  # fewer groups than splits: _check_patients has already reported it
+        g = min((g for g, s in where.items() if s == donor), key=lambda g: len(members[g]))
+        where[g] = k
+
+
+def _check_patients(strata: dict[int, list[str]], labels: np.ndarray, wanted: list[int],
+                    class_names, allow: bool, notices: list[str]) -> None:
+    """Refuse (or note, with ``allow``) classes with fewer patients than non-empty splits."""
+    need = len(wanted)
+    missing = ", ".join(SPLITS[k] for k in wanted[1:])
     if (labels < 0).all():
+        n_groups = sum(len(v) for v in strata.values())
+        if n_groups < need:
+            notices.append(f"only {n_groups} patient group(s): {missing} will be empty or "
+                           "incomplete (every image of one patient stays in one split)")
         return
-    needed = 1 + sum(1 for f in fractions[1:] if f > 0)
-    needed = min(needed, 2)
-    for label, count in sorted(Counter(labels[labels >= 0].tolist()).items()):
-        if count < needed:
-            name = class_names[label] if class_names is not None else str(label)
-            raise DataError(
-                f"class {name!r} has {count} image(s); a stratified split needs at least "
-                f"{needed} per class: add images, merge or drop the class"
-            )
+    present = sorted(set(labels[labels >= 0].tolist()))
+    for label in present:
+        count = len(strata.get(label, []))
+        if count >= need:
+            continue
+        name = class_names[label] if class_names is not None else str(label)
+        text = (f"class {name!r} has {count} patient(s) (groups), too few to appear in "
+                f"train, {missing}")
+        if allow:
+            notices.append(f"{text}; kept anyway (--allow-missing-class): its val/test metrics "
+                           "will be missing")
+            continue
+        raise DataError(
+            f"{text}: add patients, change --split (e.g. 0.8,0,0.2 needs 2 per class), drop it "
+            f"with --drop-label {name}, or accept the gap with --allow-missing-class")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ def parse_ref(ref: str | os.PathLike, default_split: str) -> tuple[Path, str]:
     head, sep, tail = text.rpartition(":")
     if sep and head and tail and all(p in SPLIT_NAMES for p in tail.split("+")):
         return Path(head), tail
+    if sep and head and re.fullmatch(r"[A-Za-z_+-]+", tail) and not Path(text).exists():
+        bad = next(p for p in tail.split("+") if p not in SPLIT_NAMES)
+        raise DataError(f"{text}: unknown split {bad!r} (train, val, test, all, or a union such "
+                        "as val+test)")
     return Path(text), default_split
 
 

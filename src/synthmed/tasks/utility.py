@@ -95,7 +95,23 @@ def _real_rows(ds: PreparedDataset, task: str) -> dict[str, np.ndarray]:
             what = "images with masks" if task == "segmentation" else "labelled images"
             raise DataError(f"{ds.path}: the {split} split has no {what}; the utility study needs "
                             "train, val and test (re-import with --split)")
+    if task == "classification":
+        _check_classes_in_splits(ds, rows)
     return rows
+
+
+def _check_classes_in_splits(ds: PreparedDataset, rows: dict[str, np.ndarray]) -> None:
+    """Every class must be in train, val and test: without it in val or test, AUC is NaN, the
+    Youden threshold is chosen blind, and every comparison reads "p n/a"."""
+    for split, r in rows.items():
+        present = set(ds.labels[r].tolist())
+        for k, name in enumerate(ds.class_names):
+            if k not in present:
+                n_patients = len({ds.groups[i] for i in np.flatnonzero(ds.labels == k)})
+                raise DataError(
+                    f"{ds.path}: class {name!r} has no images in the {split} split ({n_patients} "
+                    f"patient(s) in all), so its AUC and p-values cannot be computed; re-import "
+                    f"with more patients or other --split fractions, or --drop-label {name}")
 
 
 def _positive(cfg: UtilityConfig, class_names: list[str]) -> int:
