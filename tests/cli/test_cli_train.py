@@ -39,7 +39,7 @@ def config(tmp_path, phantom_dataset) -> Path:
     ("train.lr_g=fast", "train.lr_g: expected a number, got 'fast'"),
     ("train.lr=1e-4", "train.lr: unknown key"),
     ("model.name=dcgn", "model.name: unknown model 'dcgn'; choose one of acgan, cgan, dcgan"),
-    ("model.image_size=48", "model.image_size"),
+    ("model.image_size=8", "model.image_size"),
     ("model.loss=l2", "model.loss: unknown loss 'l2'"),
     ("model.diffaugment=rotate", "model.diffaugment"),
     ("train.batch_size=0", "train.batch_size"),
