@@ -48,7 +48,7 @@ def test_features_train_then_evaluate(phantom_dataset, fake_synthetic, tmp_path,
     ext = tmp_path / "domain.pt"
     assert _run(["features", "train", str(phantom_dataset), "--epochs", "1", "--out", str(ext),
                  "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert ext.is_file() and "domain extractor (supervised" in capsys.readouterr().out
+    assert ext.is_file() and "domain extractor (simclr+supervised" in capsys.readouterr().out
     code = _run(["evaluate", "--real", f"{phantom_dataset}:val+test", "--synthetic",
                  str(fake_synthetic), "--out", str(tmp_path / "o"), "--extractor", str(ext),
                  "--metrics", "fid,privacy", "--bootstrap", "0", "--no-plots", "--json"])
