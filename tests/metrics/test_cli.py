@@ -48,7 +48,9 @@ def test_features_train_then_evaluate(phantom_dataset, fake_synthetic, tmp_path,
     ext = tmp_path / "domain.pt"
     assert _run(["features", "train", str(phantom_dataset), "--epochs", "1", "--out", str(ext),
                  "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert ext.is_file() and "domain extractor (supervised" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert ext.is_file() and "domain extractor (simclr+supervised" in printed.out
+    assert "sanity ladder" in printed.out + printed.err  # passed, or a warning line
     code = _run(["evaluate", "--real", f"{phantom_dataset}:val+test", "--synthetic",
                  str(fake_synthetic), "--out", str(tmp_path / "o"), "--extractor", str(ext),
                  "--metrics", "fid,privacy", "--bootstrap", "0", "--no-plots", "--json"])

@@ -23,6 +23,26 @@ def test_domain_net_shapes(size, channels):
     f, logits = net(torch.zeros(2, channels, size, size))
     assert f.shape == (2, net.feature_dim) and logits.shape == (2, 3)
     assert DomainFeatureNet(out_channels=0)(torch.zeros(2, 1, size, size)).shape == (2, 128)
+    ms = DomainFeatureNet(in_channels=channels, out_channels=2, feature_pool="multiscale").eval()
+    f, logits = ms(torch.zeros(2, channels, size, size))
+    assert ms.raw_dim == 16 + 32 + 64 + 128 + 128 + 4 * 128
+    assert f.shape == (2, 128) == (2, ms.feature_dim) and logits.shape == (2, 2)
+
+
+def test_multiscale_features_are_standardized_on_the_training_images():
+    torch.manual_seed(0)
+    net = DomainFeatureNet(feature_pool="multiscale").eval()
+    x = torch.rand(40, 1, 32, 32) * 2 - 1
+    domain.standardize_features(net, x)
+    with torch.no_grad():
+        f = net(x).double()
+    weight = torch.cat([torch.full((g,), g ** -0.5) for g in net.groups]).double()
+    alive = net.feat_scale > 0
+    assert alive.float().mean() > 0.5
+    assert f.mean(0).abs().max() < 1e-4  # centred on the training images
+    # each group weighs 1/sqrt(width) per unit; PCA keeps the total variance (rank 39 < 128)
+    assert float(f.var(0).sum()) == pytest.approx(float((weight[alive] ** 2).sum()), rel=1e-3)
+    assert (f[:, 39:].abs() < 1e-4).all()  # axes beyond the training set's rank stay 0
 
 
 def test_nt_xent_prefers_matching_views():
@@ -51,14 +71,22 @@ def test_training_is_deterministic_per_seed_and_cached(phantom_dataset, tmp_path
     assert again == c and _sha(again) == _sha(c)
 
 
-def test_supervised_extractor_gives_features_and_posteriors(tiny_extractor, phantom_dataset):
+def test_default_extractor_is_contrastive_with_posteriors(tiny_extractor, phantom_dataset):
     from synthmed.data.dataset import PreparedDataset
 
     ex = load_domain_extractor(tiny_extractor)
-    assert ex.info["mode"] == "supervised" and ex.input_size == (32, 32)
+    assert ex.info["mode"] == "simclr+supervised" and ex.input_size == (32, 32)
     assert ex.info["trained_on"]["split"] == "train"
     out = ex.extract(PreparedDataset(phantom_dataset).images[:5])
-    assert out.features.shape == (5, 128) and out.probs.shape == (5, 2)
+    assert out.features.shape == (5, ex.info["feature_dim"]) == (5, 128)
+    assert out.probs.shape == (5, 2)
+
+
+def test_supervised_mode_keeps_the_old_extractor(phantom_dataset, tmp_path):
+    ex = load_domain_extractor(train_domain_extractor(phantom_dataset, epochs=1, mode="supervised",
+                                                      cache_dir=tmp_path / "c"))
+    assert ex.info["mode"] == "supervised" and ex.info["feature_dim"] == 128
+    assert ex.info["sanity"]["rungs"]  # the ladder runs for every mode
 
 
 def test_unlabelled_data_trains_self_supervised(tmp_path):

@@ -111,7 +111,8 @@ def features_train(
     epochs: int = typer.Option(15, "--epochs", help="Training epochs."),
     seed: int = typer.Option(0, "--seed", help="Random seed (deterministic per seed)."),
     mode: str = typer.Option("auto", "--mode",
-                             help="auto (supervised when labelled) | supervised | simclr."),
+                             help="auto (simclr+supervised when labelled, else simclr) | "
+                                  "simclr | simclr+supervised | supervised."),
     image_size: int = typer.Option(None, "--image-size",
                                    help="Input side (default: the data's, at most 64)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Cache folder."),
@@ -119,6 +120,7 @@ def features_train(
 ) -> None:
     """Train the domain feature extractor on a real training split (offline, seconds on CPU)."""
     from synthmed.metrics.domain import load_domain_extractor, train_domain_extractor
+    from synthmed.metrics.sanity import summary_line
 
     path = train_domain_extractor(dataset, split, epochs=epochs, seed=seed, out=out, mode=mode,
                                   image_size=image_size, cache_dir=cache_dir, force=force)
@@ -126,3 +128,8 @@ def features_train(
     console.print(f"domain extractor ({ex.info['mode']}, {ex.info['feature_dim']}-d features, "
                   f"input {ex.input_size[0]}x{ex.input_size[1]}): {path}")
     console.print(f"weights sha256: {ex.weights_sha256[:16]}")
+    sanity = ex.info.get("sanity")
+    if sanity and sanity.get("passed"):
+        console.print(summary_line(sanity), markup=False)
+    else:
+        err_console.print(f"warning: {summary_line(sanity)}", markup=False)

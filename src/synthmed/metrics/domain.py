@@ -2,15 +2,21 @@
 
 ImageNet-trained Inception features are a poor judge of grayscale medical images (Kynkäänniemi et
 al., 2023, "The role of ImageNet classes in Fréchet Inception Distance"); a network trained on the
-domain itself sees speckle, texture and lesion shape. It is supervised on the labels when the split
-has two or more classes (class-balanced cross-entropy: its posteriors then give a *domain*
-Inception Score), else self-supervised with SimCLR's augment-and-contrast NT-Xent loss (Chen et
-al., 2020). Its global-average-pooled penultimate layer plays the role of Inception's pool3 for
-FID/KID/PRDC. Small on purpose: ~500 64x64 images train in seconds on a laptop CPU, fully offline,
-deterministic per seed.
+domain itself sees speckle, texture and lesion shape.
+
+Default (``auto``): self-supervised SimCLR (augment-and-contrast NT-Xent loss, Chen et al., 2020)
+with grey-level augmentations, plus, when the split has two or more classes, an auxiliary
+class-balanced cross-entropy head (its posteriors give a *domain* Inception Score). A purely
+supervised 2-class network (mode ``supervised``, the default before) makes features that are
+nearly one-dimensional (the class direction), so noise, blur and shuffled tiles sat "on the real
+manifold"; the sanity ladder (:mod:`synthmed.metrics.sanity`) showed it and is now run on every
+extractor built, on the dataset's images outside the training split, and stored in the file.
+Features: multiscale pooled and standardized (see :class:`DomainFeatureNet`). Small on purpose:
+~500 28-64 px images train in 10-30 s on two CPU cores, fully offline, deterministic per seed.
 
 The file is a ``torch.save`` dict: ``state_dict``, ``config`` (architecture, training settings and
-the dataset's content hash and split) and ``sha256`` of the weights; loaded with weights_only=True.
+the dataset's content hash and split, and the ladder under ``sanity``) and ``sha256`` of the
+weights; loaded with weights_only=True.
 """
 
 from __future__ import annotations
@@ -30,21 +36,42 @@ from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
 from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
+from synthmed.metrics.sanity import MIN_IMAGES, run_ladder
 from synthmed.seed import seed_everything
 
 FORMAT = "synthmed-domain-extractor"
-TRAINING_VERSION = 1  # bump when training changes, so cached extractors are retrained
+TRAINING_VERSION = 2  # bump when training changes, so cached extractors are retrained
 MAX_SIDE = 64
+MODES = ("auto", "supervised", "simclr", "simclr+supervised")
+LADDER_MAX_IMAGES = 1000
+AUX_WEIGHT = 0.5  # weight of the auxiliary class-balanced cross-entropy next to NT-Xent
 
 
 class DomainFeatureNet(nn.Module):
-    """Strided conv stages -> global average pool (features) -> linear classifier / projection."""
+    """Strided conv stages -> pooled features -> linear classifier / projection head.
+
+    ``feature_pool`` says what the feature vector is: ``gap`` the global average of the last
+    stage (the original design); ``multiscale`` the global averages of *every* stage concatenated
+    (early stages keep edge and texture energy, so blur and noise move the features, as in the
+    multi-layer features of LPIPS, Zhang et al., 2018) plus a 2x2 average of the last stage (a
+    global average cannot see where things are, so shuffled tiles would look real). Multiscale
+    features are standardized with the training images' mean and std (buffers ``feat_shift``,
+    ``feat_scale``, set by :func:`standardize_features`) and each group (stage, grid) is weighted
+    1/sqrt(its width), so the 16 first-stage channels count as much as the 512 grid values;
+    otherwise the wide late groups own every distance and blur hides in the early ones. The
+    880 standardized values are then projected on their first ``out_dim`` (128) principal axes
+    (buffer ``feat_proj``, fitted on the training images; distances kept, and FID's D^3
+    covariance algebra stays as cheap as with the old 128-d features).
+    """
 
     def __init__(self, *, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 0,
-                 channels: tuple[int, ...] = (16, 32, 64, 128), proj_dim: int = 0) -> None:
+                 channels: tuple[int, ...] = (16, 32, 64, 128), proj_dim: int = 0,
+                 feature_pool: str = "gap", out_dim: int = 128) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("DomainFeatureNet supports spatial_dims=2 only")
+        if feature_pool not in ("gap", "multiscale"):
+            raise ValueError(f"feature_pool {feature_pool!r}: choose gap or multiscale")
         layers: list[nn.Module] = []
         prev = in_channels
         for c in channels:
@@ -54,39 +81,93 @@ class DomainFeatureNet(nn.Module):
         layers += [nn.Conv2d(prev, prev, 3, padding=1, bias=False), nn.BatchNorm2d(prev),
                    nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
-        self.feature_dim = prev
-        self.head = nn.Linear(prev, out_channels) if out_channels > 0 else None
-        self.proj = (nn.Sequential(nn.Linear(prev, prev), nn.ReLU(inplace=True),
-                                   nn.Linear(prev, proj_dim)) if proj_dim > 0 else None)
+        self.feature_pool = feature_pool
+        widths = [*channels, prev]
+        self.groups = [prev] if feature_pool == "gap" else [*widths, 4 * prev]
+        d = self.raw_dim = sum(self.groups)
+        self.feature_dim = d if feature_pool == "gap" else min(d, out_dim)
+        if feature_pool == "multiscale":
+            self.register_buffer("feat_shift", torch.zeros(d))
+            self.register_buffer("feat_scale", torch.ones(d))
+            self.register_buffer("feat_proj", torch.eye(d, self.feature_dim))
+        self.head = nn.Linear(d, out_channels) if out_channels > 0 else None
+        self.proj = (nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
+                     if proj_dim > 0 else None)
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_channels, H, W) in [-1, 1] -> unstandardized features (B, raw_dim)."""
+        if self.feature_pool == "gap":
+            return self.body(x)
+        pooled = []
+        for layer in self.body:
+            if isinstance(layer, nn.AdaptiveAvgPool2d):
+                pooled.append(F.adaptive_avg_pool2d(x, 2).flatten(1))  # (B, 4 * C) layout
+                break
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                pooled.append(x.mean(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x (B, in_channels, H, W) in [-1, 1] -> features (B, F) [, logits (B, out_channels)]."""
-        f = self.body(x)
-        return (f, self.head(f)) if self.head is not None else f
+        f = self.raw_features(x)
+        if self.feature_pool == "gap":
+            out = f
+        else:
+            out = ((f - self.feat_shift) * self.feat_scale) @ self.feat_proj
+        return (out, self.head(f)) if self.head is not None else out
+
+
+@torch.no_grad()
+def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 256) -> None:
+    """Set a multiscale net's feature standardization from the training images ``x`` (eval mode):
+    per dimension (f - mean) / std, times 1/sqrt(group width), dead (constant) units 0; then the
+    projection on the principal axes of those standardized training features (PCA)."""
+    if net.feature_pool != "multiscale":
+        return
+    f = torch.cat([net.raw_features(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
+    mean, std = f.mean(0), f.std(0) if len(f) > 1 else torch.zeros(f.shape[1], dtype=f.dtype)
+    weight = torch.cat([torch.full((g,), g ** -0.5, dtype=f.dtype) for g in net.groups])
+    alive = std > 1e-3 * std.mean().clamp(min=1e-12)
+    scale = torch.where(alive, weight / std.clamp(min=1e-12), 0.0)
+    net.feat_shift.copy_(mean.float())
+    net.feat_scale.copy_(scale.float())
+    _, _, vt = torch.linalg.svd((f - mean) * scale, full_matrices=False)
+    proj = torch.zeros_like(net.feat_proj, dtype=f.dtype)
+    k = min(len(vt), proj.shape[1])
+    proj[:, :k] = vt[:k].T  # fewer training images than axes: the rest stay 0
+    net.feat_proj.copy_(proj.float())
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, strong: bool) -> torch.Tensor:
-    """Random flip, affine (zoom/rotate/shift), contrast/brightness and noise on [-1, 1] images.
+    """Random flip, affine (zoom/rotate/shift), gamma, contrast/brightness and noise on [-1, 1].
 
-    ``strong`` is SimCLR's "crop and distort" regime; the weak one only regularizes supervision.
+    ``strong`` is SimCLR's "crop and distort" regime adapted to grey-level images: a zoom of up to
+    1/0.7 (random resized crop), horizontal flip, +-10 degrees, gamma 0.7-1.4, contrast and
+    brightness, faint noise; no colour jitter (one channel) and *no blur*: views must not teach the
+    network that blurred or noisy images are the same as sharp ones, or blurred GAN samples would
+    look real in its feature space. The weak regime only regularizes supervision.
     """
     n = len(x)
 
     def u(lo: float, hi: float) -> torch.Tensor:
         return torch.rand(n, generator=gen) * (hi - lo) + lo
 
-    scale = u(0.6, 1.0) if strong else u(0.9, 1.1)
-    angle = u(-15, 15) * (math.pi / 180) if strong else u(-5, 5) * (math.pi / 180)
-    shift = 0.2 if strong else 0.06
+    scale = u(0.7, 1.0) if strong else u(0.9, 1.1)
+    angle = u(-10, 10) * (math.pi / 180) if strong else u(-5, 5) * (math.pi / 180)
+    shift = 0.1 if strong else 0.06
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([flip * cos, -sin, u(-shift, shift)], 1),
                          torch.stack([flip * sin, cos, u(-shift, shift)], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if strong:
+        gamma = torch.exp(u(math.log(0.7), math.log(1.4))).view(n, 1, 1, 1)
+        x = ((x + 1) / 2).clamp(0.0, 1.0).pow(gamma) * 2 - 1
     contrast = (u(0.7, 1.3) if strong else u(0.9, 1.1)).view(n, 1, 1, 1)
-    bright = (u(-0.2, 0.2) if strong else u(-0.05, 0.05)).view(n, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=gen) * (0.05 if strong else 0.02)
+    bright = (u(-0.15, 0.15) if strong else u(-0.05, 0.05)).view(n, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=gen) * 0.02
     return (x * contrast + bright + noise).clamp(-1.0, 1.0)
 
 
@@ -111,65 +192,95 @@ def _training_config(data, split: str, *, epochs: int, seed: int, mode: str,
     labels = data.labels[data.indices(split)]
     present = sorted(set(labels[labels >= 0].tolist()))
     if mode == "auto":
-        mode = "supervised" if len(present) >= 2 else "simclr"
-    if mode == "supervised" and len(present) < 2:
-        raise SynthmedError(f"{data.path}:{split}: supervised extractor training needs two or more "
+        mode = "simclr+supervised" if len(present) >= 2 else "simclr"
+    if mode in ("supervised", "simclr+supervised") and len(present) < 2:
+        raise SynthmedError(f"{data.path}:{split}: {mode} extractor training needs two or more "
                             "labelled classes; use mode 'simclr'")
+    contrastive = mode != "supervised"
     h, w = data.size
     return {
         "mode": mode, "in_channels": data.channels, "n_classes": data.n_classes,
         "class_names": data.class_names, "channels": list(channels),
         "image_size": [image_size, image_size] if image_size else _default_size(h, w),
-        "proj_dim": 64 if mode == "simclr" else 0, "epochs": int(epochs), "seed": int(seed),
+        "proj_dim": 64 if contrastive else 0,
+        "feature_pool": "multiscale" if contrastive else "gap",
+        "aux_weight": AUX_WEIGHT if mode == "simclr+supervised" else 0.0,
+        "epochs": int(epochs), "seed": int(seed),
         "batch_size": int(batch_size), "lr": float(lr), "training_version": TRAINING_VERSION,
         "dataset": {"content_hash": data.content_hash, "split": split},
     }
 
 
 def build_domain_net(config: dict[str, Any]) -> DomainFeatureNet:
-    n_out = config["n_classes"] if config["mode"] == "supervised" else 0
+    n_out = config["n_classes"] if config["mode"] in ("supervised", "simclr+supervised") else 0
     return DomainFeatureNet(in_channels=config["in_channels"], out_channels=n_out,
-                            channels=tuple(config["channels"]), proj_dim=config["proj_dim"])
+                            channels=tuple(config["channels"]), proj_dim=config["proj_dim"],
+                            feature_pool=config.get("feature_pool", "gap"))
+
+
+def _class_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    counts = torch.bincount(y[y >= 0], minlength=n_classes).float()
+    n = float((y >= 0).sum())
+    return torch.where(counts > 0, n / (counts.clamp(min=1) * (counts > 0).sum()), 0.0)
+
+
+def _step_loss(net: DomainFeatureNet, xb: torch.Tensor, yb: torch.Tensor, cfg: dict[str, Any],
+               weight: torch.Tensor | None, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    """One batch's loss and its count of correct class predictions.
+
+    ``supervised``: class-balanced cross-entropy on weakly augmented images. ``simclr``: NT-Xent
+    between two strong views (Chen et al., 2020). ``simclr+supervised``: NT-Xent plus
+    ``aux_weight`` x the cross-entropy of the labelled images' first view, which keeps class
+    posteriors (the domain Inception Score) without letting the class direction own the features.
+    """
+    if cfg["mode"] == "supervised":
+        feats, logits = net(augment(xb, gen, strong=False))
+        return F.cross_entropy(logits, yb, weight=weight), int((logits.argmax(1) == yb).sum())
+    f1 = net.raw_features(augment(xb, gen, strong=True))  # before standardization and PCA
+    f2 = net.raw_features(augment(xb, gen, strong=True))
+    loss = nt_xent(net.proj(f1), net.proj(f2))
+    if net.head is None:
+        return loss, 0
+    logits = net.head(f1)
+    keep = yb >= 0
+    if keep.any():
+        loss = loss + cfg["aux_weight"] * F.cross_entropy(logits[keep], yb[keep], weight=weight)
+    return loss, int((logits[keep].argmax(1) == yb[keep]).sum())
 
 
 def _fit(net: DomainFeatureNet, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any],
          gen: torch.Generator) -> dict[str, float]:
     """The training loop (Adam, cosine learning rate); returns the last epoch's loss."""
-    supervised = cfg["mode"] == "supervised"
-    if supervised:
-        keep = y >= 0
-        x, y = x[keep], y[keep]
-        counts = torch.bincount(y, minlength=cfg["n_classes"]).float()
-        weight = torch.where(counts > 0, len(y) / (counts.clamp(min=1) * (counts > 0).sum()), 0.0)
+    weight = None
+    if cfg["mode"] == "supervised":
+        x, y = x[y >= 0], y[y >= 0]
+    if cfg["mode"] != "simclr":
+        weight = _class_weight(y, cfg["n_classes"])
     bs = max(2, min(cfg["batch_size"], len(x)))
     steps_per_epoch = max(1, len(x) // bs)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"] * steps_per_epoch)
     net.train()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, seen, labelled = 0.0, 0, 0, 0
     for _epoch in range(cfg["epochs"]):
         perm = torch.randperm(len(x), generator=gen)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, labelled = 0.0, 0, 0, 0
         for s in range(steps_per_epoch):
             idx = perm[s * bs:(s + 1) * bs]
-            if supervised:
-                feats, logits = net(augment(x[idx], gen, strong=False))
-                loss = F.cross_entropy(logits, y[idx], weight=weight)
-                correct += int((logits.argmax(1) == y[idx]).sum())
-            else:
-                f1 = net(augment(x[idx], gen, strong=True))
-                f2 = net(augment(x[idx], gen, strong=True))
-                loss = nt_xent(net.proj(f1), net.proj(f2))
+            loss, ok = _step_loss(net, x[idx], y[idx], cfg, weight, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
+            correct += ok
+            labelled += int((y[idx] >= 0).sum())
     net.eval()
+    standardize_features(net, x)
     out = {"final_loss": loss_sum / max(seen, 1)}
-    if supervised:
-        out["final_train_accuracy"] = correct / max(seen, 1)
+    if cfg["mode"] != "simclr":
+        out["final_train_accuracy"] = correct / max(labelled, 1)
     return out
 
 
@@ -187,8 +298,8 @@ def train_domain_extractor(dataset_dir: str | os.PathLike, split: str = "train",
     """
     from synthmed.data.dataset import PreparedDataset
 
-    if mode not in ("auto", "supervised", "simclr"):
-        raise SynthmedError(f"mode {mode!r}: choose one of auto, supervised, simclr")
+    if mode not in MODES:
+        raise SynthmedError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     if epochs < 1:
         raise SynthmedError(f"epochs {epochs}: must be at least 1")
     data = PreparedDataset(dataset_dir)
@@ -215,6 +326,7 @@ def train_domain_extractor(dataset_dir: str | os.PathLike, split: str = "train",
     net = build_domain_net(cfg)
     cfg["train_log"] = _fit(net, x, y, cfg, gen)
     cfg["n_train"] = len(idx)
+    cfg["sanity"] = _ladder(net, cfg, data, split, seed)
     cfg["synthmed_version"] = __version__
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     payload = {"format": FORMAT, "state_dict": state, "config": cfg,
@@ -222,6 +334,30 @@ def train_domain_extractor(dataset_dir: str | os.PathLike, split: str = "train",
     for path in {target, cached}:
         atomic_save(path, lambda tmp: torch.save(payload, tmp))
     return target
+
+
+def _heldout_rows(data, split: str) -> tuple[np.ndarray, str]:
+    """Images the extractor did not train on (every other split), else the training split."""
+    if split != "all":
+        rows = np.flatnonzero(data.splits != split)
+        if len(rows) >= MIN_IMAGES:
+            held = sorted(set(data.splits[rows].tolist()))
+            return rows, "held-out (" + "+".join(held) + ")"
+    return data.indices(split), f"{split} (no held-out split: the extractor saw these images)"
+
+
+def _ladder(net: DomainFeatureNet, cfg: dict[str, Any], data, split: str,
+            seed: int) -> dict[str, Any]:
+    """The sanity ladder (:mod:`synthmed.metrics.sanity`) on up to LADDER_MAX_IMAGES images the
+    extractor did not train on; stored in the file as ``config["sanity"]``."""
+    rows, source = _heldout_rows(data, split)
+    rng = np.random.default_rng(seed)
+    if len(rows) > LADDER_MAX_IMAGES:
+        rows = np.sort(rng.choice(rows, LADDER_MAX_IMAGES, replace=False))
+    ex = FeatureExtractor(net, name="domain", input_size=tuple(cfg["image_size"]),
+                          in_channels=cfg["in_channels"], input_range="model")
+    return run_ladder(lambda im: ex.extract(im).features, np.asarray(data.images[rows]),
+                      seed=seed, source=source)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -251,7 +387,8 @@ def load_domain_extractor(path: str | os.PathLike) -> FeatureExtractor:
     info = {"mode": cfg["mode"], "feature_dim": net.feature_dim, "file": str(path),
             "trained_on": dict(cfg["dataset"], n=cfg.get("n_train")),
             "training": {k: cfg[k] for k in ("epochs", "seed", "batch_size", "lr")},
-            "class_names": cfg["class_names"] if cfg["mode"] == "supervised" else None}
+            "class_names": cfg["class_names"] if net.head is not None else None,
+            "sanity": cfg.get("sanity")}
     return FeatureExtractor(net, name="domain", input_size=tuple(cfg["image_size"]),
                             in_channels=cfg["in_channels"], input_range="model",
                             weights_sha256=payload["sha256"], info=info)

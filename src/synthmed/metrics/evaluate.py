@@ -36,6 +36,7 @@ from synthmed.metrics.privacy import (
     closest_pairs_grid,
     pixel_vectors,
 )
+from synthmed.metrics.sanity import sanity_block, sanity_warnings
 
 SCHEMA = "synthmed-metrics"
 SCHEMA_VERSION = 1
@@ -331,6 +332,7 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
                                                 opts, warnings)
         if res is not None and not privacy:
             privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
+    warnings += sanity_warnings(groups)  # a feature space that flatters noise is reported
     pixel = _pixel_block(synth, real_set, train_set, heldout, wanted, ms_ssim_n_pairs, seed,
                          privacy, warnings)
     primary = groups[exs[0].name] if exs else {}
@@ -345,6 +347,7 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed, "metrics_requested": sorted(wanted), "features_requested": names,
         **flat, **pixel, "n_train": len(train_set) if train_set is not None else None,
+        "sanity": sanity_block(exs[0].name, primary) if exs else None,
         "extractors": groups, "per_class": pc, "real": real_set.describe(),
         "synthetic": synth.describe(),
         "train": train_set.describe() if train_set is not None else None,
