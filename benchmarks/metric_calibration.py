@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from synthmed.metrics import stats  # noqa: E402
 from synthmed.metrics.compare import compare_features  # noqa: E402
 from synthmed.metrics.features import Features  # noqa: E402
 from synthmed.metrics.fidelity import fid, frechet_distance  # noqa: E402
@@ -93,18 +94,24 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200, help="draws per n (half at n = 2000)")
     ap.add_argument("--subsamples", type=int, default=50, help="half samples per interval")
     ap.add_argument("--old", action="store_true", help="also the old percentile bootstrap")
+    ap.add_argument("--fraction", type=float, default=None,
+                    help="subsample fraction (default: the library's SUBSAMPLE_FRACTION)")
+    ap.add_argument("--sizes", type=str, default=",".join(map(str, SIZES)))
     args = ap.parse_args()
+    if args.fraction is not None:
+        stats.SUBSAMPLE_FRACTION = args.fraction
     t0 = time.perf_counter()
     mu, cov, chol = gaussians(args.dim)
     pop_fid = frechet_distance(np.zeros(args.dim), np.eye(args.dim), mu, cov)
     pop_kid, kid_se = population_kid(args.dim, mu, chol)
     print(f"{args.dim}-d Gaussians: population FID {pop_fid:.4f}, population KID {pop_kid:.5f} "
-          f"(Monte Carlo s.e. {kid_se:.1e}); {args.subsamples} half samples per interval")
+          f"(Monte Carlo s.e. {kid_se:.1e}); {args.subsamples} subsamples of "
+          f"{stats.SUBSAMPLE_FRACTION:g} n per interval")
     pops = {"fid": pop_fid, "kid": pop_kid}
     print("| n | draws | FID coverage | mean FID (plain) | mean FID (corrected) | mean width |"
           " KID coverage | mean KID | mean width |" + (" old FID bootstrap |" if args.old else ""))
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.old else ""))
-    for n in SIZES:
+    for n in (int(v) for v in args.sizes.split(",")):
         reps = args.reps if n < 2000 else max(1, args.reps // 2)
         r = run(n, reps, args.dim, args.subsamples, pops, args.old)
         row = (f"| {n} | {reps} | {100 * r['cov_fid']:.1f} % | {r['mean_fid_plain']:.3f} | "

@@ -16,7 +16,8 @@ DOCUMENTED_KEYS = (
     "precision", "recall", "density", "coverage", "ms_ssim", "copy_rate", "membership_auc",
     "fid_ci_low", "fid_ci_high", "kid_ci_low", "kid_ci_high", "precision_ci_low",
     "coverage_ci_high", "n_real", "n_synthetic", "n_train", "extractor", "weights_sha256",
-    "fid_matched", "relative_fd_matched", "copy_rate_features", "membership_auc_features",
+    "fid_matched", "relative_fd_full_n", "copy_rate_features", "membership_auc_features",
+    "fid_corrected", "kid_all_pairs", "verdict", "n_heldout_duplicates", "notices", "sanity",
     "extractors", "per_class", "warnings", "real", "synthetic", "train", "preprocessing",
     "ci_subsample",
 )

@@ -31,18 +31,20 @@ from synthmed.metrics.fidelity import MS_SSIM_PROTOCOL, ms_ssim_pairs
 from synthmed.metrics.inputs import ImageSet, load_images, load_split, parse_ref
 from synthmed.metrics.privacy import (
     COPY_PERCENTILE,
+    DUPLICATE_RMS,
     PrivacyResult,
     audit,
     closest_pairs_grid,
     pixel_vectors,
 )
+from synthmed.metrics.verdict import verdict
 
 SCHEMA = "synthmed-metrics"
 SCHEMA_VERSION = 1
 METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy")
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
               "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
-              "heldout_nn_distance_median")
+              "heldout_nn_distance_median", "n_heldout_duplicates")
 FEATURE_PRIVACY_KEYS = tuple(f"{k}_features" for k in PIXEL_KEYS[5:])
 PREPROCESSING = {"resize": RESIZE_METHOD, "gray_to_rgb": "channel repeated 3 times",
                  "pixel_space": "RMS of [0, 1] intensities at the training images' size",
@@ -112,10 +114,25 @@ def _heldout_ok(real: ImageSet, train: ImageSet | None, warnings: list[str]) -> 
         return train is not None
     a, b = set(str(real.split).split("+")), set(str(train.split).split("+"))
     if "all" in a | b or a & b:
-        warnings.append(f"--real split {real.split!r} overlaps --train split {train.split!r}: "
-                        "no held-out images, so no copy threshold or membership AUC")
+        warnings.append(f"--real split {real.split!r} overlaps --train split {train.split!r}: the "
+                        "fidelity reference includes the generator's own training images, so FID, "
+                        "KID and PRDC measure closeness to what it saw (memorizing scores best) "
+                        "and there are no held-out images: no copy threshold or membership AUC. "
+                        "Use this only when the test split is too small to compare with")
         return False
     return True
+
+
+TINY_TEST = 50  # fewer held-out real images: suggest a larger reference
+
+
+def _tiny_real_warning(real: ImageSet, warnings: list[str]) -> None:
+    if len(real) < TINY_TEST:
+        warnings.append(f"--real {real.path}:{real.split} has only {len(real)} images: every "
+                        "number is noisy and per-class values may be null; use a larger "
+                        f"held-out split (e.g. {real.path}:val+test), or as a last resort "
+                        f"--real {real.path}:train --train {real.path}:train (no privacy audit, "
+                        "and fidelity then flatters memorization)")
 
 
 def _build_extractors(names: list[str], *, extractor, train: ImageSet | None, inception_weights,
@@ -213,8 +230,8 @@ def _nearest_csv(synth: ImageSet, train: ImageSet, results: list[PrivacyResult])
 
 
 def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, train: ImageSet | None,
-                     heldout: bool, wanted: set[str], opts: dict, warnings: list[str]
-                     ) -> tuple[dict, PrivacyResult | None]:
+                     heldout: bool, wanted: set[str], opts: dict, warnings: list[str],
+                     duplicates: np.ndarray | None = None) -> tuple[dict, PrivacyResult | None]:
     """All one extractor measures: fidelity with floors and CIs, per class, feature privacy."""
     fr = cached_features(ex, real, opts["cache_dir"])
     fs = ex.extract(synth.images)
@@ -233,7 +250,7 @@ def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, trai
     if "privacy" in wanted and train is not None:
         ft = cached_features(ex, train, opts["cache_dir"])
         res = audit(fs.features, ft.features, fr.features if heldout else None,
-                    space=f"{ex.name}_features")
+                    space=f"{ex.name}_features", heldout_duplicates=duplicates)
         group.update(res.summary("_features"))
     return group, res
 
@@ -313,6 +330,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     if real_set.kind != "dataset":
         raise DataError(f"--real {real}: expected a prepared dataset (DATASET_DIR[:split])")
     synth = load_images(synthetic, "all")
+    notices = [s.meta["notice"] for s in (synth,) if "notice" in s.meta]
+    _tiny_real_warning(real_set, warnings)
     train_set = _resolve_train(train, real_set, warnings)
     heldout = _heldout_ok(real_set, train_set, warnings)
     exs = _build_extractors(names, extractor=extractor, train=train_set,
@@ -323,14 +342,16 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         ex.to(device)
     opts = {"cache_dir": cache_dir, "seed": seed, "n_bootstrap": n_bootstrap,
             "confidence": confidence, "kid_subsets": kid_subsets, "prdc_k": prdc_k}
-    groups, privacy = {}, []
-    for ex in exs:
-        groups[ex.name], res = _extractor_group(ex, real_set, synth, train_set, heldout, wanted,
-                                                opts, warnings)
-        if res is not None and not privacy:
-            privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
+    privacy: list[PrivacyResult] = []
     pixel = _pixel_block(synth, real_set, train_set, heldout, wanted, ms_ssim_n_pairs, seed,
                          privacy, warnings)
+    dup = privacy[0].heldout_duplicates if privacy else None  # found in pixel space
+    groups = {}
+    for n, ex in enumerate(exs):
+        groups[ex.name], res = _extractor_group(ex, real_set, synth, train_set, heldout, wanted,
+                                                opts, warnings, dup)
+        if res is not None and n == 0:
+            privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
     primary = groups[exs[0].name] if exs else {}
     pc = {c: dict(row) for c, row in primary.get("per_class", {}).items()}
     if "ms_ssim" in wanted:
@@ -348,9 +369,12 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         "train": train_set.describe() if train_set is not None else None,
         "preprocessing": PREPROCESSING,
         "privacy": {"copy_percentile": COPY_PERCENTILE, "heldout": "--real" if heldout else None,
-                    "feature_space": exs[0].name if exs else None},
-        "warnings": warnings, "files": {"metrics": "metrics.json"},
+                    "feature_space": exs[0].name if exs else None,
+                    "duplicate_rms": DUPLICATE_RMS},
+        "sanity": primary.get("sanity"),
+        "notices": notices, "warnings": warnings, "files": {"metrics": "metrics.json"},
     }
+    result["verdict"] = verdict(to_json(result))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result["elapsed_s"] = round(time.perf_counter() - t0, 3)

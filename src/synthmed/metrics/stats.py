@@ -79,7 +79,7 @@ def bootstrap_ci(statistic: Callable[[np.ndarray, np.ndarray], float | np.ndarra
 def subsample_interval(statistic: Callable[[np.ndarray, np.ndarray], float], n_a: int, n_b: int,
                        *, n_subsamples: int = 100, confidence: float = 0.95, seed: int = 0,
                        bias_correct: bool = False, lower: float | None = None,
-                       fraction: float = SUBSAMPLE_FRACTION) -> dict[str, float] | None:
+                       fraction: float | None = None) -> dict[str, float] | None:
     """Interval for the *population* value of a two-sample statistic by m-out-of-n subsampling.
 
     ``statistic(idx_a, idx_b)`` is evaluated on all rows and on ``n_subsamples`` random subsets
@@ -92,6 +92,7 @@ def subsample_interval(statistic: Callable[[np.ndarray, np.ndarray], float], n_a
     """
     if n_subsamples <= 0 or min(n_a, n_b) < 4:
         return None
+    fraction = SUBSAMPLE_FRACTION if fraction is None else fraction
     rng = np.random.default_rng(seed)
     ma, mb = max(2, round(fraction * n_a)), max(2, round(fraction * n_b))
     full = float(statistic(np.arange(n_a), np.arange(n_b)))
