@@ -52,8 +52,8 @@ FLOOR_SPLITS = 10  # random half splits of the real set averaged for the real-vs
 # seeded random subsample of this many images (recorded as ``ci_subsample``).
 BOOTSTRAP_MAX_N = 4000
 PRDC_MIN_PER_K = 10  # per-class PRDC needs >= 10 k real images (k-NN radii of a few points lie)
-CI_METHODS = {"fid": "half-sampling without replacement, Richardson bias-corrected (calibrated)",
-              "kid": "half-sampling without replacement of the all-pairs MMD^2 (calibrated)",
+CI_METHODS = {"fid": "3/4-subsampling without replacement, Richardson bias-corrected (calibrated)",
+              "kid": "3/4-subsampling without replacement of the all-pairs MMD^2 (calibrated)",
               "prdc": "percentile bootstrap (sampling spread only, not calibrated)"}
 
 
@@ -105,7 +105,7 @@ def _kid_block(r: np.ndarray, s: np.ndarray, subsets: int, seed: int) -> dict:
 
 def _intervals(r: np.ndarray, s: np.ndarray, metrics: set[str], k: int | None, *,
                n_resamples: int, confidence: float, seed: int) -> dict:
-    """FID and KID: calibrated half-sampling intervals of the population value
+    """FID and KID: calibrated subsampling intervals of the population value
     (:func:`~synthmed.metrics.stats.subsample_interval`); PRDC: percentile bootstrap. Kernels and
     distances are computed once and indexed per resample."""
     out: dict = {"ci_method": {}}

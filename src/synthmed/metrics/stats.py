@@ -1,14 +1,15 @@
-"""Intervals for two-sample set metrics: calibrated half-sampling intervals (FID, KID) and
+"""Intervals for two-sample set metrics: calibrated subsampling intervals (FID, KID) and
 bootstrap spread intervals (PRDC).
 
-FID and KID: :func:`subsample_interval`, m-out-of-n subsampling *without* replacement (half
-samples, m = n/2, of both sets; Politis & Romano 1994; McCarthy 1969). FID is biased upward by
-about c/n (Chong & Forsyth 2020), so the centre is the Richardson-extrapolated FID, 2 FID(n) -
-mean FID(n/2), whose 1/n bias cancels; KID's all-pairs unbiased MMD^2 needs no correction. For a
-statistic whose variance falls as 1/n, the variance of half-sample values without replacement
-equals the full-sample variance (m/(n - m) = 1), so the interval is centre +- z * sd(half
-values). ``benchmarks/metric_calibration.py`` measures its coverage of the population value on
-Gaussians: 93-99 % for a nominal 95 % at n = 156, 500, 2000 (docs/metrics.md).
+FID and KID: :func:`subsample_interval`, m-out-of-n subsampling *without* replacement (m = 3n/4
+of both sets; Politis & Romano 1994). FID is biased upward by about c/n (Chong & Forsyth 2020),
+so the centre is the Richardson extrapolation to n = infinity, FID(n) - 3 (mean FID(m) - FID(n)),
+whose 1/n bias cancels; KID's all-pairs unbiased MMD^2 needs no correction. For a statistic whose
+variance falls as 1/n, subsample values without replacement vary by Var(n) (n - m) / m, so the
+standard error is sqrt(m / (n - m)) sd(subsample values) and the interval is normal.
+``benchmarks/metric_calibration.py`` measures its coverage of the population value on Gaussians
+(docs/metrics.md: within 90-99 % for a nominal 95 % at n = 156, 500 and 2000). Half samples
+(m = n/2) were calibrated too but more conservative at n = 156 (99 %).
 
 PRDC: :func:`bootstrap_ci` below. Both sets are resampled with replacement, independently
 (``scipy.stats.bootstrap``, ``paired=False``; percentile, or BCa where its jackknife of n + m
@@ -32,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-SUBSAMPLE_FRACTION = 0.5  # half samples: m/(n - m) = 1 turns their spread into the full-n spread
+SUBSAMPLE_FRACTION = 0.75  # m = 3n/4: sd(subsamples) * sqrt(3) is the full-n sd
 
 
 def _rng_kwarg() -> str:
@@ -85,7 +86,7 @@ def subsample_interval(statistic: Callable[[np.ndarray, np.ndarray], float], n_a
     ``statistic(idx_a, idx_b)`` is evaluated on all rows and on ``n_subsamples`` random subsets
     of ``fraction`` of each set, drawn without replacement. With ``bias_correct`` the centre is
     the Richardson extrapolation to n = infinity of a statistic biased by c_a/n_a + c_b/n_b:
-    full - (mean_sub - full) * f / (1 - f) (2 full - mean_sub at f = 1/2). The standard error is
+    full - (mean_sub - full) * f / (1 - f) (full - 3 (mean_sub - full) at f = 3/4). The s.e. is
     sd(sub values) * sqrt(f / (1 - f)) and the interval is normal, cut at ``lower`` (FID and
     KID's population values are >= 0 and MMD^2 >= 0). Returns {estimate, low, high, se,
     n_subsamples, fraction}, or None when ``n_subsamples`` is 0 or a set has fewer than 4 rows.
