@@ -77,7 +77,7 @@ def _print_summary(m: dict, out: Path) -> None:
         err_console.print(f"warning: {w}", markup=False)
     console.print(f"metrics: {out / 'metrics.json'}")
     for line in lines(m["verdict"]):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)
 
 
 _BOOT = "Subsamples for the FID/KID intervals, resamples for PRDC's (0: no intervals)."
