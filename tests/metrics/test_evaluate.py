@@ -140,3 +140,16 @@ def test_same_seed_same_numbers_and_unconditional_sets(phantom_dataset, tiny_ext
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert a["per_class"] == {} and a["synthetic"]["class_names"] == []
     assert a["is_mean"] is not None
+
+
+def test_real_and_train_from_one_split_warn_what_that_changes(phantom_dataset, fake_synthetic,
+                                                              tiny_extractor, tmp_path):
+    """A tiny test split: --real and --train may both name the train split, with a warning."""
+    m = evaluate(f"{phantom_dataset}:train", fake_synthetic, train=f"{phantom_dataset}:train",
+                 extractor=tiny_extractor, out=tmp_path, metrics="fid,privacy", n_bootstrap=0,
+                 plots=False, cache_dir=tmp_path / "cache")
+    assert m["n_real"] == m["n_train"] == 37 and m["fid"] is not None
+    assert any("includes the generator's own training images" in w and "memorizing" in w
+               for w in m["warnings"])
+    assert m["copy_rate"] is None and m["verdict"]["privacy"]["rating"] == "cannot be judged"
+    assert any("only 37 images" in w for w in m["warnings"])
