@@ -12,9 +12,9 @@ is shown for FID beside it (``--old``). Target: 90-99 % coverage.
 
     .venv/bin/python benchmarks/metric_calibration.py [--dim 16] [--reps 200] [--subsamples 50]
 
-About 5 minutes on one CPU core with the defaults, 9 with --old (OMP_NUM_THREADS=1); the 16
-dimensions and 200 repetitions (100 at n = 2000) keep it there: the coverage of 200 draws has a
-standard error of about 1.5 points.
+Under 10 minutes on a quiet CPU core (OMP_NUM_THREADS=1; 521 s with --old measured on 2 cores
+shared with other jobs, 1,169 s under heavier load): 16 dimensions and 200 repetitions (100 at
+n = 2000) keep it there, and the coverage of 200 draws has a standard error of about 1.5 points.
 """
 
 from __future__ import annotations
