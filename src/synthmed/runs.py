@@ -26,7 +26,7 @@ from synthmed.fileio import atomic_write_json
 
 _RUN_RE = re.compile(r"^(\d{5})-")
 _PACKAGES = ("synthmed", "torch", "monai", "numpy", "pydantic", "scipy", "scikit-learn",
-             "torchmetrics", "pydicom", "nibabel", "pillow")
+             "pydicom", "nibabel", "pillow")
 
 
 def create_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:

@@ -102,3 +102,28 @@ def test_extractor_module_not_found_exit_2(phantom_dataset, fake_synthetic, tmp_
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "--extractor-module smx_missing_mod:f: no module named" in err
+
+
+def test_ci_label_only_for_a_computed_interval():
+    from synthmed.cli.evaluate import _ci_label
+
+    assert _ci_label({"fid_ci_low": 0.1, "fid_ci_high": 0.3, "confidence": 0.95}, "fid") == \
+        ", 95% CI"
+    assert _ci_label({"fid_ci_low": None, "fid_ci_high": None}, "fid") == ""
+
+
+def test_no_ci_label_without_an_interval_and_three_verdict_lines(phantom_dataset, fake_synthetic,
+                                                                 tiny_extractor, tmp_path, capsys):
+    boot = 0
+    code = _run(["evaluate", "--real", f"{phantom_dataset}:val+test", "--synthetic",
+                 str(fake_synthetic), "--out", str(tmp_path / "o"), "--extractor",
+                 str(tiny_extractor), "--metrics", "fid,kid,prdc,privacy", "--bootstrap",
+                 str(boot), "--no-plots", "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert ("95% CI" in out) == (boot > 0)
+    last = out.strip().splitlines()[-3:]
+    assert [line.split(":")[0] for line in last] == ["fidelity", "diversity", "privacy"]
+    assert all(any(w in line for w in ("good", "borderline", "poor", "cannot be judged"))
+               for line in last)
+    assert "per class" in out

@@ -16,7 +16,8 @@ DOCUMENTED_KEYS = (
     "precision", "recall", "density", "coverage", "ms_ssim", "copy_rate", "membership_auc",
     "fid_ci_low", "fid_ci_high", "kid_ci_low", "kid_ci_high", "precision_ci_low",
     "coverage_ci_high", "n_real", "n_synthetic", "n_train", "extractor", "weights_sha256",
-    "fid_matched", "relative_fd_matched", "copy_rate_features", "membership_auc_features",
+    "fid_matched", "relative_fd_full_n", "copy_rate_features", "membership_auc_features",
+    "fid_corrected", "kid_all_pairs", "verdict", "n_heldout_duplicates", "notices", "sanity",
     "extractors", "per_class", "warnings", "real", "synthetic", "train", "preprocessing",
     "ci_subsample",
 )
@@ -68,6 +69,8 @@ def test_per_class_metrics_and_plots(full_run):
     assert set(result["per_class"]) == {"benign", "malignant"}
     row = result["per_class"]["benign"]
     assert {"fid", "precision", "classifier_agreement", "ms_ssim", "n_synthetic"} <= set(row)
+    assert row["precision"] is None and "precision" in row["unreliable"]  # a handful of images
+    assert any("per-class values left null for benign" in w for w in result["warnings"])
     for name in ("closest_pairs.png", "nearest_distances.png", "per_class.png",
                  "closest_pairs_domain_features.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
@@ -139,3 +142,16 @@ def test_same_seed_same_numbers_and_unconditional_sets(phantom_dataset, tiny_ext
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert a["per_class"] == {} and a["synthetic"]["class_names"] == []
     assert a["is_mean"] is not None
+
+
+def test_real_and_train_from_one_split_warn_what_that_changes(phantom_dataset, fake_synthetic,
+                                                              tiny_extractor, tmp_path):
+    """A tiny test split: --real and --train may both name the train split, with a warning."""
+    m = evaluate(f"{phantom_dataset}:train", fake_synthetic, train=f"{phantom_dataset}:train",
+                 extractor=tiny_extractor, out=tmp_path, metrics="fid,privacy", n_bootstrap=0,
+                 plots=False, cache_dir=tmp_path / "cache")
+    assert m["n_real"] == m["n_train"] == 37 and m["fid"] is not None
+    assert any("includes the generator's own training images" in w and "memorizing" in w
+               for w in m["warnings"])
+    assert m["copy_rate"] is None and m["verdict"]["privacy"]["rating"] == "cannot be judged"
+    assert any("only 37 images" in w for w in m["warnings"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,75 @@ def test_closest_pairs_grid_writes_a_png(tmp_path):
                 held.reshape(10, -1) / 255.0)
     out = closest_pairs_grid(synth, train, res, tmp_path / "pairs.png", k=4)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+BREAST = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "medmnist" / \
+    "breastmnist.npz"
+
+
+def _smooth_images(seed: int, n: int, size: int = 16) -> np.ndarray:
+    """Blurry random images: nearest-neighbour distances like real ones, not like white noise."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.random.default_rng(seed).normal(size=(n, size, size))
+    x = gaussian_filter(x, sigma=(0, 2, 2))
+    x = (x - x.min()) / (x.max() - x.min()) * 255
+    return x.astype(np.uint8)[:, None]
+
+
+def _cross_split_fixture() -> tuple[np.ndarray, np.ndarray]:
+    """200 training images and 100 held-out ones of which 10 duplicate a training image (as
+    BreastMNIST's official splits do), so the plain 5th percentile threshold is 0."""
+    train = _smooth_images(0, 200)
+    held = np.concatenate([_smooth_images(1, 90), train[:10]])
+    return train, held
+
+
+def _pixel_audit(synth: np.ndarray, train: np.ndarray, held: np.ndarray):
+    from synthmed.metrics.privacy import pixel_vectors
+
+    size, ch = train.shape[-2:], train.shape[1]
+    return audit(*(pixel_vectors(x, size=size, channels=ch) for x in (synth, train, held)),
+                 space="pixel")
+
+
+def _ten_percent_copies(train: np.ndarray, n: int = 100, noise: int = 0) -> np.ndarray:
+    """n synthetic images: 10 % exact (or +-noise grey level) training copies, 90 % unlike any
+    training image (uniform noise), so the copy rate must be exactly 0.10."""
+    rng = np.random.default_rng(5)
+    copies = train[rng.choice(len(train), n // 10, replace=False)].astype(np.int16)
+    copies += rng.integers(-noise, noise + 1, copies.shape, dtype=np.int16)
+    other = rng.integers(0, 256, (n - n // 10, *train.shape[1:]))
+    return np.concatenate([np.clip(copies, 0, 255), other]).astype(np.uint8)
+
+
+def test_exact_copies_are_copies_when_heldout_duplicates_training_images():
+    train, held = _cross_split_fixture()
+    res = _pixel_audit(_ten_percent_copies(train), train, held)
+    assert res.summary()["n_heldout_duplicates"] == 10
+    assert res.threshold > 0 and res.copy_rate == pytest.approx(0.10)
+    assert (res.synth_nn_dist[:10] == 0).all()  # float64: exact copies are exactly 0
+
+
+def test_copies_with_two_grey_levels_of_noise_are_flagged():
+    train, held = _cross_split_fixture()
+    res = _pixel_audit(_ten_percent_copies(train, noise=2), train, held)
+    assert res.flagged[:10].all() and res.copy_rate == pytest.approx(0.10)
+
+
+def test_exact_copies_have_distance_zero_in_float64():
+    x = np.random.default_rng(0).random((100, 784)).astype(np.float32)
+    _, d = nearest(x[:50], x)
+    assert (d == 0).all()
+
+
+@pytest.mark.skipif(not BREAST.is_file(), reason="../shared/datasets/medmnist absent")
+@pytest.mark.parametrize("noise", [0, 2])
+def test_breastmnist_ten_percent_copies(noise):
+    """BreastMNIST's test split holds near-duplicates of training images (the threshold was 0
+    and 100 exact copies scored copy rate 0.0)."""
+    with np.load(BREAST) as z:
+        train, held = z["train_images"][:, None], z["test_images"][:, None]
+    res = _pixel_audit(_ten_percent_copies(train, n=200, noise=noise), train, held)
+    assert res.summary()["n_heldout_duplicates"] >= 1
+    assert res.threshold > 0 and res.copy_rate == pytest.approx(0.10)

@@ -45,13 +45,59 @@ def test_pairing_matters_more_than_spread():
 
 def test_degenerate_differences():
     same = paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert same["p"] == 1.0 and same["verdict"] == "not significant"
+    assert math.isnan(same["p"]) and same["verdict"].startswith("n/a")
     shifted = paired_comparison([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
-    assert shifted["p"] == 0.0 and shifted["verdict"] == "better"
+    assert math.isnan(shifted["p"]) and shifted["verdict"].startswith("n/a")
+    assert not shifted["significant"]
     one = paired_comparison([0.6], [0.5])
-    assert math.isnan(one["p"]) and one["verdict"] == "not significant"
+    assert math.isnan(one["p"]) and one["verdict"] == "n/a: fewer than 3 seeds"
     with pytest.raises(ValueError):
         paired_comparison([1, 2], [1, 2, 3])
+
+
+def test_two_seeds_give_no_test_never_p_zero():
+    """The issue's case: two seeds with identical differences were p = 0, 'better'."""
+    c = paired_comparison([.80, .90], [.79, .89])
+    assert math.isnan(c["p"]) and c["verdict"] == "n/a: fewer than 3 seeds"
+    assert not c["significant"]
+    line = result_line("real+classic+synthetic", "auc", c, reference="real+classic", ratio=1.0)
+    assert "no test" in line and "fewer than 3 seeds" in line and "p=0" not in line
+
+
+def test_bounded_metric_intervals_stay_in_range_with_a_note():
+    s = summarize([0.55, 0.99], metric="auc")  # 2 seeds: the raw t-interval is about [-2.5, 4]
+    lo, hi = s["ci95"]
+    assert 0.0 <= lo <= hi <= 1.0 and s["ci_note"] and "clipped" in s["ci_note"]
+    assert not s["ci_reliable"]
+    raw = summarize([0.55, 0.99])
+    assert raw["ci95"][0] < 0 and raw["ci_note"] is None  # unbounded metric: untouched
+    ok = summarize([0.80, 0.81, 0.82, 0.80, 0.81], metric="auc")
+    assert ok["ci_note"] is None and ok["ci_reliable"]
+    d = paired_comparison([0.9, 0.1, 0.95], [0.1, 0.9, 0.05], metric="auc")
+    assert -1.0 <= d["ci95"][0] <= d["ci95"][1] <= 1.0 and d["ci_note"]
+
+
+def test_verdict_follows_holm_adjusted_p():
+    """p = 0.02 alone is significant; Holm-adjusted over a family of three it is not."""
+    from types import SimpleNamespace
+
+    from synthmed.tasks.utility import summarize_study
+
+    base = np.array([0.80, 0.82, 0.78, 0.85, 0.81])
+    small = np.array([0.010, 0.030, -0.008, 0.020, 0.012])  # paired t p about 0.08
+    recs = []
+    for arm, ratio, shift in [("real+classic", 0.0, 0 * small), ("real", 0.0, small),
+                              ("real+classic+synthetic", 1.0,
+                               np.array([0.010, 0.030, 0.005, 0.020, 0.015])),  # p about 0.02
+                              ("synthetic-only", 1.0, -small)]:
+        recs += [{"arm": arm, "kind": arm, "ratio": ratio, "seed": s, "source": None,
+                  "test": {"auc": float(base[s] + shift[s])}} for s in range(5)]
+    study = SimpleNamespace(seeds=list(range(5)), metrics=("auc",), select="auc")
+    doc = summarize_study(study, recs)
+    syn = next(c for c in doc["comparisons"] if c["arm"] == "real+classic+synthetic")
+    assert syn["p"] < 0.05 <= syn["p_holm"]
+    assert syn["verdict"] == "not significant" and not syn["significant"]
+    assert f"p={syn['p']:.2g}, Holm p={syn['p_holm']:.2g}" in syn["line"]
 
 
 def test_holm_adjustment():
@@ -72,6 +118,9 @@ def test_result_line_in_plain_words():
     assert line.startswith("synthetic only (1x, acgan): Dice \u22120.050 "
                            "[\u22120.080, \u22120.020]")
     assert "worse (paired t p=0.004" in line
+    holm_line = result_line("synthetic-only", "dice", dict(worse, p_holm=0.012),
+                            reference="real+classic")
+    assert "(paired t p=0.004, Holm p=0.012, 5 seeds)" in holm_line
 
 
 def test_result_line_names_the_duplicate_ratio():
@@ -97,7 +146,7 @@ TOY = [("real", 0.0, -0.05), ("real+classic", 0.0, 0.0),
 def _toy_records():
     recs = []
     for k, (arm, ratio, shift) in enumerate(TOY):
-        auc = BASE + shift + (NOISE * k if shift else 0)
+        auc = BASE + shift + (NOISE * (k + 1) / 4 if shift else 0)
         recs += [{"arm": arm, "kind": arm, "ratio": ratio, "seed": s, "source": None,
                   "test": {"auc": auc[s], "sensitivity": 0.5}} for s in SEEDS]
     return recs

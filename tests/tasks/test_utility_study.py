@@ -47,6 +47,8 @@ def test_classification_smoke(phantom_dataset, synthetic_phantom, tmp_path):
                     ("real+classic+duplicate", "real+classic", 0.0),
                     ("synthetic-only", "real+classic", 0.0), ("synthetic-only", *dup)}
     assert len(doc["result_lines"]) == len(refs)
+    assert doc["positive_class"] == doc["dataset"]["class_names"][-1]  # binary: recorded
+    assert all("n/a: fewer than 3 seeds" in line for line in doc["result_lines"])  # 2 seeds
     with open(run / "utility.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["arm", "ratio", "seed", "metric", "value"]
@@ -183,6 +185,10 @@ def test_multiclass_study(tmp_path):
         assert r["threshold"] is None and np.array(r["test"]["confusion"]).shape == (3, 3)
         assert set(r["test"]["per_class"]) == {"a", "b", "c"} and 0 <= r["test"]["auc"] <= 1
     assert doc["seeds"] == [3] and doc["runs"][1]["class_counts"]["real"] == [24, 24, 24]
+    assert doc["positive_class"] is None  # meaningless with three classes: not recorded
+    assert any("fewer than 10 test images in class(es) a (4), b (4), c (4)" in w
+               for w in doc["warnings"])
+    assert any("1 seed(s)" in w and "unreliable" in w for w in doc["warnings"])
 
 
 def test_interrupted_study_keeps_finished_runs(phantom_dataset, tmp_path, monkeypatch):

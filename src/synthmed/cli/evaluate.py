@@ -23,14 +23,44 @@ def _fmt(value, ci=None) -> str:
     return text
 
 
+def _ci_label(m: dict, key: str) -> str:
+    """'95% CI' only for an interval that was computed (never for --bootstrap 0)."""
+    if m.get(f"{key}_ci_low") is None or m.get(f"{key}_ci_high") is None:
+        return ""
+    return f", {100 * (m.get('confidence') or 0.95):g}% CI"
+
+
+def _per_class_table(pc: dict) -> None:
+    if not pc:
+        return
+    console.print("  per class (- = not computed or too few real images; see metrics.json "
+                  "per_class.*.unreliable)", markup=False)
+    console.print(f"    {'class':<16} {'n_real':>6} {'rel. FD':>8} {'precision':>9} "
+                  f"{'recall':>7} {'coverage':>8}", markup=False)
+    for name, row in pc.items():
+        console.print(f"    {name[:16]:<16} {_fmt(row.get('n_real')):>6} "
+                      f"{_fmt(row.get('relative_fd')):>8} {_fmt(row.get('precision')):>9} "
+                      f"{_fmt(row.get('recall')):>7} {_fmt(row.get('coverage')):>8}",
+                      markup=False)
+
+
 def _print_summary(m: dict, out: Path) -> None:
+    from synthmed.metrics.verdict import lines
+
+    for notice in m.get("notices") or []:
+        console.print(notice, markup=False)
     console.print(f"[bold]{m['extractor'] or 'no'} features[/bold]: n_real={m['n_real']}, "
                   f"n_synthetic={m['n_synthetic']}, n_train={m['n_train']}")
     rows = [
-        ("FID (95% CI)", _fmt(m["fid"], (m["fid_ci_low"], m["fid_ci_high"]))),
+        ("FID (plain, biased up at small n)", _fmt(m["fid"])),
+        (f"FID bias-corrected{_ci_label(m, 'fid')}",
+         _fmt(m.get("fid_corrected"), (m["fid_ci_low"], m["fid_ci_high"]))),
         ("FID real-vs-real floor", _fmt(m["fid_real_real"])),
-        ("relative FD (matched n)", f"{_fmt(m['relative_fd'])} ({_fmt(m['relative_fd_matched'])})"),
+        ("relative FD (1 = floor; full-n)",
+         f"{_fmt(m['relative_fd'])} ({_fmt(m.get('relative_fd_full_n'))})"),
         ("KID mean ± std", f"{_fmt(m['kid_mean'])} ± {_fmt(m['kid_std'])}"),
+        (f"KID all pairs{_ci_label(m, 'kid')}",
+         _fmt(m.get("kid_all_pairs"), (m["kid_ci_low"], m["kid_ci_high"]))),
         ("IS mean ± std (real)", f"{_fmt(m['is_mean'])} ± {_fmt(m['is_std'])} "
                                  f"({_fmt(m['is_real_mean'])})"),
         ("precision / recall", f"{_fmt(m['precision'])} / {_fmt(m['recall'])}"),
@@ -41,14 +71,19 @@ def _print_summary(m: dict, out: Path) -> None:
          f"{_fmt(m['membership_auc'])} / {_fmt(m['membership_auc_features'])}"),
     ]
     for name, value in rows:
-        console.print(f"  {name:<32} {value}", markup=False)
+        console.print(f"  {name:<36} {value}", markup=False)
+    _per_class_table(m.get("per_class") or {})
     for w in m["warnings"]:
         err_console.print(f"warning: {w}", markup=False)
     console.print(f"metrics: {out / 'metrics.json'}")
+    for line in lines(m["verdict"]):
+        console.print(line, markup=False, soft_wrap=True)
 
 
+_BOOT = "Subsamples for the FID/KID intervals, resamples for PRDC's (0: no intervals)."
 _REAL = "Held-out real images: DATASET_DIR[:split] (default split test)."
-_SYN = "A synthetic set (synthmed generate) or DATASET_DIR[:split]."
+_SYN = ("A synthetic set (synthmed generate), DATASET_DIR[:split], a folder of PNG/JPEG/DICOM "
+        "images (class subfolders = classes) or an .npz (images, labels, class_names).")
 _TRAIN = ("What the generator trained on (privacy audit, domain extractor): DATASET_DIR:train; "
           "default REAL's train split.")
 _FEATS = "domain | inception | both | comma list of registered names."
@@ -78,7 +113,7 @@ def evaluate_cmd(
                                            help="FID Inception-v3 weights (torch-fidelity .pth)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help=_CACHE),
     seed: int = typer.Option(0, "--seed", help="Seed for splits, subsets and bootstrap."),
-    n_bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples (0: no CIs)."),
+    n_bootstrap: int = typer.Option(100, "--bootstrap", help=_BOOT),
     extractor_epochs: int = typer.Option(15, "--extractor-epochs",
                                          help="Epochs when a domain extractor must be trained."),
     device: str = typer.Option("cpu", "--device", help="Device for the feature networks."),

@@ -2,11 +2,15 @@
 
 FID is biased upward at small n and its scale depends on the extractor, so a bare FID says little.
 The real reference set is split into two disjoint random halves A and B: FD(A, B) is the floor
-(what two samples of the *same* distribution score at this n) and relative FD = FD(synthetic, real)
-/ FD(A, B). Because FID's bias shrinks with n, ``fid_matched`` = FD(|B| synthetic images, A) is the
-like-for-like comparison with the floor; ``relative_fd_matched`` divides that by the floor. One
-split is a noisy draw, so the floor (and the matched FID) is the mean over ``FLOOR_SPLITS`` random
-splits, with its standard deviation.
+(what two samples of the *same* distribution score at this n). Because FID's bias shrinks with n,
+``fid_matched`` = FD(|B| synthetic images, A) has the floor's sample sizes and bias, and the
+headline ``relative_fd`` = fid_matched / floor: 1 means "as close to the real images as a second
+real sample of the same size". ``relative_fd_full_n`` = FD(all synthetic, all real) / floor is
+about 0.5 for a perfect generator when n_synthetic = n_real (the full-n FID carries half the
+floor's small-n bias) and is kept only for comparison with older runs. One split is a noisy draw,
+so the floor (and the matched FID) is the mean over ``FLOOR_SPLITS`` random splits. The halves
+come from their own random stream (seeded by ``seed`` alone), so one real set and seed give the
+same floor whatever synthetic set is evaluated.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from synthmed.metrics.fidelity import (
     prdc,
     prdc_from_distances,
 )
-from synthmed.metrics.stats import bootstrap_ci
+from synthmed.metrics.stats import bootstrap_ci, subsample_interval
 
 try:  # small BLAS problems run fastest, and never oversubscribe shared cores, on one thread
     from threadpoolctl import threadpool_limits
@@ -34,22 +38,23 @@ except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 GROUP_KEYS = (
     "n_real", "n_synthetic", "feature_dim",
-    "fid", "fid_ci_low", "fid_ci_high", "fid_real_real", "fid_real_real_std", "relative_fd",
-    "fid_matched", "relative_fd_matched", "floor_splits",
-    "kid_mean", "kid_std", "kid_ci_low", "kid_ci_high", "kid_real_real_mean", "kid_real_real_std",
+    "fid", "fid_corrected", "fid_ci_low", "fid_ci_high", "fid_real_real", "fid_real_real_std",
+    "relative_fd", "fid_matched", "relative_fd_full_n", "floor_splits",
+    "kid_mean", "kid_std", "kid_all_pairs", "kid_ci_low", "kid_ci_high", "kid_real_real_mean",
+    "kid_real_real_std",
     "kid_subset_size", "kid_subsets",
     "is_mean", "is_std", "is_real_mean", "is_real_std", "is_splits", "is_classes",
     *[k + s for k in PRDC_KEYS for s in ("", "_ci_low", "_ci_high")], "prdc_k",
     "n_bootstrap", "confidence", "ci_method", "ci_subsample",
 )
 FLOOR_SPLITS = 10  # random half splits of the real set averaged for the real-vs-real floor
-# CIs index n x n kernel/distance matrices per set: a larger set is bootstrapped on a seeded random
-# subsample of this many images (recorded as ``ci_subsample``), so CIs are always reported.
+# Intervals index n x n kernel/distance matrices per set: a larger set gets its intervals from a
+# seeded random subsample of this many images (recorded as ``ci_subsample``).
 BOOTSTRAP_MAX_N = 4000
-# FID's bootstrap distribution sits above the estimate at small n; BCa corrects that, but its
-# extreme-tail quantiles need >= 1000 resamples and its jackknife n_real + n_synthetic FIDs.
-BCA_MIN_RESAMPLES = 1000
-BCA_MAX_N = 2000
+PRDC_MIN_PER_K = 10  # per-class PRDC needs >= 10 k real images (k-NN radii of a few points lie)
+CI_METHODS = {"fid": "3/4-subsampling without replacement, Richardson bias-corrected (calibrated)",
+              "kid": "3/4-subsampling without replacement of the all-pairs MMD^2 (calibrated)",
+              "prdc": "percentile bootstrap (sampling spread only, not calibrated)"}
 
 
 def _halves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -61,31 +66,36 @@ def _safe_ratio(a: float | None, b: float | None) -> float | None:
     return float(a / b) if a is not None and b is not None and b > 0 else None
 
 
-def _fid_block(r: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> dict:
+def _floor_rng(seed: int, stream: int = 2) -> np.random.Generator:
+    """The real-vs-real halves' own stream: the floor never depends on the synthetic set."""
+    return np.random.default_rng([seed, stream])
+
+
+def _fid_block(r: np.ndarray, s: np.ndarray, seed: int) -> dict:
     out: dict = {"fid": fid(r, s)}
     if len(r) < 4:
         return out
+    floor_rng, synth_rng = _floor_rng(seed), np.random.default_rng([seed, 3])
     floors, matched = [], []
     for _ in range(FLOOR_SPLITS):
-        a, b = _halves(len(r), rng)
+        a, b = _halves(len(r), floor_rng)
         floors.append(fid(r[a], r[b]))
         if len(s) >= len(b):
-            matched.append(fid(r[a], s[rng.choice(len(s), len(b), replace=False)]))
+            matched.append(fid(r[a], s[synth_rng.choice(len(s), len(b), replace=False)]))
     out.update(fid_real_real=float(np.mean(floors)), fid_real_real_std=float(np.std(floors)),
                floor_splits=FLOOR_SPLITS)
-    out["relative_fd"] = _safe_ratio(out["fid"], out["fid_real_real"])
+    out["relative_fd_full_n"] = _safe_ratio(out["fid"], out["fid_real_real"])
     if matched:
         out["fid_matched"] = float(np.mean(matched))
-        out["relative_fd_matched"] = _safe_ratio(out["fid_matched"], out["fid_real_real"])
+        out["relative_fd"] = _safe_ratio(out["fid_matched"], out["fid_real_real"])
     return out
 
 
-def _kid_block(r: np.ndarray, s: np.ndarray, subsets: int, seed: int,
-               rng: np.random.Generator) -> dict:
+def _kid_block(r: np.ndarray, s: np.ndarray, subsets: int, seed: int) -> dict:
     mean, std, size = kid(r, s, subsets=subsets, seed=seed)
     out: dict = {"kid_mean": mean, "kid_std": std, "kid_subset_size": size, "kid_subsets": subsets}
     if len(r) >= 4:
-        per_split = max(1, subsets // FLOOR_SPLITS)
+        per_split, rng = max(1, subsets // FLOOR_SPLITS), _floor_rng(seed, 4)
         runs = [kid(r[a], r[b], subsets=per_split, seed=seed + n)[:2]
                 for n, (a, b) in enumerate(_halves(len(r), rng) for _ in range(FLOOR_SPLITS))]
         out["kid_real_real_mean"] = float(np.mean([m for m, _ in runs]))
@@ -93,32 +103,40 @@ def _kid_block(r: np.ndarray, s: np.ndarray, subsets: int, seed: int,
     return out
 
 
-def _bootstrap(r: np.ndarray, s: np.ndarray, metrics: set[str], k: int | None, *,
+def _intervals(r: np.ndarray, s: np.ndarray, metrics: set[str], k: int | None, *,
                n_resamples: int, confidence: float, seed: int) -> dict:
-    """Bootstrap CIs (FID: BCa when affordable, else percentile); kernels and distances are
-    computed once and indexed per resample."""
+    """FID and KID: calibrated subsampling intervals of the population value
+    (:func:`~synthmed.metrics.stats.subsample_interval`); PRDC: percentile bootstrap. Kernels and
+    distances are computed once and indexed per resample."""
     out: dict = {"ci_method": {}}
 
-    def ci(stat, keys: tuple[str, ...], method: str = "percentile") -> None:
-        res = bootstrap_ci(stat, len(r), len(s), n_resamples=n_resamples, confidence=confidence,
-                           seed=seed, method=method)
+    def put(key: str, res: dict | None, center: str | None = None) -> None:
         if res is not None:
-            out["ci_method"][keys[0] if len(keys) == 1 else "prdc"] = res[2]
-            for n, key in enumerate(keys):
-                out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(res[0][n]), float(res[1][n])
+            out["ci_method"][key] = CI_METHODS[key]
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = res["low"], res["high"]
+            if center:
+                out[center] = res["estimate"]
 
+    opts = {"n_subsamples": n_resamples, "confidence": confidence, "seed": seed, "lower": 0.0}
     if "fid" in metrics:
-        bca = n_resamples >= BCA_MIN_RESAMPLES and len(r) + len(s) <= BCA_MAX_N
-        method = "BCa" if bca else "percentile"
-        ci(lambda i, j: fid(r[i], s[j]), ("fid",), method)
+        put("fid", subsample_interval(lambda i, j: fid(r[i], s[j]), len(r), len(s),
+                                      bias_correct=True, **opts), "fid_corrected")
     if "kid" in metrics:
         krr, kss, krs = poly_kernel(r, r), poly_kernel(s, s), poly_kernel(r, s)
-        ci(lambda i, j: mmd2_from_kernels(krr, kss, krs, cx=np.bincount(i, minlength=len(r)),
-                                          cy=np.bincount(j, minlength=len(s))), ("kid",))
+        put("kid", subsample_interval(
+            lambda i, j: mmd2_from_kernels(krr[np.ix_(i, i)], kss[np.ix_(j, j)],
+                                           krs[np.ix_(i, j)]), len(r), len(s), **opts),
+            "kid_all_pairs")
     if "prdc" in metrics and k is not None:
         drr, dss, drs = (pairwise_distances(*m).astype(np.float32) for m in ((r,), (s,), (r, s)))
-        ci(lambda i, j: prdc_from_distances(drr[np.ix_(i, i)], dss[np.ix_(j, j)],
-                                            drs[np.ix_(i, j)], k), PRDC_KEYS)
+        res = bootstrap_ci(lambda i, j: prdc_from_distances(drr[np.ix_(i, i)], dss[np.ix_(j, j)],
+                                                            drs[np.ix_(i, j)], k),
+                           len(r), len(s), n_resamples=n_resamples, confidence=confidence,
+                           seed=seed)
+        if res is not None:
+            out["ci_method"]["prdc"] = CI_METHODS["prdc"]
+            for n, key in enumerate(PRDC_KEYS):
+                out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(res[0][n]), float(res[1][n])
     return out
 
 
@@ -152,11 +170,13 @@ def _compare(real: Features, synth: Features, *, metrics: set[str], seed: int,
     if min(len(r), len(s)) < 2:
         warnings.append("fewer than 2 images in a set: no fidelity metrics")
         return out, warnings
-    rng = np.random.default_rng(seed)
+    if len(r) // 2 < d and metrics & {"fid", "kid"}:
+        warnings.append(f"the real-vs-real floor uses halves of {len(r) // 2} images, below the "
+                        f"feature dimension {d}: the floor itself is rank-deficient and noisy")
     if "fid" in metrics:
-        out.update(_fid_block(r, s, rng))
+        out.update(_fid_block(r, s, seed))
     if "kid" in metrics:
-        out.update(_kid_block(r, s, kid_subsets, seed, rng))
+        out.update(_kid_block(r, s, kid_subsets, seed))
     k = min(prdc_k, len(r) - 2, len(s) - 2)  # prdc partitions at k + 1 < n
     if "prdc" in metrics and k >= 1:
         out.update(prdc(r, s, k), prdc_k=k)
@@ -171,11 +191,11 @@ def _compare(real: Features, synth: Features, *, metrics: set[str], seed: int,
     if n_bootstrap > 0:
         rb, sb, sub = _ci_subsample(r, s, seed)
         if sub is not None:
-            warnings.append(f"more than {BOOTSTRAP_MAX_N} images in a set: bootstrap CIs from a "
+            warnings.append(f"more than {BOOTSTRAP_MAX_N} images in a set: intervals from a "
                             f"seeded random subsample of {sub['n_real']} real and "
                             f"{sub['n_synthetic']} synthetic images (wider than at full n)")
         kb = min(prdc_k, len(rb) - 2, len(sb) - 2)
-        out.update(_bootstrap(rb, sb, metrics, kb if kb >= 1 else None, n_resamples=n_bootstrap,
+        out.update(_intervals(rb, sb, metrics, kb if kb >= 1 else None, n_resamples=n_bootstrap,
                               confidence=confidence, seed=seed), ci_subsample=sub)
     return out, warnings
 
@@ -197,12 +217,33 @@ def _ci_subsample(r: np.ndarray, s: np.ndarray, seed: int
     return rb, sb, {"n_real": len(rb), "n_synthetic": len(sb)}
 
 
+def small_n_reasons(n_real: int, feature_dim: int, prdc_k: int) -> dict[str, str]:
+    """Which per-class numbers a class with ``n_real`` real test images cannot support, and why
+    (FID needs n >= feature dim for a full-rank covariance, and so do the floor's halves; PRDC's
+    k-NN radii need many more than k points: at least ``PRDC_MIN_PER_K`` * k)."""
+    out: dict[str, str] = {}
+    if n_real < feature_dim:
+        out["fid"] = f"{n_real} real images < feature dimension {feature_dim}"
+    if n_real // 2 < feature_dim:
+        out["fid_real_real"] = out["relative_fd"] = (
+            f"floor halves of {n_real // 2} images < feature dimension {feature_dim}")
+    if n_real < PRDC_MIN_PER_K * prdc_k:
+        why = f"{n_real} real images < {PRDC_MIN_PER_K * prdc_k} (= {PRDC_MIN_PER_K} x k={prdc_k})"
+        out.update(dict.fromkeys(PRDC_KEYS, why))
+    return out
+
+
+PER_CLASS_KEYS = ("n_real", "n_synthetic", "fid", "fid_real_real", "relative_fd", "kid_mean",
+                  "kid_std", *PRDC_KEYS)
+
+
 def per_class(real: Features, synth: Features, real_labels: np.ndarray, synth_labels: np.ndarray,
               classes: list[tuple[str, int, int]], *, metrics: set[str], seed: int = 0,
               prdc_k: int = 5, classifier_names: list[str] | None = None) -> dict[str, dict]:
     """The same metrics within each class (no CIs); ``classes`` holds (name, real index, synthetic
-    index). With a supervised extractor, ``classifier_agreement`` is the share of synthetic images
-    of a class that the real-data classifier assigns to that class."""
+    index). A number the class is too small for (:func:`small_n_reasons`) is null, with the
+    reason under ``unreliable``. With a supervised extractor, ``classifier_agreement`` is the
+    share of synthetic images of a class that the real-data classifier assigns to that class."""
     out: dict[str, dict] = {}
     for name, ri, si in classes:
         fr = Features(real.features[real_labels == ri],
@@ -211,9 +252,11 @@ def per_class(real: Features, synth: Features, real_labels: np.ndarray, synth_la
                       synth.probs[synth_labels == si] if synth.probs is not None else None)
         group, _ = compare_features(fr, fs, metrics=metrics - {"is"}, seed=seed, n_bootstrap=0,
                                     prdc_k=prdc_k)
-        keep = ("n_real", "n_synthetic", "fid", "fid_real_real", "relative_fd", "kid_mean",
-                "kid_std", *PRDC_KEYS)
-        row = {key: group[key] for key in keep}
+        row = {key: group[key] for key in PER_CLASS_KEYS}
+        reasons = small_n_reasons(len(fr.features), int(group["feature_dim"] or 0), prdc_k)
+        row["unreliable"] = {k: why for k, why in reasons.items() if row.get(k) is not None}
+        for key in row["unreliable"]:
+            row[key] = None
         row["classifier_agreement"] = None
         if fs.probs is not None and classifier_names and name in classifier_names and len(fs.probs):
             target = classifier_names.index(name)

@@ -31,19 +31,21 @@ from synthmed.metrics.fidelity import MS_SSIM_PROTOCOL, ms_ssim_pairs
 from synthmed.metrics.inputs import ImageSet, load_images, load_split, match_size, parse_ref
 from synthmed.metrics.privacy import (
     COPY_PERCENTILE,
+    DUPLICATE_RMS,
     PrivacyResult,
     audit,
     closest_pairs_grid,
     pixel_vectors,
 )
 from synthmed.metrics.sanity import sanity_block, sanity_warnings
+from synthmed.metrics.verdict import verdict
 
 SCHEMA = "synthmed-metrics"
 SCHEMA_VERSION = 1
 METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy")
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
               "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
-              "heldout_nn_distance_median")
+              "heldout_nn_distance_median", "n_heldout_duplicates")
 FEATURE_PRIVACY_KEYS = tuple(f"{k}_features" for k in PIXEL_KEYS[5:])
 PREPROCESSING = {"resize": RESIZE_METHOD, "gray_to_rgb": "channel repeated 3 times",
                  "pixel_space": "RMS of [0, 1] intensities at the training images' size",
@@ -113,10 +115,25 @@ def _heldout_ok(real: ImageSet, train: ImageSet | None, warnings: list[str]) -> 
         return train is not None
     a, b = set(str(real.split).split("+")), set(str(train.split).split("+"))
     if "all" in a | b or a & b:
-        warnings.append(f"--real split {real.split!r} overlaps --train split {train.split!r}: "
-                        "no held-out images, so no copy threshold or membership AUC")
+        warnings.append(f"--real split {real.split!r} overlaps --train split {train.split!r}: the "
+                        "fidelity reference includes the generator's own training images, so FID, "
+                        "KID and PRDC measure closeness to what it saw (memorizing scores best) "
+                        "and there are no held-out images: no copy threshold or membership AUC. "
+                        "Use this only when the test split is too small to compare with")
         return False
     return True
+
+
+TINY_TEST = 50  # fewer held-out real images: suggest a larger reference
+
+
+def _tiny_real_warning(real: ImageSet, warnings: list[str]) -> None:
+    if len(real) < TINY_TEST:
+        warnings.append(f"--real {real.path}:{real.split} has only {len(real)} images: every "
+                        "number is noisy and per-class values may be null; use a larger "
+                        f"held-out split (e.g. {real.path}:val+test), or as a last resort "
+                        f"--real {real.path}:train --train {real.path}:train (no privacy audit, "
+                        "and fidelity then flatters memorization)")
 
 
 def _build_extractors(names: list[str], *, extractor, train: ImageSet | None, inception_weights,
@@ -214,8 +231,8 @@ def _nearest_csv(synth: ImageSet, train: ImageSet, results: list[PrivacyResult])
 
 
 def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, train: ImageSet | None,
-                     heldout: bool, wanted: set[str], opts: dict, warnings: list[str]
-                     ) -> tuple[dict, PrivacyResult | None]:
+                     heldout: bool, wanted: set[str], opts: dict, warnings: list[str],
+                     duplicates: np.ndarray | None = None) -> tuple[dict, PrivacyResult | None]:
     """All one extractor measures: fidelity with floors and CIs, per class, feature privacy."""
     fr = cached_features(ex, real, opts["cache_dir"])
     fs = ex.extract(synth.images)
@@ -234,7 +251,7 @@ def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, trai
     if "privacy" in wanted and train is not None:
         ft = cached_features(ex, train, opts["cache_dir"])
         res = audit(fs.features, ft.features, fr.features if heldout else None,
-                    space=f"{ex.name}_features")
+                    space=f"{ex.name}_features", heldout_duplicates=duplicates)
         group.update(res.summary("_features"))
     return group, res
 
@@ -316,6 +333,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     synth, notice = match_size(load_images(synthetic, "all"), real_set)
     if notice:
         warnings.append(notice)
+    notices = [s.meta["notice"] for s in (synth,) if "notice" in s.meta]
+    _tiny_real_warning(real_set, warnings)
     train_set = _resolve_train(train, real_set, warnings)
     heldout = _heldout_ok(real_set, train_set, warnings)
     exs = _build_extractors(names, extractor=extractor, train=train_set,
@@ -326,20 +345,26 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         ex.to(device)
     opts = {"cache_dir": cache_dir, "seed": seed, "n_bootstrap": n_bootstrap,
             "confidence": confidence, "kid_subsets": kid_subsets, "prdc_k": prdc_k}
-    groups, privacy = {}, []
-    for ex in exs:
-        groups[ex.name], res = _extractor_group(ex, real_set, synth, train_set, heldout, wanted,
-                                                opts, warnings)
-        if res is not None and not privacy:
-            privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
-    warnings += sanity_warnings(groups)  # a feature space that flatters noise is reported
+    privacy: list[PrivacyResult] = []
     pixel = _pixel_block(synth, real_set, train_set, heldout, wanted, ms_ssim_n_pairs, seed,
                          privacy, warnings)
+    dup = privacy[0].heldout_duplicates if privacy else None  # found in pixel space
+    groups = {}
+    for n, ex in enumerate(exs):
+        groups[ex.name], res = _extractor_group(ex, real_set, synth, train_set, heldout, wanted,
+                                                opts, warnings, dup)
+        if res is not None and n == 0:
+            privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
+    warnings += sanity_warnings(groups)  # a feature space that flatters noise is reported
     primary = groups[exs[0].name] if exs else {}
     pc = {c: dict(row) for c, row in primary.get("per_class", {}).items()}
     if "ms_ssim" in wanted:
         _per_class_ms_ssim(pc, real_set, synth, ms_ssim_n_pairs, seed)
     _resize_warnings(exs, real_set, synth, warnings)
+    small = [f"{c} (n_real={row['n_real']})" for c, row in pc.items() if row.get("unreliable")]
+    if small:
+        warnings.append(f"per-class values left null for {', '.join(small)}: too few real test "
+                        "images for them (reasons under per_class.<class>.unreliable)")
     flat = {k: primary.get(k) for k in ("extractor", "weights_sha256", *GROUP_KEYS,
                                         *FEATURE_PRIVACY_KEYS)}
     result: dict[str, Any] = {
@@ -353,9 +378,11 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         "train": train_set.describe() if train_set is not None else None,
         "preprocessing": PREPROCESSING,
         "privacy": {"copy_percentile": COPY_PERCENTILE, "heldout": "--real" if heldout else None,
-                    "feature_space": exs[0].name if exs else None},
-        "warnings": warnings, "files": {"metrics": "metrics.json"},
+                    "feature_space": exs[0].name if exs else None,
+                    "duplicate_rms": DUPLICATE_RMS},
+        "notices": notices, "warnings": warnings, "files": {"metrics": "metrics.json"},
     }
+    result["verdict"] = verdict(to_json(result))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result["elapsed_s"] = round(time.perf_counter() - t0, 3)

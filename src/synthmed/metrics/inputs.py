@@ -2,8 +2,11 @@
 
 ``DATASET_DIR[:split]`` names a split of a prepared dataset (``train``, ``val``, ``test``, ``all``
 or a union such as ``val+test``); a directory with ``generation.json`` is a synthetic set written
-by ``synthmed generate``. A synthetic set of another image size than the real one is resized to
-the real size once (:func:`match_size`), before any metric, and ``metrics.json`` says so.
+by ``synthmed generate``. Images from other tools are read as torch-fidelity reads them: a plain
+folder of PNG/JPEG/DICOM files (one level of class subfolders read as classes) or an ``.npz``
+with an ``images`` array (optional ``labels`` and ``class_names``); ``meta["notice"]`` says what
+was read. A synthetic set of another image size than the real one is resized to the real size
+once (:func:`match_size`), before any metric, and ``metrics.json`` says so.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ class ImageSet:
             keys = ("checkpoint", "checkpoint_sha256", "run_dir", "step", "model", "seeds",
                     "excluded_near_copies", "synthmed_version")
             out["generation"] = {k: self.meta[k] for k in keys if k in self.meta}
+        if "notice" in self.meta:
+            out["notice"] = self.meta["notice"]
         return out
 
 
@@ -138,6 +143,12 @@ def load_images(ref: str | os.PathLike, default_split: str) -> ImageSet:
         return load_split(path, split)
     if not path.exists():
         raise DataError(f"{path}: path does not exist")
-    raise DataError(f"{path}: neither a synthetic set (generation.json) nor a prepared dataset "
-                    "(dataset.json); pass the output of `synthmed generate` or "
-                    "`synthmed data import`")
+    from synthmed.metrics.folders import load_folder, load_npz
+
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return load_npz(path)
+    if path.is_dir():
+        return load_folder(path)
+    raise DataError(f"{path}: neither a synthetic set (generation.json), a prepared dataset "
+                    "(dataset.json), a folder of PNG/JPEG/DICOM images nor an .npz; pass one "
+                    "of those")

@@ -5,10 +5,14 @@ Definitions (the same in pixel space and in feature space):
 - nearest training image of each synthetic image (Euclidean; in pixel space the root-mean-square
   difference of [0, 1] intensities at the training images' size, so 0.01 means 1 % of the range);
 - copy threshold: the 5th percentile of the nearest-training distances of *held-out* real images
-  (patients the generator never saw). A synthetic image closer than that to a training image is
-  closer than 95 % of genuinely new patients are: a near copy. The copy rate is the share of such
-  images; an honest generator scores about 0.05 or below (held-out real images score 0.05 by
-  construction), a memorizing one approaches 1;
+  (patients the generator never saw), after removing held-out images that duplicate a training
+  image (within ``DUPLICATE_RMS`` in pixel space: public splits such as BreastMNIST's hold such
+  cross-split duplicates, and with >= 5 % of them the threshold was 0 and no copy was counted;
+  ``n_heldout_duplicates`` reports how many were removed). A synthetic image closer than that to
+  a training image is closer than 95 % of genuinely new patients are: a near copy. A synthetic
+  image within the duplicate tolerance of a training image (an exact copy has distance 0: the
+  distances are float64, exact for identical rows) is always a copy. The copy rate is the share of
+  copies; an honest generator scores about 0.05 or below, a memorizing one approaches 1;
 - membership-inference AUC: a distance attack (Hilprecht et al., 2019; Chen et al., 2020,
   "GAN-Leaks") scores every real image by its distance to the nearest synthetic image and tries
   to tell training images (members) from held-out ones. 0.5 means the synthetic set gives no
@@ -30,6 +34,7 @@ from synthmed.errors import SynthmedError
 from synthmed.metrics.features import prepare_images
 
 COPY_PERCENTILE = 5.0
+DUPLICATE_RMS = 0.01  # pixel RMS (1 % of the range, ~2.5 grey levels of 255): a duplicate image
 
 
 def pixel_vectors(images: np.ndarray, *, size: tuple[int, int], channels: int) -> torch.Tensor:
@@ -40,22 +45,38 @@ def pixel_vectors(images: np.ndarray, *, size: tuple[int, int], channels: int) -
 
 def nearest(query: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, *, rms: bool = False,
             chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Index and Euclidean distance of each query row's nearest ``ref`` row (/sqrt(D) if rms)."""
-    q = torch.as_tensor(np.asarray(query) if not isinstance(query, torch.Tensor) else query).float()
-    r = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref).float()
+    """Index and Euclidean distance of each query row's nearest ``ref`` row (/sqrt(D) if rms).
+
+    float64 throughout, and the winning distance is recomputed directly from the two rows, so an
+    exact copy is at distance exactly 0 (float32 ``cdist`` gave up to 4e-4 RMS for copies)."""
+    q = torch.as_tensor(np.asarray(query) if not isinstance(query, torch.Tensor) else query)
+    r = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref)
+    q, r = q.double(), r.double()
     idx, dist = [], []
     for s in range(0, len(q), chunk):
-        d = torch.cdist(q[s:s + chunk], r)
-        m = d.min(dim=1)
-        idx.append(m.indices)
-        dist.append(m.values)
-    d = torch.cat(dist).double().numpy()
+        qs = q[s:s + chunk]
+        best = torch.cdist(qs, r).argmin(dim=1)
+        idx.append(best)
+        dist.append((qs - r[best]).square().sum(dim=1).sqrt())
+    d = torch.cat(dist).numpy()
     return torch.cat(idx).numpy(), (d / np.sqrt(q.shape[1]) if rms else d)
 
 
-def copy_threshold(heldout_to_train: np.ndarray, percentile: float = COPY_PERCENTILE) -> float:
-    """The ``percentile``-th percentile of held-out real images' nearest-training distances."""
-    return float(np.percentile(np.asarray(heldout_to_train, np.float64), percentile))
+def copy_threshold(heldout_to_train: np.ndarray, percentile: float = COPY_PERCENTILE, *,
+                   duplicates: np.ndarray | None = None) -> float:
+    """The ``percentile``-th percentile of held-out real images' nearest-training distances,
+    leaving out held-out images marked as ``duplicates`` of a training image (0.0 if all are)."""
+    d = np.asarray(heldout_to_train, np.float64)
+    if duplicates is not None:
+        d = d[~np.asarray(duplicates, bool)]
+    return float(np.percentile(d, percentile)) if len(d) else 0.0
+
+
+def copy_mask(dist: np.ndarray, threshold: float, duplicate_tol: float = 0.0) -> np.ndarray:
+    """Copies: closer than the threshold, or within the duplicate tolerance (exact copies always
+    count, even when the threshold is 0)."""
+    d = np.asarray(dist, np.float64)
+    return (d < threshold) | (d <= duplicate_tol)
 
 
 def membership_auc(member_to_synth: np.ndarray, nonmember_to_synth: np.ndarray) -> float:
@@ -77,12 +98,14 @@ class PrivacyResult:
     copy_rate: float | None
     membership_auc: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+    duplicate_tol: float = 0.0
+    heldout_duplicates: np.ndarray | None = None
 
     @property
     def flagged(self) -> np.ndarray:
         if self.threshold is None:
             return np.zeros(len(self.synth_nn_dist), bool)
-        return self.synth_nn_dist < self.threshold
+        return copy_mask(self.synth_nn_dist, self.threshold, self.duplicate_tol)
 
     def summary(self, suffix: str = "") -> dict[str, Any]:
         known = self.threshold is not None
@@ -92,29 +115,40 @@ class PrivacyResult:
                 f"membership_auc{suffix}": self.membership_auc,
                 f"nn_distance_median{suffix}": float(np.median(self.synth_nn_dist)),
                 f"heldout_nn_distance_median{suffix}": (float(np.median(held))
-                                                        if held is not None else None)}
+                                                        if held is not None else None),
+                f"n_heldout_duplicates{suffix}": (int(self.heldout_duplicates.sum())
+                                                  if self.heldout_duplicates is not None
+                                                  else None)}
 
 
 def audit(synth: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
           heldout: np.ndarray | torch.Tensor | None = None, *, space: str = "pixel",
-          percentile: float = COPY_PERCENTILE) -> PrivacyResult:
+          percentile: float = COPY_PERCENTILE,
+          heldout_duplicates: np.ndarray | None = None) -> PrivacyResult:
     """Nearest neighbours, copy rate and membership AUC for vectors (rows) of the three sets.
 
-    Pixel space uses RMS distances; anything else plain Euclidean. Without ``heldout`` only the
+    Pixel space uses RMS distances and finds the held-out images that duplicate a training image
+    (within ``DUPLICATE_RMS``); another space uses plain Euclidean distances and takes that mask
+    from ``heldout_duplicates`` (the pixel audit's), else counts only exact duplicates. Duplicates
+    are left out of the threshold and of the membership non-members. Without ``heldout`` only the
     nearest neighbours are known (no threshold, copy rate or AUC).
     """
     rms = space == "pixel"
+    tol = DUPLICATE_RMS if rms else 0.0
     idx, dist = nearest(synth, train, rms=rms)
     if heldout is None or len(heldout) == 0:
-        return PrivacyResult(space, idx, dist, None, None, None, None)
+        return PrivacyResult(space, idx, dist, None, None, None, None, duplicate_tol=tol)
     _, held = nearest(heldout, train, rms=rms)
-    thr = copy_threshold(held, percentile)
+    dup = (np.asarray(heldout_duplicates, bool) if heldout_duplicates is not None
+           else held <= tol)
+    thr = copy_threshold(held, percentile, duplicates=dup)
     _, member = nearest(train, synth, rms=rms)
     _, nonmember = nearest(heldout, synth, rms=rms)
-    return PrivacyResult(space, idx, dist, held, thr, float((dist < thr).mean()),
-                         membership_auc(member, nonmember),
-                         {"n_train": len(train), "n_heldout": len(heldout),
-                          "percentile": percentile})
+    auc = membership_auc(member, nonmember[~dup]) if (~dup).any() else None
+    return PrivacyResult(space, idx, dist, held, thr, float(copy_mask(dist, thr, tol).mean()),
+                         auc, {"n_train": len(train), "n_heldout": len(heldout),
+                               "percentile": percentile}, duplicate_tol=tol,
+                         heldout_duplicates=dup)
 
 
 def near_copy_mask(synthetic_uint8: np.ndarray, train_uint8: np.ndarray, *,
@@ -139,9 +173,11 @@ def near_copy_mask(synthetic_uint8: np.ndarray, train_uint8: np.ndarray, *,
         vecs = [pixel_vectors(s, size=size, channels=ch) for s in sets]
         rms = True
     _, dist = nearest(vecs[0], vecs[1], rms=rms)
+    tol = DUPLICATE_RMS if rms else 0.0
     if threshold is None:
-        threshold = copy_threshold(nearest(vecs[2], vecs[1], rms=rms)[1])
-    return dist < threshold, float(threshold)
+        held = nearest(vecs[2], vecs[1], rms=rms)[1]
+        threshold = copy_threshold(held, duplicates=held <= tol)
+    return copy_mask(dist, threshold, tol), float(threshold)
 
 
 def _feature_rows(features, images: np.ndarray) -> np.ndarray:
@@ -176,7 +212,7 @@ def closest_pairs_grid(synthetic: np.ndarray, train: np.ndarray, result: Privacy
             tile = prepare_images(np.asarray(img)[None], size=(h, w), channels=ch,
                                   input_range="unit")[0].numpy()
             canvas[y:y + h, x0:x0 + w] = tile.transpose(1, 2, 0)
-        flagged = result.threshold is not None and result.synth_nn_dist[s] < result.threshold
+        flagged = bool(result.flagged[s])
         ax.text(x, y + h - 1, f"syn {s} | train {t}  d={result.synth_nn_dist[s]:.3g}",
                 fontsize=6, color="red" if flagged else "yellow", va="bottom",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})

@@ -44,8 +44,18 @@ from synthmed.tasks.metrics import (
 from synthmed.tasks.models import CLASSIFIERS, SEGMENTERS, build_classifier, build_segmenter
 from synthmed.tasks.outputs import csv_rows, group_records, jsonable, write_csv, write_figures
 from synthmed.tasks.sources import load_source
-from synthmed.tasks.stats import holm, paired_comparison, result_line, summarize
+from synthmed.tasks.stats import (
+    MIN_SEEDS_CI,
+    MIN_SEEDS_TEST,
+    holm,
+    paired_comparison,
+    result_line,
+    summarize,
+    verdict,
+)
 from synthmed.tasks.train import ArmDataset, Images, evaluate, fit, predict, resolve_device
+
+MIN_CLASS_TEST = 10  # fewer test images in a class: per-class numbers rest on a handful of patients
 
 
 @dataclass
@@ -286,7 +296,8 @@ def references(groups: dict, label: str, kind: str, ratio: float) -> list[tuple[
 
 def _compare(study: Study, groups: dict) -> list[dict[str, Any]]:
     """Each arm against real+classic and against the duplicate control (see :func:`references`),
-    paired by seed, for every metric; Holm-adjusted over the primary-metric family."""
+    paired by seed, for every metric. p-values are Holm-adjusted within each metric's family of
+    comparisons, and the verdict words come from the adjusted value (both are shown)."""
     out = []
     for (label, ratio), recs in groups.items():
         kind = recs[0]["kind"]
@@ -297,15 +308,39 @@ def _compare(study: Study, groups: dict) -> list[dict[str, Any]]:
             for m in study.metrics:
                 c = paired_comparison([mine[s]["test"][m] for s in seeds],
                                       [theirs[s]["test"][m] for s in seeds],
-                                      higher_is_better=HIGHER_IS_BETTER[m])
-                line = result_line(kind, m, c, reference=ref[0], ratio=ratio,
-                                   source=recs[0]["source"] if "@" in label else None,
-                                   reference_ratio=ref[1])
+                                      higher_is_better=HIGHER_IS_BETTER[m], metric=m)
                 out.append({"arm": label, "kind": kind, "ratio": ratio, "reference": ref[0],
-                            "reference_ratio": ref[1], "metric": m, **c, "line": line})
-    primary = [c for c in out if c["metric"] == study.select]
-    for c, p in zip(primary, holm([c["p"] for c in primary]), strict=True):
-        c["p_holm"] = p
+                            "reference_ratio": ref[1], "metric": m, **c,
+                            "source": recs[0]["source"] if "@" in label else None})
+    for m in study.metrics:
+        family = [c for c in out if c["metric"] == m]
+        for c, p in zip(family, holm([c["p"] for c in family]), strict=True):
+            c["p_holm"] = p
+            c["significant"] = bool(math.isfinite(p) and p < 0.05)
+            c["verdict"] = verdict(p, c["mean_diff"], higher_is_better=HIGHER_IS_BETTER[m],
+                                   na=c["test"])
+    for c in out:
+        c["line"] = result_line(c["kind"], c["metric"], c, reference=c["reference"],
+                                ratio=c["ratio"], source=c.pop("source"),
+                                reference_ratio=c["reference_ratio"])
+    return out
+
+
+def study_warnings(study: Study) -> list[str]:
+    """What makes this study's statistics weak: few seeds, small classes in the test split."""
+    out = []
+    if len(study.seeds) < MIN_SEEDS_CI:
+        out.append(f"{len(study.seeds)} seed(s): confidence intervals over fewer than "
+                   f"{MIN_SEEDS_CI} seeds are unreliable (and below {MIN_SEEDS_TEST} no test is "
+                   "made); use 5 or more seeds for numbers to report")
+    test = study.rows.get("test")
+    if study.task == "classification" and test is not None:
+        counts = np.bincount(study.real.labels[test], minlength=len(study.class_names))
+        small = [f"{c} ({int(n)})" for c, n in zip(study.class_names, counts, strict=True)
+                 if n < MIN_CLASS_TEST]
+        if small:
+            out.append(f"fewer than {MIN_CLASS_TEST} test images in class(es) {', '.join(small)}:"
+                       " per-class and threshold metrics rest on very few patients")
     return out
 
 
@@ -313,7 +348,7 @@ def summarize_study(study: Study, records: list[dict[str, Any]]) -> dict[str, An
     """Summaries over seeds, paired comparisons and the plain-words result lines."""
     groups = group_records(records)
     summary = [{"arm": a, "ratio": r, "metric": m,
-                **summarize([x["test"][m] for x in recs])}
+                **summarize([x["test"][m] for x in recs], metric=m)}
                for (a, r), recs in groups.items() for m in study.metrics]
     comparisons = _compare(study, groups)
     lines = [c["line"] for c in comparisons if c["metric"] == study.select]
@@ -365,10 +400,15 @@ def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
     finally:
         torch.set_num_threads(threads)
     result = summarize_study(study, records)
+    notes = study_warnings(study)
+    for w in notes:
+        say(f"warning: {w}")
     files = write_figures(run.path, records, result["summary"], task=study.task,
                           metric=study.select, class_names=study.class_names)
     doc = {"task": study.task, "model": study.model, "primary_metric": study.select,
-           "positive_class": study.class_names[study.positive], "dataset": study.dataset,
+           "positive_class": (study.class_names[study.positive]
+                              if len(study.class_names) == 2 else None),
+           "dataset": study.dataset, "warnings": notes,
            "synthetic": study.source_info, "seeds": study.seeds,
            "settings": cfg.utility.model_dump(mode="json"), **result, "runs": records,
            "files": ["utility.json", "utility.csv", *files]}

@@ -1,0 +1,111 @@
+"""A plain verdict from metrics.json: fidelity, diversity and privacy, each good / borderline /
+poor, with the rule that gave it. The rules (docs/metrics.md, "The verdict"):
+
+- fidelity: the headline ``relative_fd`` (matched-n FID over the real-vs-real floor; 1 = as close
+  as a second real sample of the same size): good <= 2 < borderline <= 4 < poor (a
+  real-vs-real ratio itself scatters by +-0.5 at n = 60). It cannot be
+  judged when the feature extractor failed its sanity ladder (noise, blur, shuffled tiles or a
+  constant image scored as well as real held-out images) or there is no floor;
+- diversity: recall and coverage (Kynkäänniemi et al. 2019; Naeem et al. 2020): good when
+  recall >= 0.5 and coverage >= 0.7, poor when recall < 0.25 or coverage < 0.4;
+- privacy: copy rate and membership-inference AUC (pixel space, and feature space when measured:
+  the worse of the two): good when copy rate <= 0.10 and AUC <= 0.60, poor when copy rate > 0.25
+  or AUC > 0.75 (held-out real images score about 0.05 and 0.5).
+
+``overall`` is the worst of the three judged lines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FIDELITY = {"good": 2.0, "poor": 4.0}
+DIVERSITY = {"good": {"recall": 0.5, "coverage": 0.7}, "poor": {"recall": 0.25, "coverage": 0.4}}
+PRIVACY = {"good": {"copy_rate": 0.10, "membership_auc": 0.60},
+           "poor": {"copy_rate": 0.25, "membership_auc": 0.75}}
+RANK = {"good": 0, "borderline": 1, "poor": 2}
+UNJUDGED = "cannot be judged"
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}g}"
+
+
+def _worst(*values: float | None) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def fidelity(m: dict[str, Any]) -> dict[str, Any]:
+    rel, sanity = m.get("relative_fd"), m.get("sanity")
+    rule = f"relative FD (matched n; 1 = real-vs-real floor): good <= {FIDELITY['good']:g}, " \
+           f"poor > {FIDELITY['poor']:g}"
+    if isinstance(sanity, dict) and sanity.get("passed") is False:
+        return {"rating": UNJUDGED, "rule": rule, "relative_fd": rel,
+                "reason": "the feature extractor failed its sanity ladder (degraded images "
+                          "scored like real ones), so its FID cannot tell good from bad"}
+    if rel is None:
+        return {"rating": UNJUDGED, "rule": rule, "relative_fd": None,
+                "reason": "no relative FD (FID not requested, or too few real images for a floor)"}
+    rating = ("good" if rel <= FIDELITY["good"] else
+              "borderline" if rel <= FIDELITY["poor"] else "poor")
+    return {"rating": rating, "rule": rule, "relative_fd": rel, "reason": None}
+
+
+def diversity(m: dict[str, Any]) -> dict[str, Any]:
+    rec, cov = m.get("recall"), m.get("coverage")
+    g, p = DIVERSITY["good"], DIVERSITY["poor"]
+    rule = (f"good: recall >= {g['recall']:g} and coverage >= {g['coverage']:g}; poor: recall < "
+            f"{p['recall']:g} or coverage < {p['coverage']:g}")
+    if rec is None or cov is None:
+        return {"rating": UNJUDGED, "rule": rule, "recall": rec, "coverage": cov,
+                "reason": "no recall/coverage (PRDC not requested or too few images)"}
+    if rec < p["recall"] or cov < p["coverage"]:
+        rating = "poor"
+    elif rec >= g["recall"] and cov >= g["coverage"]:
+        rating = "good"
+    else:
+        rating = "borderline"
+    return {"rating": rating, "rule": rule, "recall": rec, "coverage": cov, "reason": None}
+
+
+def privacy(m: dict[str, Any]) -> dict[str, Any]:
+    rate = _worst(m.get("copy_rate"), m.get("copy_rate_features"))
+    auc = _worst(m.get("membership_auc"), m.get("membership_auc_features"))
+    g, p = PRIVACY["good"], PRIVACY["poor"]
+    rule = (f"good: copy rate <= {g['copy_rate']:g} and membership AUC <= "
+            f"{g['membership_auc']:g}; poor: copy rate > {p['copy_rate']:g} or AUC > "
+            f"{p['membership_auc']:g} (worse of pixel and feature space)")
+    if rate is None:
+        return {"rating": UNJUDGED, "rule": rule, "copy_rate": None, "membership_auc": auc,
+                "reason": "no privacy audit (needs --train and held-out --real images)"}
+    if rate > p["copy_rate"] or (auc is not None and auc > p["membership_auc"]):
+        rating = "poor"
+    elif rate <= g["copy_rate"] and (auc is None or auc <= g["membership_auc"]):
+        rating = "good"
+    else:
+        rating = "borderline"
+    return {"rating": rating, "rule": rule, "copy_rate": rate, "membership_auc": auc,
+            "reason": None}
+
+
+def verdict(m: dict[str, Any]) -> dict[str, Any]:
+    """The ``verdict`` block of metrics.json from its flat (primary-extractor) numbers."""
+    out = {"fidelity": fidelity(m), "diversity": diversity(m), "privacy": privacy(m)}
+    judged = [v["rating"] for v in out.values() if v["rating"] in RANK]
+    out["overall"] = max(judged, key=RANK.__getitem__) if judged else UNJUDGED
+    return out
+
+
+def lines(v: dict[str, Any]) -> list[str]:
+    """The three plain lines the CLI ends with."""
+    f, d, p = v["fidelity"], v["diversity"], v["privacy"]
+    out = [f"fidelity: {f['rating']} - relative FD {_f(f['relative_fd'])} ({f['rule']})",
+           f"diversity: {d['rating']} - recall {_f(d['recall'])}, coverage {_f(d['coverage'])} "
+           f"({d['rule']})",
+           f"privacy: {p['rating']} - copy rate {_f(p['copy_rate'])}, membership AUC "
+           f"{_f(p['membership_auc'])} ({p['rule']})"]
+    for n, part in enumerate((f, d, p)):
+        if part["reason"]:
+            out[n] += f"; {part['reason']}"
+    return out

@@ -1,0 +1,98 @@
+"""The plain verdict: rules on known numbers, and end to end on held-out real, noise and
+blocky-dark "generators" read from a plain folder of PNGs and an .npz."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from synthmed.metrics.verdict import UNJUDGED, lines, verdict
+
+HELD_OUT = {"relative_fd": 1.1, "recall": 0.8, "coverage": 0.95, "copy_rate": 0.05,
+            "membership_auc": 0.52, "copy_rate_features": 0.04, "membership_auc_features": 0.5}
+
+
+def test_rules_on_known_numbers():
+    v = verdict(HELD_OUT)
+    assert [v[k]["rating"] for k in ("fidelity", "diversity", "privacy")] == ["good"] * 3
+    assert v["overall"] == "good"
+    # the issue's BreastMNIST cgan: matched relative FD 2.49, recall 0.89, coverage 1.0
+    assert verdict({**HELD_OUT, "relative_fd": 2.49})["fidelity"]["rating"] == "borderline"
+    noise = verdict({**HELD_OUT, "relative_fd": 40.0, "recall": 0.8, "coverage": 0.8})
+    assert noise["fidelity"]["rating"] == "poor" and noise["overall"] == "poor"
+    assert verdict({**HELD_OUT, "recall": 0.1})["diversity"]["rating"] == "poor"
+    assert verdict({**HELD_OUT, "copy_rate_features": 0.4})["privacy"]["rating"] == "poor"
+    assert verdict({**HELD_OUT, "membership_auc": 0.7})["privacy"]["rating"] == "borderline"
+
+
+def test_failed_sanity_ladder_means_fidelity_cannot_be_judged():
+    v = verdict({**HELD_OUT, "sanity": {"passed": False, "rungs": {}}})
+    assert v["fidelity"]["rating"] == UNJUDGED and "sanity ladder" in v["fidelity"]["reason"]
+    assert verdict({**HELD_OUT, "sanity": {"passed": True}})["fidelity"]["rating"] == "good"
+    text = lines(v)
+    assert len(text) == 3 and text[0].startswith("fidelity: cannot be judged")
+    assert "good <= 2, poor > 4" in text[0]
+
+
+def test_missing_numbers_are_not_judged():
+    v = verdict({})
+    assert all(v[k]["rating"] == UNJUDGED for k in ("fidelity", "diversity", "privacy"))
+    assert v["overall"] == UNJUDGED
+
+
+@pytest.fixture(scope="module")
+def phantom_world(tmp_path_factory):
+    """Independent phantom draws for train / held-out reference / held-out 'generator'."""
+    from synthmed.data.dataset import write_prepared
+    from synthmed.data.phantom import CLASS_NAMES, make_phantom
+
+    parts = [make_phantom(n=n, size=32, seed=s) for n, s in ((100, 0), (100, 1), (100, 2))]
+    data = write_prepared(tmp_path_factory.mktemp("world") / "ds",
+                          images=np.concatenate([p["images"] for p in parts[:2]])[:, None],
+                          labels=np.concatenate([p["labels"] for p in parts[:2]]),
+                          splits=["train"] * 100 + ["test"] * 100, class_names=list(CLASS_NAMES))
+    return data, parts[2]
+
+
+def _extractor():
+    """A fixed random conv net (8-d features): cheap, and not trained to flatter anything."""
+    from synthmed.metrics.features import FeatureExtractor
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 3, stride=2),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    return FeatureExtractor(net, name="domain", input_size=(32, 32), info={})
+
+
+def _run(data, synthetic, out):
+    from synthmed.metrics.evaluate import evaluate
+
+    return evaluate(f"{data}:test", synthetic, train=f"{data}:train", extractor=_extractor(),
+                    metrics="fid,prdc,privacy", out=out, n_bootstrap=0, plots=False)
+
+
+def test_held_out_real_is_good_and_noise_and_blocky_dark_are_poor(phantom_world, tmp_path):
+    from PIL import Image
+
+    data, fresh = phantom_world
+    for k, name in enumerate(("benign", "malignant")):  # held-out real as a plain PNG folder
+        (tmp_path / "real" / name).mkdir(parents=True)
+        for i in np.flatnonzero(fresh["labels"] == k):
+            Image.fromarray(fresh["images"][i]).save(tmp_path / "real" / name / f"{i}.png")
+    good = _run(data, tmp_path / "real", tmp_path / "o1")
+    assert "read 100 images" in good["notices"][0] and "classes from subfolders" in \
+        good["notices"][0]
+    assert set(good["per_class"]) == {"benign", "malignant"}
+    v = good["verdict"]
+    assert [v[k]["rating"] for k in ("fidelity", "diversity", "privacy")] == ["good"] * 3, v
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (100, 32, 32), dtype=np.uint8)
+    blocks = np.kron(rng.integers(0, 40, (100, 4, 4)), np.ones((8, 8))).astype(np.uint8)
+    for name, imgs in (("noise", noise), ("blocky", blocks)):
+        np.savez(tmp_path / f"{name}.npz", images=imgs)
+        bad = _run(data, tmp_path / f"{name}.npz", tmp_path / name)
+        assert bad["verdict"]["fidelity"]["rating"] == "poor", (name, bad["relative_fd"])
+        assert bad["verdict"]["overall"] == "poor"
+        assert bad["notices"][0].startswith("read 100 images")
