@@ -1,14 +1,15 @@
 """Sampling trained generators: every image reproducible from (checkpoint, class, seed).
 
-Image ``seed`` uses noise drawn from ``torch.Generator().manual_seed(seed)`` alone, and the
+The run's training method (:mod:`synthmed.training.method`) supplies the sampler; for a GAN,
+image ``seed`` uses noise drawn from ``torch.Generator().manual_seed(seed)`` alone, and the
 generator runs in eval mode (no batch statistics). That alone is not enough for identical bytes:
 convolution and matrix kernels pick their blocking (and summation order) from the batch shape, so
 the same image computed in a batch of 256 and alone differed by float rounding, i.e. one grey
-level in a few percent of images. :func:`run_generator` therefore always calls the generator on
-micro-batches of exactly :data:`MICRO_BATCH` images of one class, padded with zero noise, with
-cuDNN autotuning off: the image for (checkpoint, class, seed) is then the same bytes whatever was
-generated with it, on a given machine and software stack. Sampling uses the EMA weights when the
-run kept them.
+level in a few percent of images. Sampling therefore always calls the sampler on micro-batches of
+exactly :data:`MICRO_BATCH` images of one class (the last one padded by repeating a request),
+with cuDNN autotuning off: the image for (checkpoint, class, seed[, method options]) is then the
+same bytes whatever was generated with it, on a given machine and software stack. Sampling uses
+the EMA weights when the run kept them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import torch
 
 from synthmed.config import config_from_dict
 from synthmed.errors import SynthmedError
-from synthmed.models import build_gan
 from synthmed.models.base import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from synthmed.resize import resize_tensor
 from synthmed.training.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
+from synthmed.training.method import Sampler, resolve_method
 
 #: Images per generator call while sampling. Part of the exact-image contract: changing it may
 #: change an image by float rounding, so generation.json records it.
@@ -35,12 +36,14 @@ MICRO_BATCH = 32
 
 @dataclass
 class LoadedGenerator:
-    generator: torch.nn.Module
+    generator: torch.nn.Module  # the network the sampler runs (EMA weights when kept)
     meta: dict[str, Any]
     config: Any
     checkpoint: Path
     checkpoint_sha256: str
     step: int
+    sampler: Sampler  # the training method's: (seeds, labels) -> images in [-1, 1]
+    device: torch.device
 
     @property
     def class_names(self) -> list[str]:
@@ -57,25 +60,16 @@ class GeneratedImages:
 
 
 def load_generator(run_dir: str | os.PathLike, checkpoint: str = "latest",
-                   device: str | torch.device = "cpu") -> LoadedGenerator:
-    """Rebuild the generator of a run from its checkpoint (EMA weights when present)."""
+                   device: str | torch.device = "cpu", **options: Any) -> LoadedGenerator:
+    """Rebuild a run's sampler from its checkpoint through its training method (EMA weights
+    when present); ``options`` are the method's generation options (e.g. diffusion steps)."""
     device = resolve_device(device)
     path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"], source=str(path))
-    meta = state["meta"]
-    pair = build_gan(cfg.model, in_channels=meta["in_channels"], image_size=meta["image_size"],
-                     n_classes=meta["n_classes"])
-    G = pair.generator
-    if state.get("generator_ema") is not None:
-        ema = {k[len("module."):]: v for k, v in state["generator_ema"].items()
-               if k.startswith("module.")}
-        G.load_state_dict(ema)
-    else:
-        G.load_state_dict(state["generator"])
-    # NHWC: +30% img/s for the DCGAN generator on 2 CPU cores (benchmarks/train_speed.py).
-    G.to(device, memory_format=torch.channels_last).eval()
-    return LoadedGenerator(G, meta, cfg, path, checkpoint_hash(path), int(state["step"]))
+    sampler, net = resolve_method(cfg.model.name).build_sampler(state, cfg, device, **options)
+    return LoadedGenerator(net, state["meta"], cfg, path, checkpoint_hash(path),
+                           int(state["step"]), sampler, device)
 
 
 MAX_SEED = 2**63 - 1  # torch.Generator seeds and the int64 seeds column
@@ -174,26 +168,20 @@ def _micro_batches(labels: torch.Tensor | None, n: int, micro_batch: int):
 
 
 @torch.no_grad()
-def run_generator(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, *,
-                  micro_batch: int = MICRO_BATCH, size: int | None = None) -> torch.Tensor:
-    """Run an eval-mode generator so each image is independent of the others requested with it.
+def _run_in_micro_batches(call, n: int, labels: torch.Tensor | None, *, micro_batch: int,
+                          size: int | None) -> torch.Tensor:
+    """``call(idx)`` on index groups of exactly ``micro_batch`` rows of one label (the last
+    group padded by repeating its first row); returns (N, C, S, S) float32 on the CPU.
 
-    z (N, latent) and y (N,) int64 | None on the generator's device -> images (N, C, S, S)
-    float32 in [-1, 1] on the CPU, S = ``size`` (antialiased resize) or the generator's own.
-    Every call sees exactly ``micro_batch`` rows of one label (zero noise pads the last one):
-    the fixed shape fixes the kernels and their summation order, and in eval mode no row
+    The fixed shape fixes the kernels and their summation order, and in eval mode no row
     influences another, so an image's bytes do not depend on the request's size or order.
     """
-    n = z.shape[0]
-    ys = None if y is None else y.cpu()
     out: torch.Tensor | None = None
     with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
                                     deterministic=True):
-        for idx in _micro_batches(ys, n, micro_batch):
-            pad = micro_batch - len(idx)
-            zb = torch.cat([z[idx.to(z.device)], z.new_zeros(pad, *z.shape[1:])])
-            yb = None if y is None else y[idx[:1].to(y.device)].expand(micro_batch).contiguous()
-            x = generator(zb, yb)[:len(idx)].float()
+        for idx in _micro_batches(labels, n, micro_batch):
+            padded = torch.cat([idx, idx[:1].expand(micro_batch - len(idx))])
+            x = call(padded)[:len(idx)].float()
             if size is not None:
                 x = resize_tensor(x, size)
             x = x.clamp_(-1, 1).cpu()
@@ -203,6 +191,20 @@ def run_generator(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor |
     if out is None:
         raise SynthmedError("nothing to generate: the request selects no images")
     return out
+
+
+def run_generator(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, *,
+                  micro_batch: int = MICRO_BATCH, size: int | None = None) -> torch.Tensor:
+    """Run an eval-mode generator so each image is independent of the others requested with it.
+
+    z (N, latent) and y (N,) int64 | None on the generator's device -> images (N, C, S, S)
+    float32 in [-1, 1] on the CPU, S = ``size`` (antialiased resize) or the generator's own.
+    """
+    def call(idx: torch.Tensor) -> torch.Tensor:
+        return generator(z[idx.to(z.device)], None if y is None else y[idx.to(y.device)])
+
+    return _run_in_micro_batches(call, z.shape[0], None if y is None else y.cpu(),
+                                 micro_batch=micro_batch, size=size)
 
 
 def check_size(size: int | None) -> None:
@@ -219,27 +221,33 @@ def sample(loaded: LoadedGenerator, seeds: list[int], labels: list[int], *,
     check_size(size)
     if not seeds:
         raise SynthmedError("nothing to generate: the request selects no images")
-    device = next(loaded.generator.parameters()).device
-    latent = loaded.meta["latent_dim"]
-    z = torch.stack([torch.randn(latent, generator=torch.Generator().manual_seed(int(s)))
-                     for s in seeds]).to(device)
+    device = loaded.device
     y = (torch.tensor(labels, dtype=torch.long, device=device)
          if loaded.meta["conditional"] else None)
-    return run_generator(loaded.generator, z, y, micro_batch=micro_batch, size=size)
+    seed_t = torch.tensor([int(s) for s in seeds], dtype=torch.long)
+
+    def call(idx: torch.Tensor) -> torch.Tensor:
+        return loaded.sampler(seed_t[idx].tolist(), None if y is None else y[idx.to(device)])
+
+    return _run_in_micro_batches(call, len(seeds), None if y is None else y.cpu(),
+                                 micro_batch=micro_batch, size=size)
 
 
 def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int | None = None,
              class_name: str | None = None, seeds: str | list[int] | None = None,
              checkpoint: str = "latest", device: str | torch.device = "cpu",
-             size: int | None = None) -> GeneratedImages:
+             size: int | None = None, **options: Any) -> GeneratedImages:
     """Generate images in memory (no files): the Python API behind ``synthmed generate``.
 
-    ``size``: side in pixels of the images returned; default the size the run was trained at."""
+    ``size``: side in pixels of the images returned; default the size the run was trained at.
+    ``options`` go to the run's training method (:meth:`TrainingMethod.build_sampler`), e.g.
+    ``steps`` and ``guidance`` for diffusion models; GANs take none.
+    """
     check_size(size)
     if isinstance(seeds, list):
         seeds = ",".join(str(int(s)) for s in seeds)
     seed_list = parse_seeds(seeds, per_class if per_class is not None else n)
-    loaded = load_generator(run_dir, checkpoint, device)
+    loaded = load_generator(run_dir, checkpoint, device, **options)
     seed_list, labels = plan_labels(loaded, seed_list, n=n, per_class=per_class,
                                     class_name=class_name)
     images = sample(loaded, seed_list, labels, size=size)
