@@ -29,7 +29,8 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
                     per_class: int | None = None, class_name: str | None = None,
                     seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
                     device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
-                    train_dataset: str | os.PathLike | None = None) -> Path:
+                    train_dataset: str | os.PathLike | None = None,
+                    match_train: bool = False) -> Path:
     """Generate and write a synthetic set atomically; returns ``out``.
 
     ``exclude_near_copies`` drops images closer to a training image than the held-out threshold
@@ -46,7 +47,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     if train_dataset is not None:
         _check_train(train_dataset)  # fail before generating, not after
     gen = generate(run_dir, n, per_class=per_class, class_name=class_name, seeds=seeds,
-                   checkpoint=checkpoint, device=device)
+                   checkpoint=checkpoint, device=device, match_train=match_train)
     images = from_model_range(gen.images)  # (N, C, H, W) uint8
     labels, seeds_arr = gen.labels.numpy(), gen.seeds.numpy()
     excluded = None

@@ -30,7 +30,7 @@ from synthmed.training.checkpoint import load_checkpoint, resolve_checkpoint, sa
 from synthmed.training.data import BatchStream, TrainingData, load_training_data
 from synthmed.training.ema import build_ema
 from synthmed.training.losses import build_loss
-from synthmed.training.progress import TrainProgress
+from synthmed.training.progress import RunClock, TrainProgress, log_line, short_of_recipe
 from synthmed.training.samples import fixed_inputs, write_sample_grid
 from synthmed.training.steps import GANSteps, StepConfig
 
@@ -264,6 +264,7 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     acc_d = torch.zeros((), device=device)
     acc_g = torch.zeros((), device=device)
     n_acc, t0, step = 0, time.perf_counter(), start
+    clock = RunClock(start, t.steps)
     with _stop_on_signals() as flag, bar:
         while step < t.steps and flag["stop"] is None:
             for k in range(t.d_steps):
@@ -272,6 +273,9 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
                 acc_d += steps.d_step(data.images[idx], y, reuse_fake_for_g=k == t.d_steps - 1)
             acc_g += steps.g_step(len(idx), y)
             step, n_acc = step + 1, n_acc + 1
+            if (note := clock.tick(step)) and run:
+                run.log(note)
+                bar.note(note)
             if step % t.log_every == 0 or step == t.steps:
                 dt = time.perf_counter() - t0
                 rec = {"step": step, "loss_d": (acc_d / (n_acc * t.d_steps)).item(),
@@ -280,6 +284,7 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
                        "aug_p": steps.augment.p if steps.augment is not None else None}
                 if run:
                     run.log_metrics(rec)
+                    run.log(log_line(rec, t.steps, clock.eta(step)))
                 bar.update(step, rec)
                 acc_d.zero_(), acc_g.zero_()
                 n_acc, t0 = 0, time.perf_counter()
@@ -295,4 +300,6 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     if run:
         why = f"stopped by {flag['stop']}" if flag["stop"] else "finished"
         run.log(f"{why} at step {step}; checkpoint {run_path / 'checkpoints' / 'latest.pt'}")
+        if short := short_of_recipe(cfg.model.name, step, meta["image_size"]):
+            run.log(short)
     return run_path
