@@ -18,8 +18,6 @@ setup: $(STAMP)
 # evaluate -> utility -> report) in $(OUTDIR)/run; a second `make run` skips finished stages.
 run: $(STAMP)
 	$(BIN)/synthmed run configs/quickstart.yaml --run-dir $(OUTDIR)/run
-	@echo "Your own images: synthmed data import FOLDER --out mydata, then" \
-		"synthmed run configs/quickstart.yaml --set data.path=mydata --run-dir runs/mine"
 
 # The browser test needs headless Chromium: installed here when missing (skips if it cannot be).
 test: $(STAMP)
