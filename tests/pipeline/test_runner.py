@@ -125,3 +125,19 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, TINY, pipeli
     assert read_marker(rd, "train")["outputs"]["step"] == 20
     lines = (rd / "train" / "00000-tiny" / "metrics.jsonl").read_text().splitlines()
     assert {"event": "resume", "step": 12} in [json.loads(x) for x in lines]
+
+
+def test_import_stage_imports_a_raw_folder(tmp_path, TINY, pipeline_cache):
+    from synthmed.data.phantom import write_phantom
+
+    raw = tmp_path / "raw"
+    write_phantom(raw, n=40, size=32, seed=1)
+    cfg = {**TINY, "pipeline": {"source": str(raw / "images"), "stages": ["import"],
+                                "import_options": {"size": 16}}}
+    rd = run(cfg, run_dir=tmp_path / "r", progress=False)
+    summary = json.loads((rd / "data" / "summary.json").read_text())
+    assert summary["n"] == 40 and summary["size"] == [16, 16]
+    assert read_marker(rd, "import")["outputs"]["dataset"] == str((rd / "dataset").resolve())
+    cfg["pipeline"]["import_options"] = {"bogus": 1}
+    with pytest.raises(SynthmedError, match=r"stage import failed: pipeline.import_options.bogus"):
+        run(cfg, run_dir=rd, progress=False)

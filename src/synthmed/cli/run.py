@@ -34,8 +34,8 @@ def run_cmd(
         console.print(f"open it in a browser: xdg-open {report}  (macOS: open {report})",
                       markup=False, highlight=False, soft_wrap=True)
     console.print(f"run directory: {path}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"your own images: synthmed data import FOLDER --out mydata && synthmed run "
-                  f"{config} --set data.path=mydata --run-dir runs/mine  (docs/report.md)",
+    console.print(f"your own images (one subfolder per class): synthmed run {config} --set "
+                  "pipeline.source=FOLDER --run-dir runs/mine  (docs/report.md)",
                   markup=False, highlight=False, soft_wrap=True)
 
 
