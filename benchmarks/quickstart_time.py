@@ -51,7 +51,7 @@ def main() -> None:
         if res.returncode != 0:
             sys.exit(f"quickstart failed (exit {res.returncode}): {res.stderr[-2000:]}")
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        print(f"| stage | wall s |\n| --- | --- |")
+        print("| stage | wall s |\n| --- | --- |")
         for s in STAGES:
             m = json.loads((run_dir / "stages" / f"{s}.json").read_text())
             print(f"| {s} | {m['seconds']:.1f} |")

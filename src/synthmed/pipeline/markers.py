@@ -54,7 +54,27 @@ def stage_inputs(stage: str, cfg: ExperimentConfig, tokens: dict[str, str]) -> d
     if isinstance(values.get("utility"), dict):
         values["utility"] = {k: v for k, v in values["utility"].items()
                              if f"utility.{k}" not in _IGNORED}
-    return {"config": values, "upstream": {u: tokens.get(u) for u in UPSTREAM[stage]}}
+    out = {"config": values, "upstream": {u: tokens.get(u) for u in UPSTREAM[stage]}}
+    if stage == "import":
+        out["files"] = _data_identity(cfg)
+    return out
+
+
+def _data_identity(cfg: ExperimentConfig) -> Any:
+    """What the files behind the data are: a prepared dataset's content hash, or the source's
+    size and modification time, so re-importing the data re-runs the pipeline."""
+    p = cfg.pipeline
+    if p.source is not None:
+        src = Path(p.source)
+        return {"source": str(src.resolve()), "mtime_ns": src.stat().st_mtime_ns,
+                "size": src.stat().st_size} if src.exists() else None
+    meta = Path(cfg.data.path) / "dataset.json"
+    if cfg.data.path == "phantom" or not meta.is_file():
+        return None
+    try:
+        return {"content_hash": json.loads(meta.read_text(encoding="utf-8")).get("content_hash")}
+    except (OSError, ValueError):
+        return None
 
 
 def inputs_hash(inputs: dict[str, Any]) -> str:
