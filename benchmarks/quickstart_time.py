@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra --set overrides")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="quickstart-") as tmp:
+        if os.environ.get("QUICKSTART_KEEP"):  # keep the run directory to look at its report
+            tmp = os.environ["QUICKSTART_KEEP"]
         env = {**os.environ, "SYNTHMED_CACHE": str(Path(tmp) / "cache"),
                "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         run_dir = Path(tmp) / "run"

@@ -107,7 +107,8 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "steps_per_s": (last / secs) if last and secs else None,
         "img_per_s": float(np.median([r["img_per_s"] for r in steps])) if steps else None,
         "curves": fg.curves_uri(records, recipe),
-        "grids": [{"step": int(g.stem.split("-")[1]), "uri": fg.file_uri(g)} for g in grids],
+        "grids": [{"step": int(g.stem.split("-")[1]), "uri": fg.file_uri(g, trim=False)}
+                  for g in grids],
         "estimate": _log_lines(path / "log.txt", ESTIMATE_RE),
         "short": _log_lines(path / "log.txt", SHORT_RE),
         "env": read_json(path / "env.json") or {},

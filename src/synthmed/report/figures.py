@@ -28,8 +28,24 @@ def png_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def file_uri(path: Path) -> str | None:
-    return png_uri(path.read_bytes()) if path.is_file() else None
+def file_uri(path: Path, trim: bool = True) -> str | None:
+    """A PNG from the run directory, with uniform white margins cropped (matplotlib leaves wide
+    ones around fixed-size image grids)."""
+    if not path.is_file():
+        return None
+    if not trim:
+        return png_uri(path.read_bytes())
+    from PIL import Image, ImageChops
+
+    img = Image.open(path).convert("RGB")
+    box = ImageChops.difference(img, Image.new("RGB", img.size, (255, 255, 255))).getbbox()
+    if box:
+        pad = 6
+        img = img.crop((max(0, box[0] - pad), max(0, box[1] - pad),
+                        min(img.width, box[2] + pad), min(img.height, box[3] + pad)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return png_uri(buf.getvalue())
 
 
 def _fig_uri(fig) -> str:

@@ -154,13 +154,23 @@ def utility_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
             "figure": fg.file_uri(path.parent / "utility.png")}
 
 
+def _config_value(v: Any) -> str:
+    """A config value as written in YAML (``0.0002``, ``0.5, 0.999``, ``size=64``), not JSON."""
+    if v is None or v == {} or v == []:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ", ".join(_config_value(x) for x in v)
+    if isinstance(v, dict):
+        return "; ".join(f"{a}={_config_value(b)}" for a, b in v.items())
+    return str(v)
+
+
 def about_section(run_dir: Path, st: dict, env: dict) -> dict[str, Any]:
     cfg_path = run_dir / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-    sections = [{"name": name, "rows": [(k, fmt(v) if not isinstance(v, list | dict)
-                                          else ", ".join(map(str, v)) if isinstance(v, list)
-                                          else "; ".join(f"{a}={b}" for a, b in v.items()) or "–")
-                                         for k, v in body.items()]}
+    sections = [{"name": name, "rows": [(k, _config_value(v)) for k, v in body.items()]}
                 for name, body in (cfg or {}).items() if isinstance(body, dict)]
     times = [{"stage": s, "seconds": fmt(m.get("seconds"), 3), "finished": m.get("finished")}
              for s, m in sorted(st.items(), key=lambda kv: STAGES.index(kv[0])
