@@ -141,3 +141,14 @@ def test_import_stage_imports_a_raw_folder(tmp_path, TINY, pipeline_cache):
     cfg["pipeline"]["import_options"] = {"bogus": 1}
     with pytest.raises(SynthmedError, match=r"stage import failed: pipeline.import_options.bogus"):
         run(cfg, run_dir=rd, progress=False)
+
+
+def test_cli_prints_the_report_how_to_open_it_and_the_own_folder_line(tiny_copy, TINY, capsys):
+    cfg = tiny_copy / "cfg.yaml"
+    cfg.write_text(json.dumps(TINY))
+    code, out, _ = _cli(["run", cfg, "--run-dir", tiny_copy, "--no-progress"], capsys)
+    assert code in (0, None)
+    assert f"report: {tiny_copy / 'report.html'}" in out and "xdg-open" in out
+    assert "pipeline.source=FOLDER" in out
+    code, out, _ = _cli(["report", tiny_copy], capsys)
+    assert code in (0, None) and "report.html" in out
