@@ -14,18 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The main job: build the phantom, import it as a prepared dataset, summarize it.
+# The main job: the whole pipeline on the built-in phantom (import -> train -> generate ->
+# evaluate -> utility -> report) in $(OUTDIR)/run; a second `make run` skips finished stages.
 run: $(STAMP)
-	$(BIN)/synthmed data phantom --out $(OUTDIR)/phantom-raw --force
-	$(BIN)/synthmed data import $(OUTDIR)/phantom-raw/images --mask-dir $(OUTDIR)/phantom-raw/masks \
-		--group-regex '^(case[0-9]+)_' --out $(OUTDIR)/phantom --force
-	$(BIN)/synthmed data info $(OUTDIR)/phantom
+	$(BIN)/synthmed run configs/quickstart.yaml --run-dir $(OUTDIR)/run
 
+# The browser test needs headless Chromium: installed here when missing (skips if it cannot be).
 test: $(STAMP)
+	-bash .ci/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(OUTDIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OUTDIR) artifacts .pytest_cache .ruff_cache

@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "generate", "SynthmedError"]
+__all__ = ["__version__", "generate", "run", "SynthmedError"]
 
 from synthmed.errors import SynthmedError  # noqa: E402
 
@@ -21,3 +21,10 @@ def generate(*args: Any, **kwargs: Any):
     from synthmed.sampling import generate as _generate
 
     return _generate(*args, **kwargs)
+
+
+def run(*args: Any, **kwargs: Any):
+    """Run a whole experiment (import -> ... -> report); see :func:`synthmed.pipeline.run`."""
+    from synthmed.pipeline import run as _run
+
+    return _run(*args, **kwargs)

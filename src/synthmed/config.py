@@ -115,12 +115,37 @@ class UtilityConfig(Section):
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
 
 
+STAGES = ("import", "train", "generate", "evaluate", "utility", "report")
+
+
+class PipelineConfig(Section):
+    """``synthmed run``: the stages from images to a report, in one run directory (docs/report.md).
+    """
+
+    source: str | None = Field(None, description="raw folder/file to import; default: reuse "
+                               "data.path (a prepared dataset or 'phantom')")
+    import_options: dict[str, Any] = Field(
+        {}, description="keyword options of `synthmed data import` (size, labels_csv, ...)")
+    stages: list[Literal["import", "train", "generate", "evaluate", "utility", "report"]] = Field(
+        list(STAGES), description="stages to run, in pipeline order")
+    n_generate: int | None = Field(None, gt=0, description="synthetic images; default: as many "
+                                   "as the training split")
+    class_counts: Literal["match-train", "balanced"] = Field(
+        "match-train", description="classes follow the training split's proportions | equal")
+    eval_features: str = Field("domain", description="evaluate --features")
+    eval_metrics: str | None = Field(None, description="evaluate --metrics (default all)")
+    eval_bootstrap: int = Field(100, ge=0, description="evaluate --bootstrap")
+    eval_extractor_epochs: int = Field(15, gt=0, description="evaluate --extractor-epochs")
+    device: str = Field("cpu", description="device for generate and evaluate")
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     utility: UtilityConfig = UtilityConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
 
 def _describe(value: Any) -> str:

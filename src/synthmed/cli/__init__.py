@@ -47,7 +47,7 @@ def _root(
 def _register_commands() -> None:
     from synthmed.cli import data as _data  # noqa: F401  (registers `synthmed data ...`)
 
-    for optional in ("train", "generate", "utility", "evaluate"):
+    for optional in ("train", "generate", "utility", "evaluate", "run"):
         try:
             __import__(f"synthmed.cli.{optional}")
         except ModuleNotFoundError as e:

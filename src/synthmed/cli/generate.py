@@ -28,6 +28,8 @@ def generate_cmd(
     train: str = typer.Option(None, "--train", help=_TRAIN),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT."),
     size: int = typer.Option(None, "--size", help="Image side in px (default: the training size)."),
+    match_train: bool = typer.Option(
+        False, "--match-train", help="With --n: class counts follow the training split's."),
 ) -> None:
     """Generate a synthetic set; each image is reproducible from checkpoint + class + seed."""
     from synthmed.sampling.writer import write_synthetic
@@ -35,5 +37,5 @@ def generate_cmd(
     path = write_synthetic(run_dir, out, n=n, per_class=per_class, class_name=class_name,
                            seeds=seeds, checkpoint=checkpoint, fmt=fmt, device=device,
                            force=force, exclude_near_copies=exclude_near_copies,
-                           train_dataset=train, size=size)
+                           train_dataset=train, size=size, match_train=match_train)
     console.print(f"synthetic set: {path}  (manifest.csv, generation.json)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from synthmed.config import config_from_dict
@@ -167,6 +168,27 @@ def _micro_batches(labels: torch.Tensor | None, n: int, micro_batch: int):
         yield from idx.split(micro_batch)
 
 
+def match_train_labels(loaded: LoadedGenerator, n: int) -> list[int]:
+    """Class of each of ``n`` images so that class counts follow the training split's proportions
+    (largest-remainder rounding); the first images take class 0, then class 1, and so on.
+
+    Augmenting with synthetic images in the real class mix keeps the prior a downstream model
+    learns unchanged (the thyroid and liver-lesion studies generate per class in proportion)."""
+    from synthmed.training.data import resolve_dataset
+
+    data = loaded.config.data
+    ds = resolve_dataset(data)
+    idx = ds.indices(data.split) if data.split != "all" else np.arange(len(ds))
+    counts = np.bincount(ds.labels[idx][ds.labels[idx] >= 0], minlength=len(loaded.class_names))
+    if counts.sum() == 0:
+        raise SynthmedError(f"--match-train: {ds.path} split {data.split!r} has no labels")
+    exact = counts / counts.sum() * n
+    take = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - take), kind="stable")[: n - take.sum()]:
+        take[k] += 1
+    return [k for k, c in enumerate(take) for _ in range(int(c))]
+
+
 @torch.no_grad()
 def _run_in_micro_batches(call, n: int, labels: torch.Tensor | None, *, micro_batch: int,
                           size: int | None) -> torch.Tensor:
@@ -236,10 +258,12 @@ def sample(loaded: LoadedGenerator, seeds: list[int], labels: list[int], *,
 def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int | None = None,
              class_name: str | None = None, seeds: str | list[int] | None = None,
              checkpoint: str = "latest", device: str | torch.device = "cpu",
-             size: int | None = None, **options: Any) -> GeneratedImages:
+             size: int | None = None, match_train: bool = False,
+             **options: Any) -> GeneratedImages:
     """Generate images in memory (no files): the Python API behind ``synthmed generate``.
 
     ``size``: side in pixels of the images returned; default the size the run was trained at.
+    ``match_train``: class counts follow the training split (:func:`match_train_labels`).
     ``options`` go to the run's training method (:meth:`TrainingMethod.build_sampler`), e.g.
     ``steps`` and ``guidance`` for diffusion models; GANs take none.
     """
@@ -250,6 +274,8 @@ def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int
     loaded = load_generator(run_dir, checkpoint, device, **options)
     seed_list, labels = plan_labels(loaded, seed_list, n=n, per_class=per_class,
                                     class_name=class_name)
+    if match_train and loaded.meta["conditional"] and per_class is None and class_name is None:
+        labels = match_train_labels(loaded, len(seed_list))
     images = sample(loaded, seed_list, labels, size=size)
     return GeneratedImages(images, torch.tensor(labels, dtype=torch.long),
                            torch.tensor(seed_list, dtype=torch.long), loaded.class_names, loaded)

@@ -40,7 +40,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
                     seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
                     device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
                     train_dataset: str | os.PathLike | None = None,
-                    size: int | None = None) -> Path:
+                    size: int | None = None, match_train: bool = False) -> Path:
     """Generate and write a synthetic set atomically; returns ``out``.
 
     ``size``: image side in pixels; default the size the run was trained at (the training data's).
@@ -59,7 +59,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     if train_dataset is not None:
         _check_train(train_dataset)  # fail before generating, not after
     gen = generate(run_dir, n, per_class=per_class, class_name=class_name, seeds=seeds,
-                   checkpoint=checkpoint, device=device, size=size)
+                   checkpoint=checkpoint, device=device, size=size, match_train=match_train)
     images = from_model_range(gen.images)  # (N, C, H, W) uint8
     labels, seeds_arr = gen.labels.numpy(), gen.seeds.numpy()
     excluded = None

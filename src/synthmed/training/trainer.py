@@ -29,7 +29,7 @@ from synthmed.training.data import BatchStream, TrainingData, draw_batches, load
 from synthmed.training.ema import build_ema
 from synthmed.training.method import EMA_KEY, TRAINER_KEYS, TrainingMethod, resolve_method
 from synthmed.training.methods.gan import GANMethod
-from synthmed.training.progress import LossMeter, TrainProgress
+from synthmed.training.progress import LossMeter, RunClock, TrainProgress, log_line, short_of_recipe
 from synthmed.training.resume import resolve_config, restore, run_lock
 from synthmed.training.samples import GRID_IMAGES, write_sample_grid
 from synthmed.training.steps import GANSteps
@@ -196,6 +196,7 @@ def _loop(cfg, method, ema, data, stream, meta, info, device, run, run_path, sta
     bar = TrainProgress(total=t.steps, start=start, enabled=progress and info.is_main)
     meter, step, stop = LossMeter(), start, StopAgreement(info, device)
     per_step = method.batches_per_step * t.batch_size
+    clock = RunClock(start, t.steps)
     with stop_on_signals() as flag, bar:
         while step < t.steps and not stop(flag, step):
             batches = draw_batches(data, stream, method.batches_per_step, device, host_labels)
@@ -203,10 +204,14 @@ def _loop(cfg, method, ema, data, stream, meta, info, device, run, run_path, sta
             if ema is not None:
                 ema.update_parameters(method.ema_network())
             step += 1
+            if (note := clock.tick(step)) and run:
+                run.log(note)
+                bar.note(note)
             if step % t.log_every == 0 or step == t.steps:
                 rec = {**meter.record(step, per_step), **method.log_values()}
                 if run:
                     run.log_metrics(rec)
+                    run.log(log_line(rec, t.steps, clock.eta(step)))
                 bar.update(step, rec)
             else:
                 bar.update(step)
@@ -221,4 +226,6 @@ def _loop(cfg, method, ema, data, stream, meta, info, device, run, run_path, sta
     if run:
         why = f"stopped by {stop.reason}" if stop.reason else "finished"
         run.log(f"{why} at step {step}; checkpoint {run_path / 'checkpoints' / 'latest.pt'}")
+        if short := short_of_recipe(cfg.model.name, step, meta["image_size"]):
+            run.log(short)
     return run_path

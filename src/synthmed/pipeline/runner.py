@@ -1,0 +1,129 @@
+"""The orchestration behind ``synthmed run`` and ``synthmed.run(config)``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from synthmed.config import (
+    STAGES,
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    save_config,
+)
+from synthmed.errors import ConfigError, SynthmedError
+from synthmed.fileio import atomic_write_json
+from synthmed.pipeline import markers as mk
+from synthmed.pipeline.stages import STAGE_FUNCS, Context, StageInterrupted, train_stage
+
+RUN_MARKER = "run.json"
+
+
+class StageError(SynthmedError):
+    """A stage failed; earlier stages' outputs and markers are kept."""
+
+
+def resolve_config(config: ExperimentConfig | str | os.PathLike | dict | None,
+                   overrides: list[str] | None = None) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        return config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides))
+    if isinstance(config, dict):
+        return config_from_dict(apply_overrides(json.loads(json.dumps(config)), overrides))
+    return load_config(config, overrides)
+
+
+def _open_run_dir(run_dir: Path) -> None:
+    """Create the run directory, or reuse it only when ``synthmed run`` made it."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SynthmedError(f"{run_dir}: exists and is not a directory; choose another --run-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_MARKER).is_file():
+        raise SynthmedError(f"{run_dir}: not empty and not a `synthmed run` directory (no "
+                            f"{RUN_MARKER}); choose another --run-dir")
+    (run_dir / "stages").mkdir(parents=True, exist_ok=True)
+    if not (run_dir / RUN_MARKER).is_file():
+        atomic_write_json(run_dir / RUN_MARKER, {"kind": "synthmed-run", "created": mk.now()})
+
+
+def _logger(run_dir: Path, echo: Callable[[str], None] | None) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        with open(run_dir / "log.txt", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+        if echo:
+            echo(message)
+
+    return log
+
+
+def _run_stage(stage: str, ctx: Context, inputs: dict[str, Any], forced: bool) -> dict[str, Any]:
+    if stage == "train":
+        path = ctx.run_dir / "stages" / "train.started.json"
+        started = json.loads(path.read_text()) if path.is_file() and not forced else {}
+        return train_stage(ctx, started.get("inputs_hash"), mk.inputs_hash(inputs))
+    return STAGE_FUNCS[stage](ctx)
+
+
+def _execute(stage: str, ctx: Context, inputs: dict[str, Any], forced: bool) -> dict[str, Any]:
+    """Run one stage; any failure becomes one line naming the stage (traceback in log.txt)."""
+    try:
+        return _run_stage(stage, ctx, inputs, forced)
+    except (StageInterrupted, KeyboardInterrupt):
+        raise
+    except SynthmedError as e:
+        ctx.log(f"stage {stage} failed: {e}")
+        raise StageError(f"stage {stage} failed: {e}") from None
+    except Exception as e:  # a bug or an environment problem: keep the traceback for the log
+        ctx.log(f"stage {stage} failed:\n{traceback.format_exc()}")
+        raise StageError(f"stage {stage} failed: {type(e).__name__}: {e} (traceback in "
+                         f"{ctx.run_dir / 'log.txt'})") from None
+
+
+def run(config: ExperimentConfig | str | os.PathLike | dict | None = None, *,
+        overrides: list[str] | None = None, run_dir: str | os.PathLike | None = None,
+        from_stage: str | None = None, progress: bool = True,
+        echo: Callable[[str], None] | None = None) -> Path:
+    """Run every stage of ``config``'s pipeline in ``run_dir`` (default ``runs/<name>``) and
+    return the run directory. Finished stages whose inputs are unchanged are skipped; an
+    interrupted training resumes from its checkpoint; ``from_stage`` re-runs that stage and every
+    later one."""
+    cfg = resolve_config(config, overrides)
+    if from_stage is not None and from_stage not in STAGES:
+        raise ConfigError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
+    rd = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
+    _open_run_dir(rd)
+    save_config(cfg, rd / "config.yaml")
+    log = _logger(rd, echo)
+    ctx = Context(run_dir=rd, cfg=cfg, progress=progress, log=log)
+    tokens: dict[str, str] = {}
+    forced = mk.stage_index(from_stage) if from_stage else len(STAGES)
+    t_all = time.perf_counter()
+    log(f"synthmed run {cfg.name} in {rd}: stages {', '.join(cfg.pipeline.stages)}")
+    for i, stage in enumerate(STAGES):
+        marker = mk.read_marker(rd, stage)
+        inputs = mk.stage_inputs(stage, cfg, tokens)
+        if stage not in cfg.pipeline.stages:
+            if marker:  # keep what an earlier run made, for the stages that read it
+                tokens[stage], ctx.outputs[stage] = marker["token"], marker["outputs"]
+            continue
+        if i < forced and marker and marker.get("inputs_hash") == mk.inputs_hash(inputs):
+            tokens[stage], ctx.outputs[stage] = marker["token"], marker["outputs"]
+            log(f"stage {stage}: up to date (finished {marker['finished']}), skipped")
+            continue
+        mk.clear_marker(rd, stage)
+        log(f"stage {stage}: running")
+        started, t0 = mk.now(), time.perf_counter()
+        outputs = _execute(stage, ctx, inputs, i >= forced)
+        marker = mk.write_marker(rd, stage, inputs, started=started,
+                                 seconds=time.perf_counter() - t0, outputs=outputs)
+        tokens[stage], ctx.outputs[stage] = marker["token"], outputs
+        log(f"stage {stage}: done in {marker['seconds']:.1f} s")
+    log(f"run finished in {time.perf_counter() - t_all:.1f} s")
+    return rd

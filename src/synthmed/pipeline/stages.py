@@ -1,0 +1,183 @@
+"""The six stages of ``synthmed run``. Each takes the :class:`Context` and returns the outputs its
+marker records (paths relative to the run directory where they live inside it)."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.config import ExperimentConfig, PipelineConfig, UtilityConfig, config_from_dict
+from synthmed.errors import ConfigError, SynthmedError
+from synthmed.fileio import atomic_write_json
+
+REAL_SAMPLES_PER_CLASS = 8
+
+
+class StageInterrupted(SynthmedError):
+    """Training stopped by a signal: the checkpoint is kept and the same command resumes it."""
+
+    exit_code = 130
+
+
+@dataclass
+class Context:
+    run_dir: Path
+    cfg: ExperimentConfig
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+    def dataset(self) -> str:
+        out = self.outputs.get("import")
+        if not out:
+            raise SynthmedError("no dataset: the import stage has not run (add it to "
+                                "pipeline.stages)")
+        return str(out["dataset"])
+
+    def path(self, stage: str, key: str) -> Path:
+        out = self.outputs.get(stage)
+        if not out or key not in out:
+            raise SynthmedError(f"the {stage} stage has not run (add it to pipeline.stages)")
+        return self.run_dir / out[key]
+
+
+def _fresh(path: Path) -> Path:
+    """Remove a stage's own output folder inside the run directory before it is rebuilt."""
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def import_stage(ctx: Context) -> dict[str, Any]:
+    """Import ``pipeline.source`` into RUN_DIR/dataset, or reuse ``data.path``; either way keep
+    the dataset summary and a few real images per class in RUN_DIR/data for the report."""
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.data.importer import import_dataset
+    from synthmed.training.data import resolve_dataset
+
+    p = ctx.cfg.pipeline
+    if p.source is not None:
+        opts = dict(p.import_options)
+        allowed = set(inspect.signature(import_dataset).parameters) - {"source", "out", "force"}
+        for key in opts:
+            if key not in allowed:
+                raise ConfigError(f"pipeline.import_options.{key}: not an option of data import; "
+                                  f"choose from {', '.join(sorted(allowed))}")
+        path = import_dataset(p.source, _fresh(ctx.run_dir / "dataset"), progress=False, **opts)
+        ds = PreparedDataset(path)
+    else:
+        ds = resolve_dataset(ctx.cfg.data)
+    data_dir = ctx.run_dir / "data"
+    data_dir.mkdir(exist_ok=True)
+    atomic_write_json(data_dir / "summary.json", {"path": str(ds.path), **ds.summary()})
+    idx = ds.indices(ctx.cfg.data.split)
+    rows = []
+    for k in range(max(1, len(ds.class_names))):
+        mine = idx[ds.labels[idx] == k] if ds.class_names else idx
+        rows.extend(mine[:REAL_SAMPLES_PER_CLASS].tolist())
+    rows = np.array(sorted(rows), dtype=np.int64)
+    np.savez_compressed(data_dir / "real_samples.npz", images=np.asarray(ds.images[rows]),
+                        labels=ds.labels[rows], class_names=np.array(ds.class_names, dtype=str))
+    ctx.log(f"dataset: {ds.path} ({len(ds)} images, classes {', '.join(ds.class_names) or '-'})")
+    return {"dataset": str(Path(ds.path).resolve()), "summary": "data/summary.json",
+            "real_samples": "data/real_samples.npz"}
+
+
+def _train_config(ctx: Context) -> ExperimentConfig:
+    """The experiment as ``train`` sees it: this run's dataset, and the sections train does not
+    read at their defaults (so changing them never blocks resuming a checkpoint)."""
+    data = ctx.cfg.model_dump(mode="json")
+    data["data"]["path"] = ctx.dataset()
+    data["pipeline"] = PipelineConfig().model_dump(mode="json")
+    data["utility"] = UtilityConfig().model_dump(mode="json")
+    return config_from_dict(data)
+
+
+def _train_runs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str = "") -> dict:
+    """Train in RUN_DIR/train; a run started with the same inputs resumes from its checkpoint."""
+    from synthmed.training import train
+    from synthmed.training.checkpoint import load_checkpoint
+
+    root = ctx.run_dir / "train"
+    runs = _train_runs(root)
+    resume = runs[-1] if (runs and resume_hash == inputs_hash
+                          and (runs[-1] / "checkpoints" / "latest.pt").exists()) else None
+    cfg = _train_config(ctx)
+    if resume is None:
+        _fresh(root)
+        atomic_write_json(ctx.run_dir / "stages" / "train.started.json",
+                          {"inputs_hash": inputs_hash})
+    else:
+        ctx.log(f"train: resuming {resume}")
+    path = train(cfg, runs_dir=root, resume=resume, progress=ctx.progress)
+    step = int(load_checkpoint(path / "checkpoints" / "latest.pt")["step"])
+    if step < cfg.train.steps:
+        raise StageInterrupted(f"stage train stopped at step {step} of {cfg.train.steps}; run the "
+                               "same command again to resume from the checkpoint")
+    return {"train_run": str(path.relative_to(ctx.run_dir)), "step": step}
+
+
+def generate_stage(ctx: Context) -> dict[str, Any]:
+    """As many images as the training split (or ``pipeline.n_generate``), classes in its mix."""
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.sampling.writer import write_synthetic
+
+    p = ctx.cfg.pipeline
+    n = p.n_generate or len(PreparedDataset(ctx.dataset()).indices(ctx.cfg.data.split))
+    out = write_synthetic(ctx.path("train", "train_run"), ctx.run_dir / "synthetic", n=n,
+                          device=p.device, force=True, match_train=p.class_counts == "match-train")
+    ctx.log(f"synthetic set: {out} ({n} images, {p.class_counts})")
+    return {"synthetic": "synthetic", "n": n}
+
+
+def evaluate_stage(ctx: Context) -> dict[str, Any]:
+    """``synthmed evaluate`` against the held-out test split, plus the 2-D embedding."""
+    from synthmed.metrics.evaluate import evaluate
+    from synthmed.pipeline.embedding import write_embedding
+
+    p, ds = ctx.cfg.pipeline, ctx.dataset()
+    out = _fresh(ctx.run_dir / "evaluate")
+    synth = ctx.path("generate", "synthetic")
+    train_ref = f"{ds}:{ctx.cfg.data.split}"
+    m = evaluate(f"{ds}:test", synth, train=train_ref, features=p.eval_features,
+                 metrics=p.eval_metrics, out=out, seed=ctx.cfg.train.seed,
+                 n_bootstrap=p.eval_bootstrap, extractor_epochs=p.eval_extractor_epochs,
+                 device=p.device)
+    write_embedding(out / "embedding.json", ds, synth, train_ref, epochs=p.eval_extractor_epochs,
+                    seed=ctx.cfg.train.seed)
+    ctx.log(f"evaluate: {out / 'metrics.json'} (relative FD {m.get('relative_fd')})")
+    return {"metrics": "evaluate/metrics.json", "embedding": "evaluate/embedding.json"}
+
+
+def utility_stage(ctx: Context) -> dict[str, Any]:
+    """``synthmed utility`` with this run's dataset and synthetic set (all five arms)."""
+    from synthmed.tasks.utility import run_utility
+
+    data = ctx.cfg.model_dump(mode="json")
+    data["data"]["path"] = ctx.dataset()
+    data["utility"]["synthetic"] = str(ctx.path("generate", "synthetic"))
+    root = _fresh(ctx.run_dir / "utility")
+    path = run_utility(config_from_dict(data), runs_dir=root, log=ctx.log)
+    return {"utility_run": str(path.relative_to(ctx.run_dir)),
+            "utility": str((path / "utility.json").relative_to(ctx.run_dir))}
+
+
+def report_stage(ctx: Context) -> dict[str, Any]:
+    from synthmed.report import build_report
+
+    path = build_report(ctx.run_dir)
+    return {"report": str(path.relative_to(ctx.run_dir))}
+
+
+STAGE_FUNCS = {"import": import_stage, "generate": generate_stage, "evaluate": evaluate_stage,
+               "utility": utility_stage, "report": report_stage}

@@ -1,0 +1,169 @@
+"""Read a ``synthmed run`` directory into the plain values the report template shows.
+
+Only files inside the run directory are read. Keys other stages may not have written (the
+evaluation ``verdict`` and the extractor ``sanity`` ladder are newer than some runs) are optional:
+absent ones become ``None`` and the page says "not available in this run".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from synthmed.report import figures as fg
+
+RATINGS = ("good", "borderline", "poor")
+ESTIMATE_RE = re.compile(r"\d{4}-\S+ (estimate: .*)$")
+SHORT_RE = re.compile(r"\d{4}-\S+ (stopped at step .* needs .*)$")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def stages(run_dir: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for p in sorted((run_dir / "stages").glob("*.json")):
+        m = read_json(p)
+        if isinstance(m, dict) and "stage" in m:
+            out[m["stage"]] = m
+    return out
+
+
+def _outputs_path(run_dir: Path, st: dict, stage: str, key: str) -> Path | None:
+    rel = (st.get(stage) or {}).get("outputs", {}).get(key)
+    return run_dir / rel if rel else None
+
+
+def dataset_section(run_dir: Path) -> dict[str, Any] | None:
+    summary = read_json(run_dir / "data" / "summary.json")
+    if not summary:
+        return None
+    classes = list(summary.get("classes") or {})
+    by_split = summary.get("class_counts_by_split") or {}
+    rows = [{"split": s, "n": summary["splits"].get(s, 0),
+             "classes": [by_split.get(s, {}).get(c, 0) for c in classes]}
+            for s in ("train", "val", "test") if s in summary.get("splits", {})]
+    pre = {k: v for k, v in (summary.get("preprocessing") or {}).items() if v not in (None, {})}
+    samples = []
+    npz = run_dir / "data" / "real_samples.npz"
+    if npz.is_file():
+        with np.load(npz) as z:
+            imgs, labels, names = z["images"], z["labels"], [str(c) for c in z["class_names"]]
+        for k, name in enumerate(names or [""]):
+            sel = imgs[labels == k] if names else imgs
+            samples.append({"name": name or "all", "uri": fg.grid_uri(sel, scale=3),
+                            "uri4": fg.grid_uri(sel, cols=4, scale=3)})
+    return {"summary": summary, "classes": classes, "rows": rows, "preprocessing": pre,
+            "samples": samples, "size": summary.get("size"), "source": summary.get("source")}
+
+
+def _log_lines(path: Path, pattern: re.Pattern) -> list[str]:
+    if not path.is_file():
+        return []
+    return [m.group(1) for line in path.read_text(encoding="utf-8").splitlines()
+            if (m := pattern.match(line))]
+
+
+def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
+    from synthmed.training.progress import RECIPE_STEPS, format_duration
+
+    path = _outputs_path(run_dir, st, "train", "train_run")
+    if path is None or not path.is_dir():
+        runs = sorted(p for p in (run_dir / "train").glob("*") if p.is_dir())
+        path = runs[-1] if runs else None
+    if path is None:
+        return None
+    cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    records = read_jsonl(path / "metrics.jsonl")
+    steps = [r for r in records if "loss_d" in r]
+    model = (cfg.get("model") or {}).get("name")
+    recipe = RECIPE_STEPS.get(model)
+    grids = sorted((path / "samples").glob("step-*.png"))
+    if len(grids) > 4:
+        grids = [grids[round(i * (len(grids) - 1) / 3)] for i in range(4)]
+    marker = st.get("train") or {}
+    secs = marker.get("seconds")
+    last = steps[-1]["step"] if steps else None
+    return {
+        "model": model, "cfg": cfg, "steps_done": last,
+        "steps_planned": (cfg.get("train") or {}).get("steps"), "recipe_steps": recipe,
+        "seconds": secs, "duration": format_duration(secs) if secs else None,
+        "steps_per_s": (last / secs) if last and secs else None,
+        "img_per_s": float(np.median([r["img_per_s"] for r in steps])) if steps else None,
+        "curves": fg.curves_uri(records, recipe),
+        "grids": [{"step": int(g.stem.split("-")[1]), "uri": fg.file_uri(g, trim=False)}
+                  for g in grids],
+        "estimate": _log_lines(path / "log.txt", ESTIMATE_RE),
+        "short": _log_lines(path / "log.txt", SHORT_RE),
+        "env": read_json(path / "env.json") or {},
+    }
+
+
+def synthetic_section(run_dir: Path, st: dict, data: dict | None) -> dict[str, Any] | None:
+    """Real and synthetic images side by side, per class."""
+    from PIL import Image
+
+    syn = _outputs_path(run_dir, st, "generate", "synthetic")
+    if syn is None or not (syn / "manifest.csv").is_file():
+        return None
+    with open(syn / "manifest.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    gen = read_json(syn / "generation.json") or {}
+    real = {s["name"]: s["uri4"] for s in (data or {}).get("samples", [])}
+    classes = gen.get("class_names") or [""]
+    out = []
+    for c in classes:
+        files = [r["file"] for r in rows if (r.get("class") or "") == c][:8]
+        imgs = [np.asarray(Image.open(syn / f)) for f in files if "#" not in f]
+        arr = np.stack([i[None] if i.ndim == 2 else i.transpose(2, 0, 1) for i in imgs]) \
+            if imgs else np.zeros((0, 1, 1, 1), np.uint8)
+        out.append({"name": c or "all", "real": real.get(c or "all"),
+                    "synthetic": fg.grid_uri(arr, cols=4, scale=3)})
+    return {"classes": out, "n": gen.get("n"), "counts": gen.get("classes") or {},
+            "step": gen.get("step"), "ema": gen.get("ema")}
+
+
+def verdict_lines(verdict: Any) -> list[dict[str, str]] | None:
+    """The evaluation verdict as (aspect, rating, text) rows, whatever its exact JSON shape."""
+    if not verdict:
+        return None
+    if isinstance(verdict, dict) and all(isinstance(verdict.get(k), dict) and "rule" in verdict[k]
+                                         for k in ("fidelity", "diversity", "privacy")):
+        from synthmed.metrics.verdict import lines  # synthmed's own block: the CLI's lines
+
+        return [{"aspect": k, "rating": str(verdict[k]["rating"]).lower(),
+                 "text": line.split(" - ", 1)[-1]}
+                for k, line in zip(("fidelity", "diversity", "privacy"), lines(verdict),
+                                   strict=True)]
+    items = verdict.items() if isinstance(verdict, dict) else enumerate(verdict)
+    out = []
+    for aspect, v in items:
+        if isinstance(v, dict):
+            rating = next((str(v[k]) for k in ("rating", "verdict", "level", "grade", "call")
+                           if isinstance(v.get(k), str)), "")
+            text = next((str(v[k]) for k in ("line", "text", "message", "reason", "rule")
+                         if isinstance(v.get(k), str)), "")
+        elif isinstance(v, str):
+            rating, text = "", v
+        else:
+            continue
+        if not rating:
+            rating = next((w for w in RATINGS if re.search(rf"\b{w}\b", text, re.I)), "")
+        out.append({"aspect": str(aspect), "rating": rating.lower(), "text": text})
+    return out or None

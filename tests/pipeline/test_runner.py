@@ -1,0 +1,155 @@
+"""``synthmed run``: stages, markers, skipping, --from, key changes, failures and resume."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+
+import pytest
+
+from synthmed.cli import main
+from synthmed.config import STAGES
+from synthmed.errors import SynthmedError
+from synthmed.pipeline import run
+from synthmed.pipeline.markers import read_marker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def TINY(tiny_config):  # noqa: N802  (reads like the constant it is)
+    return tiny_config
+
+
+def _tokens(run_dir):
+    return {s: (read_marker(run_dir, s) or {}).get("token") for s in STAGES}
+
+
+def _cli(argv, capsys):
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_stage_leaves_a_marker_and_its_outputs(tiny_run):
+    for stage in STAGES:
+        m = read_marker(tiny_run, stage)
+        assert m is not None and m["inputs_hash"] and m["token"], stage
+    assert (tiny_run / "report.html").is_file()
+    gen = json.loads((tiny_run / "synthetic" / "generation.json").read_text())
+    assert gen["n"] == 96 and gen["classes"] == {"benign": 65, "malignant": 31}  # = train split
+    assert (tiny_run / "evaluate" / "embedding.json").is_file()
+    log = (tiny_run / "train" / "00000-tiny" / "log.txt").read_text()
+    assert "estimate: 20 steps" in log and "ETA" in log and "stopped at step 20" in log
+
+
+def test_rerun_skips_everything(tiny_copy, TINY):
+    before = _tokens(tiny_copy)
+    run(TINY, run_dir=tiny_copy, progress=False)
+    assert _tokens(tiny_copy) == before
+    assert "stage train: up to date" in (tiny_copy / "log.txt").read_text()
+
+
+def test_changing_a_key_reruns_only_the_stages_that_read_it(tiny_copy, TINY):
+    before = _tokens(tiny_copy)
+    run(TINY, run_dir=tiny_copy, progress=False, overrides=["utility.epochs=2"])
+    after = _tokens(tiny_copy)
+    changed = {s for s in STAGES if after[s] != before[s]}
+    assert changed == {"utility", "report"}
+
+
+def test_from_stage_reruns_that_stage_and_later_ones(tiny_copy, TINY):
+    before = _tokens(tiny_copy)
+    run(TINY, run_dir=tiny_copy, progress=False, from_stage="generate",
+        overrides=["pipeline.stages=[import,train,generate]"])
+    after = _tokens(tiny_copy)
+    assert after["import"] == before["import"] and after["train"] == before["train"]
+    assert after["generate"] != before["generate"]
+
+
+def test_a_failing_stage_is_one_line_and_keeps_earlier_outputs(tiny_copy, TINY, capsys):
+    cfg = tiny_copy / "cfg.yaml"
+    cfg.write_text(json.dumps(TINY))
+    before = _tokens(tiny_copy)
+    code, _, err = _cli(["run", cfg, "--run-dir", tiny_copy, "--no-progress",
+                         "--set", "utility.model=no-such-net"], capsys)
+    assert code == 2
+    assert err.strip().startswith("error: stage utility failed:") and "\n" not in err.strip()
+    assert "Traceback" not in err
+    after = _tokens(tiny_copy)
+    assert after["train"] == before["train"] and after["evaluate"] == before["evaluate"]
+    assert after["utility"] is None and (tiny_copy / "synthetic" / "manifest.csv").is_file()
+
+
+def test_refuses_a_folder_it_did_not_make(tmp_path, TINY):
+    (tmp_path / "mine.txt").write_text("user data")
+    with pytest.raises(SynthmedError, match="not a `synthmed run` directory"):
+        run(TINY, run_dir=tmp_path, progress=False)
+    assert (tmp_path / "mine.txt").read_text() == "user data"
+
+
+def test_unknown_from_stage(tmp_path, TINY):
+    with pytest.raises(SynthmedError, match="--from 'trian'"):
+        run(TINY, run_dir=tmp_path / "r", from_stage="trian")
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, TINY, pipeline_cache,
+                                                          monkeypatch):
+    """A signal after 12 steps checkpoints and stops the run (exit 130); the same command then
+    resumes training at that step instead of starting again."""
+    import synthmed.training.trainer as trainer
+
+    class StopAfter(dict):
+        reads = 0
+
+        def __getitem__(self, key):
+            StopAfter.reads += 1
+            return int(signal.SIGTERM) if StopAfter.reads > 12 else None
+
+    @contextlib.contextmanager
+    def fake_signals():
+        yield StopAfter(signum=None)
+
+    cfg = {**TINY, "pipeline": {**TINY["pipeline"], "stages": ["import", "train"]}}
+    rd = tmp_path / "r"
+    monkeypatch.setattr(trainer, "stop_on_signals", fake_signals)
+    with pytest.raises(SynthmedError, match="stage train stopped at step 12 of 20") as e:
+        run(cfg, run_dir=rd, progress=False)
+    assert e.value.exit_code == 130 and read_marker(rd, "train") is None
+    monkeypatch.undo()
+    run(cfg, run_dir=rd, progress=False)
+    assert read_marker(rd, "train")["outputs"]["step"] == 20
+    lines = (rd / "train" / "00000-tiny" / "metrics.jsonl").read_text().splitlines()
+    assert {"event": "resume", "step": 12} in [json.loads(x) for x in lines]
+
+
+def test_import_stage_imports_a_raw_folder(tmp_path, TINY, pipeline_cache):
+    from synthmed.data.phantom import write_phantom
+
+    raw = tmp_path / "raw"
+    write_phantom(raw, n=40, size=32, seed=1)
+    cfg = {**TINY, "pipeline": {"source": str(raw / "images"), "stages": ["import"],
+                                "import_options": {"size": 16}}}
+    rd = run(cfg, run_dir=tmp_path / "r", progress=False)
+    summary = json.loads((rd / "data" / "summary.json").read_text())
+    assert summary["n"] == 40 and summary["size"] == [16, 16]
+    assert read_marker(rd, "import")["outputs"]["dataset"] == str((rd / "dataset").resolve())
+    cfg["pipeline"]["import_options"] = {"bogus": 1}
+    with pytest.raises(SynthmedError, match=r"stage import failed: pipeline.import_options.bogus"):
+        run(cfg, run_dir=rd, progress=False)
+
+
+def test_cli_prints_the_report_how_to_open_it_and_the_own_folder_line(tiny_copy, TINY, capsys):
+    cfg = tiny_copy / "cfg.yaml"
+    cfg.write_text(json.dumps(TINY))
+    code, out, _ = _cli(["run", cfg, "--run-dir", tiny_copy, "--no-progress"], capsys)
+    assert code in (0, None)
+    assert f"report: {tiny_copy / 'report.html'}" in out and "xdg-open" in out
+    assert "pipeline.source=FOLDER" in out
+    code, out, _ = _cli(["report", tiny_copy], capsys)
+    assert code in (0, None) and "report.html" in out
