@@ -36,15 +36,17 @@ from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
 from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
+from synthmed.metrics.imagestats import image_stats, stats_dim
 from synthmed.metrics.sanity import MIN_IMAGES, run_ladder
 from synthmed.seed import seed_everything
 
 FORMAT = "synthmed-domain-extractor"
-TRAINING_VERSION = 2  # bump when training changes, so cached extractors are retrained
+TRAINING_VERSION = 3  # bump when training changes, so cached extractors are retrained
 MAX_SIDE = 64
 MODES = ("auto", "supervised", "simclr", "simclr+supervised")
 LADDER_MAX_IMAGES = 1000
 AUX_WEIGHT = 0.5  # weight of the auxiliary class-balanced cross-entropy next to NT-Xent
+STATS_WEIGHT = 4.0  # total variance of the fixed statistics block / that of the learned block
 
 
 class DomainFeatureNet(nn.Module):
@@ -62,11 +64,17 @@ class DomainFeatureNet(nn.Module):
     880 standardized values are then projected on their first ``out_dim`` (128) principal axes
     (buffer ``feat_proj``, fitted on the training images; distances kept, and FID's D^3
     covariance algebra stays as cheap as with the old 128-d features).
+
+    ``image_stats`` appends the fixed, non-learned block of :mod:`synthmed.metrics.imagestats`
+    (power spectrum, gradient, local sd, grey-level quantiles, low-frequency layout), standardized
+    on the training images (buffers ``stat_shift``, ``stat_scale``, :func:`standardize_stats`):
+    the learned block alone left blurred and tile-shuffled images inside the real manifold.
     """
 
     def __init__(self, *, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 0,
                  channels: tuple[int, ...] = (16, 32, 64, 128), proj_dim: int = 0,
-                 feature_pool: str = "gap", out_dim: int = 128) -> None:
+                 feature_pool: str = "gap", out_dim: int = 128, image_stats: bool = False
+                 ) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("DomainFeatureNet supports spatial_dims=2 only")
@@ -85,11 +93,16 @@ class DomainFeatureNet(nn.Module):
         widths = [*channels, prev]
         self.groups = [prev] if feature_pool == "gap" else [*widths, 4 * prev]
         d = self.raw_dim = sum(self.groups)
-        self.feature_dim = d if feature_pool == "gap" else min(d, out_dim)
+        self.learned_dim = d if feature_pool == "gap" else min(d, out_dim)
         if feature_pool == "multiscale":
             self.register_buffer("feat_shift", torch.zeros(d))
             self.register_buffer("feat_scale", torch.ones(d))
-            self.register_buffer("feat_proj", torch.eye(d, self.feature_dim))
+            self.register_buffer("feat_proj", torch.eye(d, self.learned_dim))
+        self.stats_dim = stats_dim(in_channels) if image_stats else 0
+        if image_stats:
+            self.register_buffer("stat_shift", torch.zeros(self.stats_dim))
+            self.register_buffer("stat_scale", torch.ones(self.stats_dim))
+        self.feature_dim = self.learned_dim + self.stats_dim
         self.head = nn.Linear(d, out_channels) if out_channels > 0 else None
         self.proj = (nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
                      if proj_dim > 0 else None)
@@ -115,6 +128,8 @@ class DomainFeatureNet(nn.Module):
             out = f
         else:
             out = ((f - self.feat_shift) * self.feat_scale) @ self.feat_proj
+        if self.stats_dim:
+            out = torch.cat([out, (image_stats(x) - self.stat_shift) * self.stat_scale], dim=1)
         return (out, self.head(f)) if self.head is not None else out
 
 
@@ -122,7 +137,8 @@ class DomainFeatureNet(nn.Module):
 def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 256) -> None:
     """Set a multiscale net's feature standardization from the training images ``x`` (eval mode):
     per dimension (f - mean) / std, times 1/sqrt(group width), dead (constant) units 0; then the
-    projection on the principal axes of those standardized training features (PCA)."""
+    projection on the principal axes of those standardized training features (PCA). Then the
+    statistics block, if any (:func:`standardize_stats`)."""
     if net.feature_pool != "multiscale":
         return
     f = torch.cat([net.raw_features(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
@@ -132,11 +148,33 @@ def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 25
     scale = torch.where(alive, weight / std.clamp(min=1e-12), 0.0)
     net.feat_shift.copy_(mean.float())
     net.feat_scale.copy_(scale.float())
-    _, _, vt = torch.linalg.svd((f - mean) * scale, full_matrices=False)
+    _, s, vt = torch.linalg.svd((f - mean) * scale, full_matrices=False)
     proj = torch.zeros_like(net.feat_proj, dtype=f.dtype)
     k = min(len(vt), proj.shape[1])
     proj[:, :k] = vt[:k].T  # fewer training images than axes: the rest stay 0
     net.feat_proj.copy_(proj.float())
+    learned_var = float((s[:k] ** 2).sum()) / max(len(f) - 1, 1)
+    standardize_stats(net, x, learned_var, batch=batch)
+
+
+@torch.no_grad()
+def standardize_stats(net: DomainFeatureNet, x: torch.Tensor, learned_var: float, *,
+                      weight: float = STATS_WEIGHT, batch: int = 256) -> None:
+    """Standardize the fixed statistics block on the training images ``x`` only: each statistic
+    (f - mean) / std (constant ones 0), then the block scaled so its total variance on ``x`` is
+    ``weight`` x ``learned_var`` (the learned block's). Equal per-statistic weight inside the
+    block; between blocks a fixed ratio, so neither owns every distance because it is wider.
+    :data:`STATS_WEIGHT` = 4 (docs/metrics.md: 1 and 2 left DDTI's shuffled tiles inside the real
+    manifold; the learned block alone misses blur and shuffled tiles)."""
+    if not net.stats_dim:
+        return
+    f = torch.cat([image_stats(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
+    mean, std = f.mean(0), f.std(0) if len(f) > 1 else torch.zeros(f.shape[1], dtype=f.dtype)
+    alive = std > 1e-6
+    n_alive = int(alive.sum())
+    block = (weight * learned_var / n_alive) ** 0.5 if n_alive and learned_var > 0 else 1.0
+    net.stat_shift.copy_(mean.float())
+    net.stat_scale.copy_(torch.where(alive, block / std.clamp(min=1e-12), 0.0).float())
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, strong: bool) -> torch.Tensor:
@@ -203,7 +241,7 @@ def _training_config(data, split: str, *, epochs: int, seed: int, mode: str,
         "class_names": data.class_names, "channels": list(channels),
         "image_size": [image_size, image_size] if image_size else _default_size(h, w),
         "proj_dim": 64 if contrastive else 0,
-        "feature_pool": "multiscale" if contrastive else "gap",
+        "feature_pool": "multiscale" if contrastive else "gap", "image_stats": contrastive,
         "aux_weight": AUX_WEIGHT if mode == "simclr+supervised" else 0.0,
         "epochs": int(epochs), "seed": int(seed),
         "batch_size": int(batch_size), "lr": float(lr), "training_version": TRAINING_VERSION,
@@ -215,7 +253,8 @@ def build_domain_net(config: dict[str, Any]) -> DomainFeatureNet:
     n_out = config["n_classes"] if config["mode"] in ("supervised", "simclr+supervised") else 0
     return DomainFeatureNet(in_channels=config["in_channels"], out_channels=n_out,
                             channels=tuple(config["channels"]), proj_dim=config["proj_dim"],
-                            feature_pool=config.get("feature_pool", "gap"))
+                            feature_pool=config.get("feature_pool", "gap"),
+                            image_stats=bool(config.get("image_stats", False)))
 
 
 def _class_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:
