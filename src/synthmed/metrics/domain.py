@@ -134,7 +134,8 @@ class DomainFeatureNet(nn.Module):
 
 
 @torch.no_grad()
-def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 256) -> None:
+def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 256, *,
+                         stats_weight: float = STATS_WEIGHT) -> None:
     """Set a multiscale net's feature standardization from the training images ``x`` (eval mode):
     per dimension (f - mean) / std, times 1/sqrt(group width), dead (constant) units 0; then the
     projection on the principal axes of those standardized training features (PCA). Then the
@@ -154,7 +155,7 @@ def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 25
     proj[:, :k] = vt[:k].T  # fewer training images than axes: the rest stay 0
     net.feat_proj.copy_(proj.float())
     learned_var = float((s[:k] ** 2).sum()) / max(len(f) - 1, 1)
-    standardize_stats(net, x, learned_var, batch=batch)
+    standardize_stats(net, x, learned_var, weight=stats_weight, batch=batch)
 
 
 @torch.no_grad()
@@ -242,6 +243,7 @@ def _training_config(data, split: str, *, epochs: int, seed: int, mode: str,
         "image_size": [image_size, image_size] if image_size else _default_size(h, w),
         "proj_dim": 64 if contrastive else 0,
         "feature_pool": "multiscale" if contrastive else "gap", "image_stats": contrastive,
+        "stats_weight": STATS_WEIGHT if contrastive else 0.0,
         "aux_weight": AUX_WEIGHT if mode == "simclr+supervised" else 0.0,
         "epochs": int(epochs), "seed": int(seed),
         "batch_size": int(batch_size), "lr": float(lr), "training_version": TRAINING_VERSION,
@@ -316,7 +318,7 @@ def _fit(net: DomainFeatureNet, x: torch.Tensor, y: torch.Tensor, cfg: dict[str,
             correct += ok
             labelled += int((y[idx] >= 0).sum())
     net.eval()
-    standardize_features(net, x)
+    standardize_features(net, x, stats_weight=cfg.get("stats_weight", STATS_WEIGHT))
     out = {"final_loss": loss_sum / max(seen, 1)}
     if cfg["mode"] != "simclr":
         out["final_train_accuracy"] = correct / max(labelled, 1)
