@@ -84,3 +84,24 @@ def test_statistics_block_is_standardized_on_the_training_images_only():
     # the fit follows the training images: other training images give another shift
     domain.standardize_features(net, _textured(40, seed=1) * 0.5)
     assert not torch.allclose(net.stat_shift, shift)
+
+
+def test_trained_extractor_fits_the_statistics_on_its_training_split(tiny_extractor,
+                                                                     phantom_dataset):
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.features import prepare_images
+
+    payload = torch.load(tiny_extractor, weights_only=True)
+    assert payload["config"]["image_stats"] and payload["config"]["stats_weight"] == 4.0
+    shift = payload["state_dict"]["stat_shift"].double()
+    data = PreparedDataset(phantom_dataset)
+    size = tuple(payload["config"]["image_size"])
+
+    def mean_stats(rows):
+        x = prepare_images(np.asarray(data.images[rows]), size=size, channels=1,
+                           input_range="model")
+        return image_stats(x).double().mean(0)
+
+    assert torch.allclose(shift, mean_stats(data.indices("train")), atol=1e-4)
+    others = np.flatnonzero(data.splits != "train")
+    assert len(others) > 0 and not torch.allclose(shift, mean_stats(others), atol=1e-3)

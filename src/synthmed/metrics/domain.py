@@ -11,7 +11,9 @@ supervised 2-class network (mode ``supervised``, the default before) makes featu
 nearly one-dimensional (the class direction), so noise, blur and shuffled tiles sat "on the real
 manifold"; the sanity ladder (:mod:`synthmed.metrics.sanity`) showed it and is now run on every
 extractor built, on the dataset's images outside the training split, and stored in the file.
-Features: multiscale pooled and standardized (see :class:`DomainFeatureNet`). Small on purpose:
+Features: multiscale pooled and standardized (see :class:`DomainFeatureNet`), plus a fixed block
+of image statistics (:mod:`synthmed.metrics.imagestats`: spectrum, gradients, local sd, grey
+levels, low-frequency layout) that no training can talk away. Small on purpose:
 ~500 28-64 px images train in 10-30 s on two CPU cores, fully offline, deterministic per seed.
 
 The file is a ``torch.save`` dict: ``state_dict``, ``config`` (architecture, training settings and
