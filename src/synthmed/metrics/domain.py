@@ -38,7 +38,7 @@ from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
 from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
-from synthmed.metrics.imagestats import image_stats, stats_dim
+from synthmed.metrics.imagestats import fit_standardization, image_stats, stats_dim
 from synthmed.metrics.sanity import MIN_IMAGES, run_ladder
 from synthmed.seed import seed_everything
 
@@ -160,24 +160,16 @@ def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 25
     standardize_stats(net, x, learned_var, weight=stats_weight, batch=batch)
 
 
-@torch.no_grad()
 def standardize_stats(net: DomainFeatureNet, x: torch.Tensor, learned_var: float, *,
                       weight: float = STATS_WEIGHT, batch: int = 256) -> None:
-    """Standardize the fixed statistics block on the training images ``x`` only: each statistic
-    (f - mean) / std (constant ones 0), then the block scaled so its total variance on ``x`` is
-    ``weight`` x ``learned_var`` (the learned block's). Equal per-statistic weight inside the
-    block; between blocks a fixed ratio, so neither owns every distance because it is wider.
+    """Standardize the net's statistics block on the training images ``x`` only, its total
+    variance ``weight`` x ``learned_var`` (:func:`synthmed.metrics.imagestats.fit_standardization`).
     :data:`STATS_WEIGHT` = 4 (docs/metrics.md: 1 and 2 left DDTI's shuffled tiles inside the real
     manifold; the learned block alone misses blur and shuffled tiles)."""
-    if not net.stats_dim:
-        return
-    f = torch.cat([image_stats(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
-    mean, std = f.mean(0), f.std(0) if len(f) > 1 else torch.zeros(f.shape[1], dtype=f.dtype)
-    alive = std > 1e-6
-    n_alive = int(alive.sum())
-    block = (weight * learned_var / n_alive) ** 0.5 if n_alive and learned_var > 0 else 1.0
-    net.stat_shift.copy_(mean.float())
-    net.stat_scale.copy_(torch.where(alive, block / std.clamp(min=1e-12), 0.0).float())
+    if net.stats_dim:
+        shift, scale = fit_standardization(x, weight * learned_var, batch=batch)
+        net.stat_shift.copy_(shift)
+        net.stat_scale.copy_(scale)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, strong: bool) -> torch.Tensor:

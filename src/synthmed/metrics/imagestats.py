@@ -121,3 +121,19 @@ def image_stats(x: torch.Tensor) -> torch.Tensor:
                 s.mean(1, keepdim=True), _quantiles(s, LOCAL_SD_Q),
                 _quantiles(v, INTENSITY_Q), v.std(1, keepdim=True), layout(xc)]
     return torch.cat(out, dim=1).float()
+
+
+@torch.no_grad()
+def fit_standardization(x: torch.Tensor, target_var: float, *, batch: int = 256
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shift, scale) so that ``(image_stats(x) - shift) * scale`` has, on the images ``x`` (the
+    training images, and only those), every statistic centred with equal variance, constant
+    statistics 0, and total variance ``target_var``: equal weight per statistic inside the block,
+    and a fixed ratio to the learned block (set by the caller), so neither owns every distance
+    merely because it is wider."""
+    f = torch.cat([image_stats(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
+    mean, std = f.mean(0), f.std(0) if len(f) > 1 else torch.zeros(f.shape[1], dtype=f.dtype)
+    alive = std > 1e-6
+    n_alive = int(alive.sum())
+    block = (target_var / n_alive) ** 0.5 if n_alive and target_var > 0 else 1.0
+    return mean.float(), torch.where(alive, block / std.clamp(min=1e-12), 0.0).float()
