@@ -14,6 +14,7 @@ from synthmed.metrics.domain import (
     nt_xent,
     train_domain_extractor,
 )
+from synthmed.metrics.imagestats import PER_CHANNEL
 
 
 @pytest.mark.parametrize("size", [28, 32, 64])
@@ -78,7 +79,7 @@ def test_default_extractor_is_contrastive_with_posteriors(tiny_extractor, phanto
     assert ex.info["mode"] == "simclr+supervised" and ex.input_size == (32, 32)
     assert ex.info["trained_on"]["split"] == "train"
     out = ex.extract(PreparedDataset(phantom_dataset).images[:5])
-    assert out.features.shape == (5, ex.info["feature_dim"]) == (5, 128)
+    assert out.features.shape == (5, ex.info["feature_dim"]) == (5, 128 + PER_CHANNEL)
     assert out.probs.shape == (5, 2)
 
 
@@ -99,7 +100,7 @@ def test_unlabelled_data_trains_self_supervised(tmp_path):
     ex = load_domain_extractor(train_domain_extractor(path, epochs=1, cache_dir=tmp_path / "c"))
     assert ex.info["mode"] == "simclr"
     out = ex.extract(np.zeros((3, 1, 16, 16), np.uint8))
-    assert out.features.shape == (3, 128) and out.probs is None
+    assert out.features.shape == (3, 128 + PER_CHANNEL) and out.probs is None
     with pytest.raises(SynthmedError, match="two or more labelled classes"):
         train_domain_extractor(path, mode="supervised", cache_dir=tmp_path / "c")
 

@@ -11,7 +11,9 @@ supervised 2-class network (mode ``supervised``, the default before) makes featu
 nearly one-dimensional (the class direction), so noise, blur and shuffled tiles sat "on the real
 manifold"; the sanity ladder (:mod:`synthmed.metrics.sanity`) showed it and is now run on every
 extractor built, on the dataset's images outside the training split, and stored in the file.
-Features: multiscale pooled and standardized (see :class:`DomainFeatureNet`). Small on purpose:
+Features: multiscale pooled and standardized (see :class:`DomainFeatureNet`), plus a fixed block
+of image statistics (:mod:`synthmed.metrics.imagestats`: spectrum, gradients, local sd, grey
+levels, low-frequency layout) that no training can talk away. Small on purpose:
 ~500 28-64 px images train in 10-30 s on two CPU cores, fully offline, deterministic per seed.
 
 The file is a ``torch.save`` dict: ``state_dict``, ``config`` (architecture, training settings and
@@ -36,15 +38,17 @@ from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
 from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
+from synthmed.metrics.imagestats import fit_standardization, image_stats, stats_dim
 from synthmed.metrics.sanity import MIN_IMAGES, run_ladder
 from synthmed.seed import seed_everything
 
 FORMAT = "synthmed-domain-extractor"
-TRAINING_VERSION = 2  # bump when training changes, so cached extractors are retrained
+TRAINING_VERSION = 3  # bump when training changes, so cached extractors are retrained
 MAX_SIDE = 64
 MODES = ("auto", "supervised", "simclr", "simclr+supervised")
 LADDER_MAX_IMAGES = 1000
 AUX_WEIGHT = 0.5  # weight of the auxiliary class-balanced cross-entropy next to NT-Xent
+STATS_WEIGHT = 4.0  # total variance of the fixed statistics block / that of the learned block
 
 
 class DomainFeatureNet(nn.Module):
@@ -62,11 +66,17 @@ class DomainFeatureNet(nn.Module):
     880 standardized values are then projected on their first ``out_dim`` (128) principal axes
     (buffer ``feat_proj``, fitted on the training images; distances kept, and FID's D^3
     covariance algebra stays as cheap as with the old 128-d features).
+
+    ``image_stats`` appends the fixed, non-learned block of :mod:`synthmed.metrics.imagestats`
+    (power spectrum, gradient, local sd, grey-level quantiles, low-frequency layout), standardized
+    on the training images (buffers ``stat_shift``, ``stat_scale``, :func:`standardize_stats`):
+    the learned block alone left blurred and tile-shuffled images inside the real manifold.
     """
 
     def __init__(self, *, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 0,
                  channels: tuple[int, ...] = (16, 32, 64, 128), proj_dim: int = 0,
-                 feature_pool: str = "gap", out_dim: int = 128) -> None:
+                 feature_pool: str = "gap", out_dim: int = 128, image_stats: bool = False
+                 ) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("DomainFeatureNet supports spatial_dims=2 only")
@@ -85,11 +95,16 @@ class DomainFeatureNet(nn.Module):
         widths = [*channels, prev]
         self.groups = [prev] if feature_pool == "gap" else [*widths, 4 * prev]
         d = self.raw_dim = sum(self.groups)
-        self.feature_dim = d if feature_pool == "gap" else min(d, out_dim)
+        self.learned_dim = d if feature_pool == "gap" else min(d, out_dim)
         if feature_pool == "multiscale":
             self.register_buffer("feat_shift", torch.zeros(d))
             self.register_buffer("feat_scale", torch.ones(d))
-            self.register_buffer("feat_proj", torch.eye(d, self.feature_dim))
+            self.register_buffer("feat_proj", torch.eye(d, self.learned_dim))
+        self.stats_dim = stats_dim(in_channels) if image_stats else 0
+        if image_stats:
+            self.register_buffer("stat_shift", torch.zeros(self.stats_dim))
+            self.register_buffer("stat_scale", torch.ones(self.stats_dim))
+        self.feature_dim = self.learned_dim + self.stats_dim
         self.head = nn.Linear(d, out_channels) if out_channels > 0 else None
         self.proj = (nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
                      if proj_dim > 0 else None)
@@ -115,14 +130,18 @@ class DomainFeatureNet(nn.Module):
             out = f
         else:
             out = ((f - self.feat_shift) * self.feat_scale) @ self.feat_proj
+        if self.stats_dim:
+            out = torch.cat([out, (image_stats(x) - self.stat_shift) * self.stat_scale], dim=1)
         return (out, self.head(f)) if self.head is not None else out
 
 
 @torch.no_grad()
-def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 256) -> None:
+def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 256, *,
+                         stats_weight: float = STATS_WEIGHT) -> None:
     """Set a multiscale net's feature standardization from the training images ``x`` (eval mode):
     per dimension (f - mean) / std, times 1/sqrt(group width), dead (constant) units 0; then the
-    projection on the principal axes of those standardized training features (PCA)."""
+    projection on the principal axes of those standardized training features (PCA). Then the
+    statistics block, if any (:func:`standardize_stats`)."""
     if net.feature_pool != "multiscale":
         return
     f = torch.cat([net.raw_features(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
@@ -132,11 +151,25 @@ def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 25
     scale = torch.where(alive, weight / std.clamp(min=1e-12), 0.0)
     net.feat_shift.copy_(mean.float())
     net.feat_scale.copy_(scale.float())
-    _, _, vt = torch.linalg.svd((f - mean) * scale, full_matrices=False)
+    _, s, vt = torch.linalg.svd((f - mean) * scale, full_matrices=False)
     proj = torch.zeros_like(net.feat_proj, dtype=f.dtype)
     k = min(len(vt), proj.shape[1])
     proj[:, :k] = vt[:k].T  # fewer training images than axes: the rest stay 0
     net.feat_proj.copy_(proj.float())
+    learned_var = float((s[:k] ** 2).sum()) / max(len(f) - 1, 1)
+    standardize_stats(net, x, learned_var, weight=stats_weight, batch=batch)
+
+
+def standardize_stats(net: DomainFeatureNet, x: torch.Tensor, learned_var: float, *,
+                      weight: float = STATS_WEIGHT, batch: int = 256) -> None:
+    """Standardize the net's statistics block on the training images ``x`` only, its total
+    variance ``weight`` x ``learned_var`` (:func:`synthmed.metrics.imagestats.fit_standardization`).
+    :data:`STATS_WEIGHT` = 4 (docs/metrics.md: 1 and 2 left DDTI's shuffled tiles inside the real
+    manifold; the learned block alone misses blur and shuffled tiles)."""
+    if net.stats_dim:
+        shift, scale = fit_standardization(x, weight * learned_var, batch=batch)
+        net.stat_shift.copy_(shift)
+        net.stat_scale.copy_(scale)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, strong: bool) -> torch.Tensor:
@@ -203,7 +236,8 @@ def _training_config(data, split: str, *, epochs: int, seed: int, mode: str,
         "class_names": data.class_names, "channels": list(channels),
         "image_size": [image_size, image_size] if image_size else _default_size(h, w),
         "proj_dim": 64 if contrastive else 0,
-        "feature_pool": "multiscale" if contrastive else "gap",
+        "feature_pool": "multiscale" if contrastive else "gap", "image_stats": contrastive,
+        "stats_weight": STATS_WEIGHT if contrastive else 0.0,
         "aux_weight": AUX_WEIGHT if mode == "simclr+supervised" else 0.0,
         "epochs": int(epochs), "seed": int(seed),
         "batch_size": int(batch_size), "lr": float(lr), "training_version": TRAINING_VERSION,
@@ -215,7 +249,8 @@ def build_domain_net(config: dict[str, Any]) -> DomainFeatureNet:
     n_out = config["n_classes"] if config["mode"] in ("supervised", "simclr+supervised") else 0
     return DomainFeatureNet(in_channels=config["in_channels"], out_channels=n_out,
                             channels=tuple(config["channels"]), proj_dim=config["proj_dim"],
-                            feature_pool=config.get("feature_pool", "gap"))
+                            feature_pool=config.get("feature_pool", "gap"),
+                            image_stats=bool(config.get("image_stats", False)))
 
 
 def _class_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -277,7 +312,7 @@ def _fit(net: DomainFeatureNet, x: torch.Tensor, y: torch.Tensor, cfg: dict[str,
             correct += ok
             labelled += int((y[idx] >= 0).sum())
     net.eval()
-    standardize_features(net, x)
+    standardize_features(net, x, stats_weight=cfg.get("stats_weight", STATS_WEIGHT))
     out = {"final_loss": loss_sum / max(seen, 1)}
     if cfg["mode"] != "simclr":
         out["final_train_accuracy"] = correct / max(labelled, 1)
