@@ -73,3 +73,15 @@ def test_vae_and_mask_ddpm_smoke_train(tmp_path, tiny_config, model):
         assert state["meta"]["mask_channels"] == 1
         with pytest.raises(SynthmedError, match="mask-conditioned"):
             generate(run, n=1)
+
+
+def test_bf16_is_refused_without_native_bf16(ddpm_run, monkeypatch):
+    from synthmed.training.methods import ddpm
+
+    monkeypatch.setattr(ddpm, "native_bf16", lambda device: False)
+    with pytest.raises(SynthmedError, match="--bf16: cpu has no native bf16"):
+        generate(ddpm_run, n=1, bf16=True)
+    monkeypatch.setattr(ddpm, "native_bf16", lambda device: True)
+    a = generate(ddpm_run, seeds="0", steps=2).images
+    b = generate(ddpm_run, seeds="0", steps=2, bf16=True).images
+    assert a.shape == b.shape and (a - b).abs().max() < 0.5  # rounding, not another image
