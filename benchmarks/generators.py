@@ -48,7 +48,8 @@ from utility_breastmnist import SHARED, import_real  # noqa: E402
 GENERATORS = {
     "cgan": ["model.name=cgan", "model.base_width=32"],
     "ddpm": ["model.name=ddpm", "model.channels=[32,64,64]", "train.lr_g=5e-4",
-             "train.betas=[0.9,0.999]"],
+             "train.betas=[0.9,0.999]",
+             "model.sample_steps=10"],  # training grids only (64 x steps passes); not the sets
     "vae": ["model.name=vae", "model.channels=[32,64,128]", "model.latent_dim=32",
             "train.lr_g=1e-3", "train.betas=[0.9,0.999]"],
 }
@@ -60,7 +61,8 @@ def _stop_after(seconds: float, done: threading.Event) -> None:
     if done.wait(seconds):
         return
     while not done.wait(0.2):
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        handler = signal.getsignal(signal.SIGINT)  # SIG_IGN in a `cmd &` of a script
+        if getattr(handler, "__module__", "").startswith("synthmed.training"):
             os.kill(os.getpid(), signal.SIGINT)
             return
 
