@@ -13,9 +13,10 @@ For each generator (all trained by the one engine, on the official train split a
    AUC on the real test split, over ``--seeds`` seeds (plus the ``real`` arm once, as the anchor).
 
 Writes ``WORK/generators.md`` (the table), ``WORK/generators.json`` and one 8-column sample grid
-per generator (``WORK/grid-NAME.png``: 4 rows per class). ``--quick`` is a CPU smoke run (about
-3 minutes; its numbers mean nothing); ``--device cuda`` sizes the same study for one GPU (90 s of
-training per generator, under 8 minutes in all). Wall time on a shared machine is not CPU time:
+per generator (``WORK/grid-NAME.png``: 4 rows per class). ``--quick`` is a CPU smoke run (3.5-4.5
+minutes on a loaded 2-core machine; its numbers mean nothing); ``--device cuda`` sizes the same
+study for one GPU (90 s of training per generator, meant to finish in under 8 minutes; not yet run
+on a GPU). Wall time on a shared machine is not CPU time:
 the table reports the steps and images each generator reached, which is what to compare.
 
 Usage::
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=None,
                    help="training wall minutes per generator (default 15; cuda 1.5)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="CPU smoke run (~3 min, meaningless)")
+    p.add_argument("--quick", action="store_true", help="CPU smoke run (~4 min, meaningless)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seeds", type=int, default=3, help="utility seeds (>= 3 for the table)")
     p.add_argument("--epochs", type=int, default=12, help="utility classifier epochs")
