@@ -37,7 +37,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field("dcgan", description="registered GAN: dcgan | acgan | cgan")
+    name: str = Field("dcgan", description="dcgan | acgan | cgan | ddpm | ddpm-mask | vae")
     image_size: int | None = Field(None, gt=0, description="16 to 512 px; default: the data's")
     latent_dim: int = Field(100, gt=0)
     base_width: int = Field(64, gt=0)
@@ -56,6 +56,25 @@ class ModelConfig(Section):
     ada_speed_img: int = Field(20_000, gt=0, description="images for p to move by 1")
     ema: bool | None = Field(None, description="EMA of G weights; default per model")
     ema_decay: float = Field(0.999, gt=0, lt=1)
+    # Diffusion (ddpm, ddpm-mask) and VAE keys; other models ignore them.
+    channels: list[int] | None = Field(None, description="ddpm/vae: widths per resolution level "
+                                       "(ddpm default [32, 64, 64], vae [32, 64, 128])")
+    num_res_blocks: int = Field(1, gt=0, description="ddpm: residual blocks per U-Net level")
+    attention_levels: list[bool] | None = Field(
+        None, description="ddpm: self-attention per level; default none (the middle block "
+        "always has it)")
+    diffusion_steps: int = Field(1000, gt=1, description="ddpm: training noise levels T")
+    noise_schedule: Literal["linear", "cosine"] = Field(
+        "cosine", description="ddpm: linear (Ho et al. 2020) or cosine (Nichol & Dhariwal 2021)")
+    prediction: Literal["epsilon", "v"] = Field(
+        "epsilon", description="ddpm: predict the noise, or v (Salimans & Ho 2022)")
+    cond_drop: float = Field(0.1, ge=0, lt=1, description="ddpm: label dropout for "
+                             "classifier-free guidance (Ho & Salimans 2022)")
+    sample_steps: int = Field(50, gt=0, description="ddpm: DDIM steps for sample grids and the "
+                              "default of generate --steps")
+    guidance: float = Field(1.0, ge=0, description="ddpm: CFG scale for grids and the default "
+                            "of generate --guidance (0 unconditional, 1 conditional)")
+    kl_weight: float = Field(1.0, gt=0, description="vae: weight of the KL term (beta-VAE)")
 
 
 class TrainConfig(Section):

@@ -10,6 +10,9 @@ TINY = {
     "dcgan": ["model.base_width=8", "model.latent_dim=16"],
     "acgan": ["model.base_width=8", "model.latent_dim=16"],
     "cgan": ["model.base_width=8", "model.latent_dim=16"],
+    "ddpm": ["model.channels=[8,16]", "model.diffusion_steps=100", "model.sample_steps=2"],
+    "ddpm-mask": ["model.channels=[8,16]", "model.diffusion_steps=100", "model.sample_steps=2"],
+    "vae": ["model.channels=[8,16]", "model.latent_dim=8"],
 }
 
 

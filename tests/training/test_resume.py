@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from synthmed.training import train
@@ -87,3 +88,20 @@ def test_resume_can_extend_training(tmp_path, tiny_config):
     run = train(tiny_config("dcgan", "train.steps=4"), runs_dir=tmp_path, progress=False)
     train(None, resume=run, overrides=["train.steps=6"], progress=False)
     assert _weights(run)["step"] == 6
+
+
+@pytest.mark.slow
+def test_ddpm_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_config):
+    cfg = tiny_config("ddpm", "train.steps=6", "train.checkpoint_every=3", "model.ema=true",
+                      "model.cond_drop=0.5")
+    straight = train(cfg, runs_dir=tmp_path / "a", progress=False)
+    proc = _child("SIGKILL", 3, tmp_path / "b", _overrides(cfg))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run = next((tmp_path / "b").iterdir())
+    assert _weights(run)["step"] == 3
+    resumed = train(None, resume=run, progress=False)
+    a, b = _weights(straight), _weights(resumed)
+    assert a["step"] == b["step"] == 6
+    for part in ("unet", "generator_ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"

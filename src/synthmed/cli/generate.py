@@ -30,6 +30,13 @@ def generate_cmd(
     size: int = typer.Option(None, "--size", help="Image side in px (default: the training size)."),
     match_train: bool = typer.Option(
         False, "--match-train", help="With --n: class counts follow the training split's."),
+    steps: int = typer.Option(None, "--steps", help="Diffusion models: DDIM steps "
+                              "(default: the run's model.sample_steps, 50)."),
+    guidance: float = typer.Option(None, "--guidance", help="Diffusion models: classifier-free "
+                                   "guidance scale (0 unconditional, 1 conditional; default: the "
+                                   "run's model.guidance)."),
+    bf16: bool = typer.Option(None, "--bf16", help="Diffusion models: bf16 network on devices "
+                              "with native bf16 (faster; images differ slightly from float32)."),
 ) -> None:
     """Generate a synthetic set; each image is reproducible from checkpoint + class + seed."""
     from synthmed.sampling.writer import write_synthetic
@@ -37,5 +44,6 @@ def generate_cmd(
     path = write_synthetic(run_dir, out, n=n, per_class=per_class, class_name=class_name,
                            seeds=seeds, checkpoint=checkpoint, fmt=fmt, device=device,
                            force=force, exclude_near_copies=exclude_near_copies,
-                           train_dataset=train, size=size, match_train=match_train)
+                           train_dataset=train, size=size, match_train=match_train,
+                           steps=steps, guidance=guidance, bf16=bf16 or None)
     console.print(f"synthetic set: {path}  (manifest.csv, generation.json)")

@@ -40,7 +40,7 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
                     seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
                     device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
                     train_dataset: str | os.PathLike | None = None,
-                    size: int | None = None, match_train: bool = False) -> Path:
+                    size: int | None = None, match_train: bool = False, **options: Any) -> Path:
     """Generate and write a synthetic set atomically; returns ``out``.
 
     ``size``: image side in pixels; default the size the run was trained at (the training data's).
@@ -48,6 +48,8 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     ``exclude_near_copies`` drops images closer to a training image than the held-out threshold
     (:func:`synthmed.metrics.near_copy_mask`); the training images are ``train_dataset``
     (``DATASET_DIR[:split]``, default split: the run's) or, without it, the run's own data.
+    ``options`` are the run's training method's generation options (diffusion: ``steps``,
+    ``guidance``, ``bf16``); the values used are recorded in generation.json.
     """
     out = Path(out)
     if fmt not in FORMATS:
@@ -59,7 +61,8 @@ def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: in
     if train_dataset is not None:
         _check_train(train_dataset)  # fail before generating, not after
     gen = generate(run_dir, n, per_class=per_class, class_name=class_name, seeds=seeds,
-                   checkpoint=checkpoint, device=device, size=size, match_train=match_train)
+                   checkpoint=checkpoint, device=device, size=size, match_train=match_train,
+                   **options)
     images = from_model_range(gen.images)  # (N, C, H, W) uint8
     labels, seeds_arr = gen.labels.numpy(), gen.seeds.numpy()
     excluded = None
@@ -119,6 +122,7 @@ def _provenance(gen: GeneratedImages, fmt: str, images: np.ndarray, cls: list[st
         "model": src.config.model.name,
         "dataset_hash": src.meta.get("dataset_hash"),
         "config": src.config.model_dump(mode="json"),
+        "sampling_options": dict(getattr(src.sampler, "options", {})),
         "excluded_near_copies": excluded,
         "synthmed_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

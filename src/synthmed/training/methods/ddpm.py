@@ -1,0 +1,213 @@
+"""The diffusion training method: ``model.name: ddpm`` (and ``ddpm-mask``, mask-conditioned).
+
+Wires :mod:`synthmed.models.ddpm` (MONAI ``DiffusionModelUNet``, ``DDPMScheduler`` for training,
+``DDIMScheduler`` for sampling, classifier-free guidance) into the one engine: the trainer owns
+the loop, EMA (on by default: diffusion samples from the raw weights are visibly worse, Ho et al.
+2020 use decay 0.9999), checkpoints, exact resume and DDP. ``synthmed generate --steps N
+--guidance S [--bf16]`` reach :meth:`DDPMMethod.build_sampler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from synthmed.errors import ConfigError, SynthmedError
+from synthmed.models.ddpm import (
+    DEFAULT_CHANNELS,
+    Diffusion,
+    build_unet,
+    ddim_sample,
+    diffusion_loss,
+    seeded_noise,
+)
+from synthmed.training import distributed as ddp
+from synthmed.training.method import (
+    METHODS,
+    Batch,
+    Sampler,
+    TrainingMethod,
+    reject_options,
+    sampling_weights,
+)
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return getattr(m, "module", m)
+
+
+def diffusion_of(model_cfg) -> Diffusion:
+    return Diffusion(num_train_timesteps=model_cfg.diffusion_steps,
+                     schedule=model_cfg.noise_schedule, prediction=model_cfg.prediction)
+
+
+def make_unet(model_cfg, *, in_channels: int, image_size: int, n_classes: int,
+              mask_channels: int) -> nn.Module:
+    """The U-Net for ``model.*`` on images of ``in_channels`` x ``image_size``^2."""
+    channels = list(model_cfg.channels or DEFAULT_CHANNELS)
+    step = 2 ** (len(channels) - 1)
+    if image_size % step:
+        raise ConfigError(f"model.channels: {len(channels)} levels need an image size divisible "
+                          f"by {step}, got {image_size}; use fewer levels or another size")
+    levels = model_cfg.attention_levels
+    if levels is not None and len(levels) != len(channels):
+        raise ConfigError(f"model.attention_levels: {len(levels)} entries for "
+                          f"{len(channels)} levels in model.channels; give one per level")
+    return build_unet(in_channels=in_channels + mask_channels, out_channels=in_channels,
+                      channels=channels, attention_levels=levels,
+                      num_res_blocks=model_cfg.num_res_blocks, num_classes=n_classes)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 in hardware: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX (oneDNN)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return device.type == "cpu" and bool(check and check())
+
+
+def check_generation_options(steps, guidance, bf16, *, model_cfg, conditional: bool,
+                             device: torch.device) -> tuple[int, float, bool]:
+    """Validate ``--steps``, ``--guidance`` and ``--bf16`` (None: the run's defaults)."""
+    steps = model_cfg.sample_steps if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or \
+            not 1 <= steps <= model_cfg.diffusion_steps:
+        raise SynthmedError(f"--steps {steps!r}: DDIM steps must be an integer from 1 to "
+                            f"{model_cfg.diffusion_steps} (the run's diffusion_steps); 50 is usual")
+    if guidance is not None and not conditional:
+        raise SynthmedError("--guidance: this run's ddpm is unconditional (no class labels); "
+                            "drop the option")
+    guidance = model_cfg.guidance if guidance is None else guidance
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or \
+            not math.isfinite(guidance) or guidance < 0:
+        raise SynthmedError(f"--guidance {guidance!r}: the guidance scale must be a finite "
+                            "number >= 0 (0 unconditional, 1 conditional, 2-3 stronger class "
+                            "fidelity)")
+    if bf16 and not native_bf16(device):
+        raise SynthmedError(f"--bf16: {device} has no native bf16 (bf16 would be slower than "
+                            "float32 here); drop the option")
+    return int(steps), float(guidance), bool(bf16)
+
+
+@METHODS.register("ddpm")
+class DDPMMethod(TrainingMethod):
+    """Class-conditional DDPM (unconditional when the data have fewer than two classes)."""
+
+    default_ema = True
+    mask_channels = 0  # ddpm-mask: 1
+
+    def __init__(self, unet: nn.Module, opt, *, cfg, n_classes: int, device: torch.device,
+                 shape: tuple[int, int, int], grid_masks: torch.Tensor | None = None) -> None:
+        self.unet, self.opt, self.cfg, self.device = unet, opt, cfg, device
+        self.n_classes, self.shape, self.grid_masks = n_classes, shape, grid_masks
+        self.diffusion = diffusion_of(cfg.model)
+        self.scheduler = self.diffusion.train_scheduler()
+
+    @classmethod
+    def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> DDPMMethod:
+        m, t = cfg.model, cfg.train
+        k = len(data.class_names) if data.labelled and len(data.class_names) >= 2 else 0
+        unet = make_unet(m, in_channels=int(data.images.shape[1]),
+                         image_size=int(data.images.shape[-1]), n_classes=k,
+                         mask_channels=cls.mask_channels)
+        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        unet = unet.to(device, memory_format=fmt)
+        opt = torch.optim.Adam(unet.parameters(), lr=t.lr_g, betas=t.betas)
+        shape = tuple(int(v) for v in data.images.shape[1:])
+        masks = data.masks[:8] if cls.mask_channels and data.masks is not None else None
+        return cls(ddp.wrap(unet, device, info), opt, cfg=cfg, n_classes=k, device=device,
+                   shape=shape, grid_masks=masks)
+
+    def meta(self) -> dict[str, Any]:
+        return {"conditional": self.n_classes > 0, "mask_channels": self.mask_channels,
+                "diffusion_steps": self.diffusion.num_train_timesteps}
+
+    def _autocast(self):
+        if self.cfg.train.amp and self.device.type in ("cuda", "cpu"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
+        """One Adam step on the DDPM loss of one batch."""
+        b = batches[0]
+        self.opt.zero_grad(set_to_none=True)
+        extra = b.masks * 2 - 1 if self.mask_channels else None  # {0, 1} -> {-1, 1}
+        loss = diffusion_loss(self.unet, b.images, b.labels if self.n_classes else None,
+                              scheduler=self.scheduler, num_classes=self.n_classes,
+                              cond_drop=self.cfg.model.cond_drop, extra=extra,
+                              autocast=self._autocast)
+        loss.backward()
+        self.opt.step()
+        return {"loss_diffusion": loss.detach()}
+
+    def ema_network(self) -> nn.Module:
+        return _unwrap(self.unet)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"unet": _unwrap(self.unet).state_dict(), "opt_unet": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _unwrap(self.unet).load_state_dict(state["unet"])
+        self.opt.load_state_dict(state["opt_unet"])
+
+    def grid_inputs(self, seed: int, n: int):
+        """Starting noise from its own generator, one class per row band (as the GAN grids);
+        mask-conditioned grids use the first training masks."""
+        noise = seeded_noise([int(seed) * 1000 + 7919 + i for i in range(n)], self.shape)
+        y = None
+        if self.n_classes:
+            y = (torch.arange(n) // int(math.sqrt(n)) % self.n_classes).to(self.device)
+        return noise.to(self.device), y
+
+    def render_grid(self, inputs, network: nn.Module) -> tuple[torch.Tensor, int | None]:
+        noise, y = inputs
+        m = self.cfg.model
+        extra = None
+        if self.grid_masks is not None:  # the first training masks, repeated
+            reps = -(-len(noise) // len(self.grid_masks))
+            extra = (self.grid_masks.repeat(reps, 1, 1, 1)[:len(noise)] * 2 - 1).to(self.device)
+        return ddim_sample(network, noise, y, diffusion=self.diffusion, steps=m.sample_steps,
+                           guidance=m.guidance, num_classes=self.n_classes, extra=extra), None
+
+    @classmethod
+    def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device, *,
+                      steps: int | None = None, guidance: float | None = None,
+                      bf16: bool | None = None, **options: Any) -> tuple[Sampler, nn.Module]:
+        reject_options(options, cfg.model.name)
+        meta = state["meta"]
+        if int(meta.get("mask_channels", 0)):
+            raise SynthmedError(f"{cfg.model.name}: this run is mask-conditioned; it samples "
+                                "from masks (synthmed.models.ddpm.ddim_sample(..., extra=masks) "
+                                "in Python), not from seeds alone")
+        k = int(meta["n_classes"]) if meta["conditional"] else 0
+        steps, guidance, bf16 = check_generation_options(
+            steps, guidance, bf16, model_cfg=cfg.model, conditional=k > 0, device=device)
+        unet = make_unet(cfg.model, in_channels=meta["in_channels"],
+                         image_size=meta["image_size"], n_classes=k, mask_channels=0)
+        unet.load_state_dict(sampling_weights(state, "unet"))
+        unet.to(device).eval()
+        diffusion = diffusion_of(cfg.model)
+        shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
+
+        def sampler(seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
+            noise = seeded_noise(seeds, shape).to(device)
+            return ddim_sample(unet, noise, labels if k else None, diffusion=diffusion,
+                               steps=steps, guidance=guidance, num_classes=k, bf16=bf16)
+
+        sampler.options = {"steps": steps, "guidance": guidance, "bf16": bf16}  # provenance
+        return sampler, unet
+
+
+@METHODS.register("ddpm-mask")
+class MaskDDPMMethod(DDPMMethod):
+    """DDPM with the segmentation mask as an extra input channel at every step (mask-to-image).
+
+    Trained by the same engine on a dataset imported with its masks; grids use training masks.
+    """
+
+    needs_masks = True
+    mask_channels = 1
