@@ -1,6 +1,7 @@
 """Sampling trained generators: every image reproducible from (checkpoint, class, seed).
 
-Image ``seed`` uses noise drawn from ``torch.Generator().manual_seed(seed)`` alone, and the
+The run's training method (:mod:`synthmed.training.method`) supplies the sampler; for a GAN,
+image ``seed`` uses noise drawn from ``torch.Generator().manual_seed(seed)`` alone, and the
 generator runs in eval mode (no batch statistics), so an image never depends on which other images
 were generated with it. Sampling uses the EMA weights when the run kept them.
 """
@@ -17,18 +18,20 @@ import torch
 
 from synthmed.config import config_from_dict
 from synthmed.errors import SynthmedError
-from synthmed.models import build_gan
 from synthmed.training.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
+from synthmed.training.method import Sampler, resolve_method
 
 
 @dataclass
 class LoadedGenerator:
-    generator: torch.nn.Module
+    generator: torch.nn.Module  # the network the sampler runs (EMA weights when kept)
     meta: dict[str, Any]
     config: Any
     checkpoint: Path
     checkpoint_sha256: str
     step: int
+    sampler: Sampler  # the training method's: (seeds, labels) -> images in [-1, 1]
+    device: torch.device
 
     @property
     def class_names(self) -> list[str]:
@@ -45,25 +48,16 @@ class GeneratedImages:
 
 
 def load_generator(run_dir: str | os.PathLike, checkpoint: str = "latest",
-                   device: str | torch.device = "cpu") -> LoadedGenerator:
-    """Rebuild the generator of a run from its checkpoint (EMA weights when present)."""
+                   device: str | torch.device = "cpu", **options: Any) -> LoadedGenerator:
+    """Rebuild a run's sampler from its checkpoint through its training method (EMA weights
+    when present); ``options`` are the method's generation options (e.g. diffusion steps)."""
     device = resolve_device(device)
     path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"], source=str(path))
-    meta = state["meta"]
-    pair = build_gan(cfg.model, in_channels=meta["in_channels"], image_size=meta["image_size"],
-                     n_classes=meta["n_classes"])
-    G = pair.generator
-    if state.get("generator_ema") is not None:
-        ema = {k[len("module."):]: v for k, v in state["generator_ema"].items()
-               if k.startswith("module.")}
-        G.load_state_dict(ema)
-    else:
-        G.load_state_dict(state["generator"])
-    # NHWC: +30% img/s for the DCGAN generator on 2 CPU cores (benchmarks/train_speed.py).
-    G.to(device, memory_format=torch.channels_last).eval()
-    return LoadedGenerator(G, meta, cfg, path, checkpoint_hash(path), int(state["step"]))
+    sampler, net = resolve_method(cfg.model.name).build_sampler(state, cfg, device, **options)
+    return LoadedGenerator(net, state["meta"], cfg, path, checkpoint_hash(path),
+                           int(state["step"]), sampler, device)
 
 
 MAX_SEED = 2**63 - 1  # torch.Generator seeds and the int64 seeds column
@@ -154,16 +148,13 @@ def plan_labels(loaded: LoadedGenerator, seeds: list[int], *, n: int | None = No
 def sample(loaded: LoadedGenerator, seeds: list[int], labels: list[int], *,
            batch_size: int = 256) -> torch.Tensor:
     """Images (N, C, H, W) in [-1, 1] on CPU for the given seeds and labels."""
-    device = next(loaded.generator.parameters()).device
-    latent = loaded.meta["latent_dim"]
+    device = loaded.device
     out = []
     for i in range(0, len(seeds), batch_size):
         chunk = seeds[i:i + batch_size]
-        z = torch.stack([torch.randn(latent, generator=torch.Generator().manual_seed(int(s)))
-                         for s in chunk]).to(device)
         y = (torch.tensor(labels[i:i + batch_size], device=device)
              if loaded.meta["conditional"] else None)
-        out.append(loaded.generator(z, y).float().clamp_(-1, 1).cpu())
+        out.append(loaded.sampler(chunk, y).float().clamp_(-1, 1).cpu())
     if not out:
         raise SynthmedError("nothing to generate: the request selects no images")
     return torch.cat(out)
@@ -172,12 +163,16 @@ def sample(loaded: LoadedGenerator, seeds: list[int], labels: list[int], *,
 def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int | None = None,
              class_name: str | None = None, seeds: str | list[int] | None = None,
              checkpoint: str = "latest", device: str | torch.device = "cpu",
-             batch_size: int = 256) -> GeneratedImages:
-    """Generate images in memory (no files): the Python API behind ``synthmed generate``."""
+             batch_size: int = 256, **options: Any) -> GeneratedImages:
+    """Generate images in memory (no files): the Python API behind ``synthmed generate``.
+
+    ``options`` go to the run's training method (:meth:`TrainingMethod.build_sampler`), e.g.
+    ``steps`` and ``guidance`` for diffusion models; GANs take none.
+    """
     if isinstance(seeds, list):
         seeds = ",".join(str(int(s)) for s in seeds)
     seed_list = parse_seeds(seeds, per_class if per_class is not None else n)
-    loaded = load_generator(run_dir, checkpoint, device)
+    loaded = load_generator(run_dir, checkpoint, device, **options)
     seed_list, labels = plan_labels(loaded, seed_list, n=n, per_class=per_class,
                                     class_name=class_name)
     images = sample(loaded, seed_list, labels, batch_size=batch_size)

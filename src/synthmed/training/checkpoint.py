@@ -1,6 +1,7 @@
 """Checkpoints: complete state, written atomically, loaded with ``weights_only=True``.
 
-A checkpoint holds G, D, G_ema, both optimizers, the step, the data-sampler position, the RNG
+A checkpoint holds the training method's state (for a GAN: G, D, both optimizers, the
+augmentation state), the EMA of the sampling network, the step, the data-sampler position, the RNG
 states of python/numpy/torch, the augmentation state, the resolved config and the synthmed
 version: everything needed for a resumed run to end with the same weights as an uninterrupted one.
 """
@@ -17,6 +18,10 @@ import torch
 
 from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_write_bytes, disk_errors, fsync_path, sha256_file
+
+#: 1: the GAN-only trainer (no ``checkpoint_format`` key); 2: the generic training engine, whose
+#: checkpoints hold the method's own keys beside the trainer's (format-1 GAN keys unchanged).
+CHECKPOINT_FORMAT = 2
 
 _STEP_RE = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -101,8 +106,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as e:  # corrupt, truncated or not a synthmed checkpoint
         raise SynthmedError(f"{path}: cannot load checkpoint ({type(e).__name__}); "
                             "use another one from checkpoints/ or retrain") from None
-    if not isinstance(state, dict) or "generator" not in state or "config" not in state:
-        raise SynthmedError(f"{path}: not a synthmed GAN checkpoint")
+    if not isinstance(state, dict) or "config" not in state or "step" not in state:
+        raise SynthmedError(f"{path}: not a synthmed checkpoint")
+    fmt = int(state.get("checkpoint_format", 1))  # format 1 (GAN-only trainer) has no key
+    if fmt > CHECKPOINT_FORMAT:
+        raise SynthmedError(
+            f"{path}: checkpoint format {fmt} (written by synthmed "
+            f"{state.get('synthmed_version', '?')}) is newer than this synthmed reads "
+            f"(format {CHECKPOINT_FORMAT}); upgrade synthmed")
+    if fmt == 1 and "generator" not in state:
+        raise SynthmedError(f"{path}: not a synthmed checkpoint (format 1 without a generator)")
     return state
 
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
@@ -53,15 +54,20 @@ class TrainingData:
     class_names: list[str]
     dataset_hash: str
     dataset_path: str
+    masks: torch.Tensor | None = None  # (N, 1, S, S) float32 in {0, 1}; only when asked for
 
     @property
     def labelled(self) -> bool:
         return bool(self.class_names) and bool((self.labels >= 0).all())
 
 
-def load_training_data(cfg: DataConfig, image_size: int | None, device: torch.device
-                       ) -> TrainingData:
-    """Decode the split once into a tensor (no per-step image decoding), resized if asked."""
+def load_training_data(cfg: DataConfig, image_size: int | None, device: torch.device, *,
+                       masks: bool = False) -> TrainingData:
+    """Decode the split once into a tensor (no per-step image decoding), resized if asked.
+
+    With ``masks`` the split's segmentation masks come along (nearest-neighbour resized), for
+    mask-conditioned methods; a dataset without masks is then refused.
+    """
     ds = resolve_dataset(cfg)
     images, labels = ds.tensors(cfg.split)
     if len(images) == 0:
@@ -71,8 +77,19 @@ def load_training_data(cfg: DataConfig, image_size: int | None, device: torch.de
     if (h, w) != (size, size):
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
                                align_corners=False).clamp_(-1, 1)
+    m = _masks(ds, cfg, size) if masks else None
     return TrainingData(images.contiguous().to(device), labels.to(device), ds.class_names,
-                        ds.content_hash, str(ds.path))
+                        ds.content_hash, str(ds.path), m.to(device) if m is not None else None)
+
+
+def _masks(ds: PreparedDataset, cfg: DataConfig, size: int) -> torch.Tensor:
+    if ds.masks is None:
+        raise ConfigError(f"data.path: {ds.path} has no masks (masks.npy); this model is "
+                          "mask-conditioned: import the data with its masks")
+    m = torch.from_numpy(np.asarray(ds.masks[ds.indices(cfg.split)], dtype=np.float32))[:, None]
+    if m.shape[-2:] != (size, size):
+        m = F.interpolate(m, size=(size, size), mode="nearest")
+    return m.contiguous()
 
 
 class BatchStream:

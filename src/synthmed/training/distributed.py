@@ -92,3 +92,14 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap(module: torch.nn.Module, device: torch.device, info: DistInfo, *,
+         find_unused_parameters: bool = False) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel when running under torchrun, else itself."""
+    if not info.enabled:
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters)

@@ -33,6 +33,7 @@ class TrainProgress:
         if record:
             p = record.get("aug_p")
             aug = f"  p {p:.2f}" if p is not None else ""
-            fields["stats"] = (f"{record['img_per_s']:.0f} img/s  D {record['loss_d']:.3f}  "
-                               f"G {record['loss_g']:.3f}{aug}")
+            losses = "  ".join(f"{k[len('loss_'):].upper()} {v:.3f}" for k, v in record.items()
+                               if k.startswith("loss_") and v is not None)
+            fields["stats"] = f"{record['img_per_s']:.0f} img/s  {losses}{aug}"
         self._progress.update(self._task, completed=step, **fields)

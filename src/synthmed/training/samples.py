@@ -1,12 +1,12 @@
-"""Fixed-seed sample grids written during training (the same noise every time, so grids from
-different steps are comparable)."""
+"""Fixed-input sample grids written during training (the same inputs every time, so grids from
+different steps are comparable). What a grid shows is the training method's choice
+(:meth:`~synthmed.training.method.TrainingMethod.render_grid`); this module renders and tiles."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -16,19 +16,6 @@ from synthmed.data.dataset import from_model_range
 from synthmed.fileio import atomic_path
 
 GRID_IMAGES = 64
-
-
-def fixed_inputs(meta: dict[str, Any], seed: int, device: torch.device, n: int = GRID_IMAGES
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Noise from its own generator (the global RNG stream is untouched) and cycling labels."""
-    gen = torch.Generator().manual_seed(int(seed) + 7919)
-    z = torch.randn(n, meta["latent_dim"], generator=gen).to(device)
-    y = None
-    if meta["conditional"]:
-        k = max(int(meta["n_classes"]), 1)
-        rows = int(math.sqrt(n))
-        y = (torch.arange(n) // rows % k).to(device)  # one class per row band
-    return z, y
 
 
 def tile(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
@@ -45,16 +32,16 @@ def tile(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarra
 
 
 @torch.no_grad()
-def write_sample_grid(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None,
-                      path: str | os.PathLike) -> Path:
-    """Render ``generator(z, y)`` in eval mode (no batch-statistics side effects) to a PNG."""
-    was_training = generator.training
-    generator.eval()
+def write_sample_grid(method, inputs, network: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Render ``method.render_grid(inputs, network)`` in eval mode (no batch-statistics side
+    effects) and write it as a PNG atomically."""
+    was_training = network.training
+    network.eval()
     try:
-        x = generator(z, y)
+        images, cols = method.render_grid(inputs, network)
     finally:
-        generator.train(was_training)
-    grid = tile(from_model_range(x))
+        network.train(was_training)
+    grid = tile(from_model_range(images.float().clamp(-1, 1)), cols)
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")

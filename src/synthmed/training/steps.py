@@ -26,10 +26,11 @@ class StepConfig:
 
 
 class GANSteps:
-    """Holds G, D, their optimizers, the loss, the augmenter and the EMA of G."""
+    """Holds G, D, their optimizers, the loss, the augmenter (and, outside the trainer, an EMA
+    of G; the trainer keeps the EMA itself)."""
 
     def __init__(self, *, generator: nn.Module, discriminator: nn.Module, opt_g, opt_d, loss,
-                 augment, ema, latent_dim: int, conditional: bool, aux_classifier: bool,
+                 augment, ema=None, latent_dim: int, conditional: bool, aux_classifier: bool,
                  settings: StepConfig, device: torch.device) -> None:
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d

@@ -1,4 +1,5 @@
-"""``synthmed train``: the GAN training loop with logging, samples, checkpoints and exact resume.
+"""``synthmed train``: the one training loop (every generator) with logging, samples, checkpoints
+and exact resume; what differs between generators is a training method (:mod:`.method`).
 
 Design choices, each for a reason:
 - the training split lives on the device as one tensor (no per-step decoding);
@@ -17,111 +18,80 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from synthmed import __version__
 from synthmed.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
 from synthmed.errors import ConfigError
-from synthmed.models import build_gan
 from synthmed.runs import Run
 from synthmed.seed import rng_state, seed_everything, set_rng_state
 from synthmed.training import distributed as ddp
-from synthmed.training.augment import AdaptiveAugment
-from synthmed.training.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from synthmed.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from synthmed.training.data import BatchStream, TrainingData, load_training_data
 from synthmed.training.ema import build_ema
-from synthmed.training.losses import build_loss
+from synthmed.training.method import EMA_KEY, TRAINER_KEYS, Batch, TrainingMethod, resolve_method
+from synthmed.training.methods.gan import GANMethod
 from synthmed.training.progress import TrainProgress
-from synthmed.training.samples import fixed_inputs, write_sample_grid
-from synthmed.training.steps import GANSteps, StepConfig
-
-DEFAULT_POLICY = "translation,cutout,color"
+from synthmed.training.samples import GRID_IMAGES, write_sample_grid
+from synthmed.training.steps import GANSteps
 
 
-def build_augment(cfg: ExperimentConfig, default_policy: str | None, default_ada: bool
-                  ) -> AdaptiveAugment | None:
-    m = cfg.model
-    policy = default_policy if m.diffaugment == "auto" else m.diffaugment
-    if policy in (None, "", "none"):
-        policy = None
-    ada = default_ada if m.ada is None else m.ada
-    if ada and policy is None:
-        policy = DEFAULT_POLICY
-    if policy is None:
-        return None
-    return AdaptiveAugment(policy, target=m.ada_target, interval=m.ada_interval,
-                           speed_img=m.ada_speed_img, p=0.0 if ada else 1.0, adaptive=ada)
+def build_method(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
+                 info: ddp.DistInfo) -> tuple[TrainingMethod, dict[str, Any]]:
+    """The training method for ``model.name`` built on ``data``, and the run's ``meta``."""
+    method = resolve_method(cfg.model.name).build(cfg, data, device, info)
+    meta = {"in_channels": int(data.images.shape[1]), "image_size": int(data.images.shape[-1]),
+            "n_classes": len(data.class_names) if data.labelled else 0,
+            "class_names": data.class_names, "dataset_hash": data.dataset_hash,
+            "dataset_path": data.dataset_path, "method": type(method).__name__,
+            **method.meta()}
+    return method, meta
 
 
 def build_steps(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
                 info: ddp.DistInfo) -> tuple[GANSteps, dict[str, Any]]:
-    """Networks, optimizers, loss, augmentation and EMA for ``cfg`` on ``data``."""
-    n_classes = len(data.class_names) if data.labelled else 0
-    channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
-    pair = build_gan(cfg.model, in_channels=channels, image_size=size, n_classes=n_classes)
-    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    G = pair.generator.to(device, memory_format=fmt)
-    D = pair.discriminator.to(device, memory_format=fmt)
-    use_ema = pair.default_ema if cfg.model.ema is None else cfg.model.ema
-    ema = None
-    if use_ema:
-        ema = build_ema(G, cfg.model.ema_decay)
-    t = cfg.train
-    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [device.index] if device.type == "cuda" else None
-        unused = bool(cfg.model.per_class)
-        G = DDP(G, device_ids=ids, find_unused_parameters=unused)
-        D = DDP(D, device_ids=ids, find_unused_parameters=unused)
-    loss_name = cfg.model.loss or pair.default_loss
-    steps = GANSteps(
-        generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d,
-        loss=build_loss(loss_name, key="model.loss"),
-        augment=build_augment(cfg, pair.default_diffaugment, pair.default_ada), ema=ema,
-        latent_dim=pair.latent_dim, conditional=pair.conditional,
-        aux_classifier=pair.aux_classifier,
-        settings=StepConfig(r1_gamma=cfg.model.r1_gamma, gp_weight=cfg.model.gp_weight,
-                            aux_weight=cfg.model.aux_weight, amp=t.amp),
-        device=device)
-    meta = {"in_channels": channels, "image_size": size, "n_classes": n_classes,
-            "class_names": data.class_names, "latent_dim": pair.latent_dim,
-            "conditional": pair.conditional, "ema": ema is not None, "loss": loss_name,
-            "dataset_hash": data.dataset_hash, "dataset_path": data.dataset_path}
-    return steps, meta
+    """The GAN steps (G, D, optimizers, loss, augmentation) for a GAN ``cfg`` on ``data``."""
+    method, meta = build_method(cfg, data, device, info)
+    if not isinstance(method, GANMethod):
+        raise ConfigError(f"model.name: {cfg.model.name} is not a GAN")
+    return method.steps, meta
 
 
-def _state(steps: GANSteps, stream: BatchStream, step: int, cfg: ExperimentConfig,
-           meta: dict[str, Any]) -> dict[str, Any]:
-    unwrap = lambda m: getattr(m, "module", m)  # noqa: E731
+def _build_ema(cfg: ExperimentConfig, method: TrainingMethod) -> AveragedModel | None:
+    use = method.default_ema if cfg.model.ema is None else cfg.model.ema
+    return build_ema(method.ema_network(), cfg.model.ema_decay) if use else None
+
+
+def _state(method: TrainingMethod, ema, stream: BatchStream, step: int, cfg: ExperimentConfig,
+           meta: dict[str, Any], world_size: int) -> dict[str, Any]:
+    own = method.state_dict()
+    clash = sorted(set(own) & TRAINER_KEYS)
+    if clash:
+        raise RuntimeError(f"{type(method).__name__}.state_dict uses trainer keys {clash}")
     return {
-        "generator": unwrap(steps.G).state_dict(),
-        "discriminator": unwrap(steps.D).state_dict(),
-        "generator_ema": steps.ema.state_dict() if steps.ema is not None else None,
-        "opt_g": steps.opt_g.state_dict(),
-        "opt_d": steps.opt_d.state_dict(),
-        "augment": steps.augment.state_dict() if steps.augment is not None else None,
+        **own,
+        EMA_KEY: ema.state_dict() if ema is not None else None,
         "stream": stream.state_dict(),
         "step": step,
         "rng": rng_state(),
         "config": cfg.model_dump(mode="json"),
         "meta": meta,
         "synthmed_version": __version__,
+        "checkpoint_format": CHECKPOINT_FORMAT,
+        "world_size": world_size,
     }
 
 
-def _restore(steps: GANSteps, stream: BatchStream, state: dict[str, Any],
+def _restore(method: TrainingMethod, ema, stream: BatchStream, state: dict[str, Any],
              info: ddp.DistInfo) -> int:
-    unwrap = lambda m: getattr(m, "module", m)  # noqa: E731
-    unwrap(steps.G).load_state_dict(state["generator"])
-    unwrap(steps.D).load_state_dict(state["discriminator"])
-    if steps.ema is not None and state.get("generator_ema") is not None:
-        steps.ema.load_state_dict(state["generator_ema"])
-    steps.opt_g.load_state_dict(state["opt_g"])
-    steps.opt_d.load_state_dict(state["opt_d"])
-    if steps.augment is not None and state.get("augment") is not None:
-        steps.augment.load_state_dict(state["augment"])
+    method.load_state_dict(state)
+    if ema is not None and state.get(EMA_KEY) is not None:
+        ema.load_state_dict(state[EMA_KEY])
     stream.load_state_dict(state["stream"])
     per_rank = state.get("rng_per_rank") or []
     set_rng_state(per_rank[info.rank] if len(per_rank) == info.world_size else state["rng"])
@@ -196,7 +166,7 @@ def _stop_on_signals():
 def train(config: ExperimentConfig | str | Path | None = None, *,
           overrides: list[str] | None = None, runs_dir: str | Path = "runs",
           resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Train the GAN described by ``config`` (or resume ``resume``); return the run directory."""
+    """Train the generator described by ``config`` (or resume ``resume``); return the run dir."""
     cfg, state = _resolve_config(config, overrides, resume)
     info, device = ddp.init_distributed(cfg.train.device)
     try:
@@ -236,58 +206,89 @@ def _open_run(cfg, data, meta, info, device, runs_dir, resume, start) -> Run | N
     return run
 
 
+def _draw(data: TrainingData, stream: BatchStream, k: int, device: torch.device) -> list[Batch]:
+    """``k`` batches of the split, gathered on the device from the stream's row indices."""
+    out = []
+    for _ in range(k):
+        idx = stream.next().to(device)
+        out.append(Batch(images=data.images[idx],
+                         labels=data.labels[idx] if data.labelled else None,
+                         masks=data.masks[idx] if data.masks is not None else None, indices=idx))
+    return out
+
+
+class _Meter:
+    """Device-side running sums of the step losses; one host sync per logging interval."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n, self.t0 = 0, time.perf_counter()
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for k, v in losses.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.n += 1
+
+    def record(self, step: int, images_per_step: int) -> dict[str, Any]:
+        dt = time.perf_counter() - self.t0
+        rec: dict[str, Any] = {"step": step}
+        rec.update({k: (v / self.n).item() for k, v in self.sums.items()})
+        rec["img_per_s"] = self.n * images_per_step / max(dt, 1e-9)
+        self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
+        return rec
+
+
 def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     t = cfg.train
     _set_up_processes(t, info)
     seed_everything(t.seed)
-    data = load_training_data(cfg.data, cfg.model.image_size, device)
-    steps, meta = build_steps(cfg, data, device, info)
+    method_cls = resolve_method(cfg.model.name)
+    data = load_training_data(cfg.data, cfg.model.image_size, device,
+                              masks=method_cls.needs_masks)
+    method, meta = build_method(cfg, data, device, info)
+    ema = _build_ema(cfg, method)
+    meta["ema"] = ema is not None
     if info.enabled:  # same init everywhere (DDP broadcast), different noise and data per rank
         seed_everything(t.seed + 1_000_003 * info.rank)
     stream = BatchStream(len(data.images), t.batch_size // info.world_size, seed=t.seed,
                          rank=info.rank, world_size=info.world_size)
-    start = _restore(steps, stream, state, info) if state is not None else 0
+    start = _restore(method, ema, stream, state, info) if state is not None else 0
 
     run = _open_run(cfg, data, meta, info, device, runs_dir, resume, start)
     run_path = Path(ddp.broadcast_object(str(run.path) if run else None, info))
-    z_fixed, y_fixed = fixed_inputs(meta, t.seed, device)
+    grid_inputs = method.grid_inputs(t.seed, GRID_IMAGES)
 
     def checkpoint(step: int, periodic: bool) -> None:
         rngs = ddp.gather_to_main(rng_state(), info)  # every rank's noise stream, for resume
         if info.is_main:
-            state = _state(steps, stream, step, cfg, meta)
+            state = _state(method, ema, stream, step, cfg, meta, info.world_size)
             state["rng_per_rank"] = rngs if info.enabled else None
             save_checkpoint(state, run_path / "checkpoints", step, keep=t.keep_checkpoints,
                             periodic=periodic)
 
+    def sample_grid(step: int) -> None:
+        net = ema.module if ema is not None else method.ema_network()
+        write_sample_grid(method, grid_inputs, net, run_path / "samples" / f"step-{step:08d}.png")
+
     bar = TrainProgress(total=t.steps, start=start, enabled=progress and info.is_main)
-    acc_d = torch.zeros((), device=device)
-    acc_g = torch.zeros((), device=device)
-    n_acc, t0, step = 0, time.perf_counter(), start
+    meter, step = _Meter(), start
+    per_step = method.batches_per_step * t.batch_size
     with _stop_on_signals() as flag, bar:
         while step < t.steps and flag["stop"] is None:
-            for k in range(t.d_steps):
-                idx = stream.next().to(device)
-                y = data.labels[idx] if meta["conditional"] else None
-                acc_d += steps.d_step(data.images[idx], y, reuse_fake_for_g=k == t.d_steps - 1)
-            acc_g += steps.g_step(len(idx), y)
-            step, n_acc = step + 1, n_acc + 1
+            meter.add(method.train_step(_draw(data, stream, method.batches_per_step, device)))
+            if ema is not None:
+                ema.update_parameters(method.ema_network())
+            step += 1
             if step % t.log_every == 0 or step == t.steps:
-                dt = time.perf_counter() - t0
-                rec = {"step": step, "loss_d": (acc_d / (n_acc * t.d_steps)).item(),
-                       "loss_g": (acc_g / n_acc).item(),
-                       "img_per_s": n_acc * t.d_steps * t.batch_size / max(dt, 1e-9),
-                       "aug_p": steps.augment.p if steps.augment is not None else None}
+                rec = {**meter.record(step, per_step), **method.log_values()}
                 if run:
                     run.log_metrics(rec)
                 bar.update(step, rec)
-                acc_d.zero_(), acc_g.zero_()
-                n_acc, t0 = 0, time.perf_counter()
             else:
                 bar.update(step)
             if info.is_main and (step % t.sample_every == 0 or step == t.steps):
-                write_sample_grid(steps.sampling_generator(), z_fixed, y_fixed,
-                                  run_path / "samples" / f"step-{step:08d}.png")
+                sample_grid(step)
             if step % t.checkpoint_every == 0 and step < t.steps:
                 checkpoint(step, periodic=True)
     checkpoint(step, periodic=True)

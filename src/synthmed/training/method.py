@@ -1,0 +1,174 @@
+"""The training-method interface: what a kind of generator supplies to the one training engine.
+
+The trainer (:mod:`synthmed.training.trainer`) owns everything every generator needs the same way:
+the loop, the data stream, checkpoints, exact resume, EMA of the sampling network, DDP process
+groups, signals, progress, ``metrics.jsonl`` and sample grids. A *method* owns what differs between
+kinds of generator (a GAN's G/D steps, a diffusion model's noise-prediction step, pix2pix's
+mask-conditioned step): its networks and optimizers, one training step, its part of the
+checkpoint, the sample grid, and how to sample from a checkpoint. ``model.name`` picks the method
+through :data:`METHODS` (GAN models fall back to the GAN method). docs/training.md, "Adding a
+generator", describes the contract for implementers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from synthmed.errors import ConfigError, SynthmedError
+from synthmed.registry import Registry
+
+#: Checkpoint key of the EMA of the sampling network (kept from the GAN-only format).
+EMA_KEY = "generator_ema"
+#: Keys the trainer writes into every checkpoint; a method's ``state_dict`` must not use them.
+TRAINER_KEYS = frozenset({EMA_KEY, "stream", "step", "rng", "rng_per_rank", "config", "meta",
+                          "synthmed_version", "method", "checkpoint_format", "world_size"})
+
+#: ``sampler(seeds, labels) -> images``: seeds (N,) python ints, labels (N,) int64 on the
+#: sampler's device or None for unconditional models -> (N, C, H, W) float32 in [-1, 1]. Image i
+#: must depend on (checkpoint, labels[i], seeds[i], options) only, never on the other images.
+Sampler = Callable[[list[int], "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """One training batch on the training device (the rows ``indices`` of the training split)."""
+
+    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
+    labels: torch.Tensor | None  # (N,) int64 class ids; None when the data are unlabelled
+    masks: torch.Tensor | None  # (N, 1, H, W) float32 in {0, 1}; only for needs_masks methods
+    indices: torch.Tensor  # (N,) int64 row numbers in the training split
+
+
+class TrainingMethod(ABC):
+    """A kind of generator, trained by the shared engine. See docs/training.md for the contract.
+
+    Class attributes a subclass may override:
+
+    - ``batches_per_step``: batches the trainer draws for one :meth:`train_step` (a GAN with
+      ``train.d_steps: k`` takes k, one per discriminator update);
+    - ``needs_masks``: load the dataset's segmentation masks into :attr:`Batch.masks`;
+    - ``default_ema``: EMA of :meth:`ema_network` when ``model.ema`` is null.
+    """
+
+    batches_per_step: int = 1
+    needs_masks: ClassVar[bool] = False
+    default_ema: bool = False
+
+    @classmethod
+    @abstractmethod
+    def build(cls, cfg, data, device: torch.device, info) -> TrainingMethod:
+        """Networks (on ``device``, wrapped for DDP when ``info.enabled``) and optimizers.
+
+        ``cfg`` is the ExperimentConfig, ``data`` the :class:`~synthmed.training.data.TrainingData`,
+        ``info`` the :class:`~synthmed.training.distributed.DistInfo`. The global RNG is seeded
+        with ``train.seed`` just before, identically on every rank, so initial weights agree.
+        """
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """JSON-able facts a sampler needs besides weights; must contain ``conditional`` (bool).
+
+        The trainer adds ``in_channels``, ``image_size``, ``n_classes``, ``class_names``,
+        ``dataset_hash``, ``dataset_path``, ``method`` and ``ema`` itself.
+        """
+
+    @abstractmethod
+    def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``batches_per_step`` batches.
+
+        Returns losses as 0-d tensors **on the device** (no ``.item()``: the trainer reads them
+        once per ``train.log_every`` steps), named ``loss_*``; they are averaged over the logging
+        interval and written to metrics.jsonl.
+        """
+
+    def log_values(self) -> dict[str, float | None]:
+        """Host-side values for the log line (e.g. ADA's ``aug_p``); read once per interval."""
+        return {}
+
+    @abstractmethod
+    def ema_network(self) -> nn.Module:
+        """The unwrapped (no DDP) network that samples: the trainer keeps its EMA (when
+        ``model.ema`` is on, or ``default_ema`` when null) and renders grids with it."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything method-specific for exact resume: networks, optimizers, augmentation.
+
+        Merged into the top level of the checkpoint; tensors, numbers, strings, lists and dicts
+        only (loaded with ``weights_only=True``); no key of :data:`TRAINER_KEYS`.
+        """
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from a whole checkpoint dict (the keys :meth:`state_dict` wrote are in it)."""
+
+    @abstractmethod
+    def grid_inputs(self, seed: int, n: int) -> Any:
+        """Fixed inputs for the training sample grids, from their own ``torch.Generator`` (never
+        the global RNG stream, so writing a grid does not change training)."""
+
+    @abstractmethod
+    def render_grid(self, inputs: Any, network: nn.Module) -> tuple[torch.Tensor, int | None]:
+        """Images ``(M, C, H, W)`` in [-1, 1] to tile, and the number of columns (None: square).
+
+        ``network`` is the EMA copy when EMA is on, else :meth:`ema_network` itself; the
+        trainer switches it to eval mode and disables gradients around this call.
+        """
+
+    @classmethod
+    @abstractmethod
+    def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
+                      **options: Any) -> tuple[Sampler, nn.Module]:
+        """A sampler for a loaded checkpoint, and the network it runs (for inspection).
+
+        ``state`` is the checkpoint, ``cfg`` its ExperimentConfig; ``options`` are
+        method-specific generation options from ``synthmed generate`` (e.g. diffusion ``steps``,
+        ``guidance``); an option the method does not know raises :class:`SynthmedError` naming
+        it. Use :func:`sampling_weights` to get the EMA weights when the run kept them.
+        """
+
+
+MethodType = type[TrainingMethod]
+
+#: ``model.name`` -> training method class, for generators other than the GAN family.
+METHODS: Registry[MethodType] = Registry("model")
+
+
+def resolve_method(name: str) -> MethodType:
+    """The method class for ``model.name``; every registered GAN model uses the GAN method."""
+    import synthmed.training.methods  # noqa: F401  (registers every method module)
+    from synthmed.models import GAN_MODELS
+    from synthmed.training.methods.gan import GANMethod
+
+    if name in METHODS:
+        return METHODS.get(name)
+    if name in GAN_MODELS:
+        return GANMethod
+    names = sorted(set(METHODS.names()) | set(GAN_MODELS.names()))
+    raise ConfigError(f"model.name: unknown model {name!r}; choose one of {', '.join(names)}")
+
+
+def sampling_weights(state: dict[str, Any], key: str) -> dict[str, torch.Tensor]:
+    """The weights to sample with: the EMA copy when the checkpoint has one, else ``state[key]``.
+
+    The EMA is a :class:`torch.optim.swa_utils.AveragedModel`, whose state dict prefixes the
+    network's keys with ``module.`` and adds its update counter.
+    """
+    ema = state.get(EMA_KEY)
+    if ema is not None:
+        return {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
+    return state[key]
+
+
+def reject_options(options: dict[str, Any], method: str) -> None:
+    """One-line refusal for generation options a method does not take."""
+    for name, value in options.items():
+        if value is not None:
+            raise SynthmedError(f"--{name.replace('_', '-')}: not used by {method} models "
+                                "(only by diffusion models); drop the option")

@@ -1,0 +1,162 @@
+"""The GAN training method: DCGAN, AC-GAN, projection cGAN and one DCGAN per class.
+
+Wires a :class:`~synthmed.models.GANPair` to :class:`~synthmed.training.steps.GANSteps` (the
+D and G updates), DiffAugment/ADA (Zhao et al. 2020; Karras et al. 2020) and the GAN part of the
+checkpoint. The loop, EMA, checkpoints and DDP process group belong to the trainer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from synthmed.models import build_gan
+from synthmed.training import distributed as ddp
+from synthmed.training.augment import AdaptiveAugment
+from synthmed.training.losses import build_loss
+from synthmed.training.method import (
+    Batch,
+    Sampler,
+    TrainingMethod,
+    reject_options,
+    sampling_weights,
+)
+from synthmed.training.steps import GANSteps, StepConfig
+
+DEFAULT_POLICY = "translation,cutout,color"
+
+
+def build_augment(cfg, default_policy: str | None, default_ada: bool) -> AdaptiveAugment | None:
+    """DiffAugment with a fixed policy, or ADA's adaptive probability, or nothing."""
+    m = cfg.model
+    policy = default_policy if m.diffaugment == "auto" else m.diffaugment
+    if policy in (None, "", "none"):
+        policy = None
+    ada = default_ada if m.ada is None else m.ada
+    if ada and policy is None:
+        policy = DEFAULT_POLICY
+    if policy is None:
+        return None
+    return AdaptiveAugment(policy, target=m.ada_target, interval=m.ada_interval,
+                           speed_img=m.ada_speed_img, p=0.0 if ada else 1.0, adaptive=ada)
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return getattr(m, "module", m)
+
+
+def _noise(seeds: list[int], latent_dim: int) -> torch.Tensor:
+    """z for each seed from ``torch.Generator().manual_seed(seed)`` alone (batch-independent)."""
+    return torch.stack([torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(s)))
+                        for s in seeds])
+
+
+class GANMethod(TrainingMethod):
+    """``model.name`` in dcgan | acgan | cgan (``model.per_class`` too)."""
+
+    def __init__(self, steps: GANSteps, pair, loss_name: str, d_steps: int) -> None:
+        self.steps = steps
+        self.pair = pair
+        self.loss_name = loss_name
+        self.batches_per_step = d_steps
+        self.default_ema = pair.default_ema
+
+    @classmethod
+    def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> GANMethod:
+        n_classes = len(data.class_names) if data.labelled else 0
+        channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
+        pair = build_gan(cfg.model, in_channels=channels, image_size=size, n_classes=n_classes)
+        fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        G = pair.generator.to(device, memory_format=fmt)
+        D = pair.discriminator.to(device, memory_format=fmt)
+        t = cfg.train
+        opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
+        opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+        unused = bool(cfg.model.per_class)
+        G = ddp.wrap(G, device, info, find_unused_parameters=unused)
+        D = ddp.wrap(D, device, info, find_unused_parameters=unused)
+        loss_name = cfg.model.loss or pair.default_loss
+        steps = GANSteps(
+            generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d,
+            loss=build_loss(loss_name, key="model.loss"),
+            augment=build_augment(cfg, pair.default_diffaugment, pair.default_ada), ema=None,
+            latent_dim=pair.latent_dim, conditional=pair.conditional,
+            aux_classifier=pair.aux_classifier,
+            settings=StepConfig(r1_gamma=cfg.model.r1_gamma, gp_weight=cfg.model.gp_weight,
+                                aux_weight=cfg.model.aux_weight, amp=t.amp),
+            device=device)
+        return cls(steps, pair, loss_name, t.d_steps)
+
+    def meta(self) -> dict[str, Any]:
+        return {"latent_dim": self.pair.latent_dim, "conditional": self.pair.conditional,
+                "loss": self.loss_name}
+
+    def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
+        """``d_steps`` D updates (one per batch), then one G update on the last D step's fakes."""
+        s, k = self.steps, len(batches)
+        loss_d = None
+        for i, b in enumerate(batches):
+            y = b.labels if s.conditional else None
+            d = s.d_step(b.images, y, reuse_fake_for_g=i == k - 1)
+            loss_d = d if loss_d is None else loss_d + d
+        loss_g = s.g_step(len(batches[-1].images), y)
+        return {"loss_d": loss_d / k, "loss_g": loss_g}
+
+    def log_values(self) -> dict[str, float | None]:
+        aug = self.steps.augment
+        return {"aug_p": aug.p if aug is not None else None}
+
+    def ema_network(self) -> nn.Module:
+        return _unwrap(self.steps.G)
+
+    def state_dict(self) -> dict[str, Any]:
+        s = self.steps
+        return {"generator": _unwrap(s.G).state_dict(),
+                "discriminator": _unwrap(s.D).state_dict(),
+                "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
+                "augment": s.augment.state_dict() if s.augment is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        s = self.steps
+        _unwrap(s.G).load_state_dict(state["generator"])
+        _unwrap(s.D).load_state_dict(state["discriminator"])
+        s.opt_g.load_state_dict(state["opt_g"])
+        s.opt_d.load_state_dict(state["opt_d"])
+        if s.augment is not None and state.get("augment") is not None:
+            s.augment.load_state_dict(state["augment"])
+
+    def grid_inputs(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise from its own generator and cycling labels (one class per row band)."""
+        gen = torch.Generator().manual_seed(int(seed) + 7919)
+        device = self.steps.device
+        z = torch.randn(n, self.pair.latent_dim, generator=gen).to(device)
+        y = None
+        if self.pair.conditional:
+            k = max(int(self.pair.n_classes), 1)
+            y = (torch.arange(n) // int(math.sqrt(n)) % k).to(device)
+        return z, y
+
+    def render_grid(self, inputs, network: nn.Module) -> tuple[torch.Tensor, int | None]:
+        z, y = inputs
+        return network(z, y), None
+
+    @classmethod
+    def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
+                      **options: Any) -> tuple[Sampler, nn.Module]:
+        reject_options(options, cfg.model.name)
+        meta = state["meta"]
+        pair = build_gan(cfg.model, in_channels=meta["in_channels"],
+                         image_size=meta["image_size"], n_classes=meta["n_classes"])
+        G = pair.generator
+        G.load_state_dict(sampling_weights(state, "generator"))
+        # NHWC: +30% img/s for the DCGAN generator on 2 CPU cores (benchmarks/train_speed.py).
+        G.to(device, memory_format=torch.channels_last).eval()
+        latent = int(meta["latent_dim"])
+
+        def sampler(seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
+            return G(_noise(seeds, latent).to(device), labels)
+
+        return sampler, G
