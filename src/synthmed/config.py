@@ -36,8 +36,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field("dcgan", description="registered GAN: dcgan | acgan | cgan")
-    image_size: int | None = Field(None, gt=0, description="32, 64 or 128; default: the data's")
+    name: str = Field("dcgan", description="dcgan | acgan | cgan | pix2pix (mask-to-image)")
+    image_size: int | None = Field(None, gt=0, description="32, 64 or 128 (pix2pix: 64, 128 or "
+                                   "256); default: the data's")
     latent_dim: int = Field(100, gt=0)
     base_width: int = Field(64, gt=0)
     per_class: bool = Field(False, description="one unconditional generator per class")
@@ -55,6 +56,12 @@ class ModelConfig(Section):
     ada_speed_img: int = Field(20_000, gt=0, description="images for p to move by 1")
     ema: bool | None = Field(None, description="EMA of G weights; default per model")
     ema_decay: float = Field(0.999, gt=0, lt=1)
+    mask_labels: int = Field(1, gt=0, description="pix2pix: foreground labels in the masks "
+                             "(1: binary mask channel; more: one-hot, one channel per label)")
+    anatomy_factor: int | None = Field(None, gt=1, description="pix2pix: extra conditioning "
+                                       "channel, the image down-sampled by this factor")
+    dropout: float = Field(0.5, ge=0, lt=1, description="pix2pix: decoder dropout (the noise)")
+    l1_weight: float = Field(100.0, ge=0, description="pix2pix: weight of the L1 loss")
 
 
 class TrainConfig(Section):
