@@ -61,6 +61,27 @@ def _map_labels(p: Path, labels: np.ndarray, names: list[str], real_names: list[
     return mapped
 
 
+def memorization(images: np.ndarray, ds: PreparedDataset, held_out_rows: np.ndarray
+                 ) -> dict[str, Any]:
+    """The pixel-space memorization audit of a source against the real train split
+    (:func:`synthmed.metrics.privacy.audit`): nearest training image per synthetic image, copy
+    rate (closer than 95 % of held-out patients are) and distance-attack membership AUC. A
+    segmenter trained on synthetic pairs alone is only an anonymised stand-in if both its Dice
+    and these numbers are good."""
+    from synthmed.metrics.privacy import audit, pixel_vectors
+
+    c, h, w = ds.images.shape[1:]
+
+    def vec(x):
+        return pixel_vectors(np.asarray(x), size=(h, w), channels=c)
+
+    train = np.asarray(ds.images[ds.indices("train")])
+    held = np.asarray(ds.images[np.sort(held_out_rows)]) if len(held_out_rows) else None
+    res = audit(vec(images), vec(train), vec(held) if held is not None else None)
+    return {"space": "pixel RMS", "n_train": int(len(train)),
+            "n_heldout": int(len(held)) if held is not None else 0, **res.summary()}
+
+
 def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.ndarray
                 ) -> tuple[Images, dict[str, Any]]:
     """Read one source; labels are mapped to the real class order (segmentation: one
@@ -77,8 +98,8 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
     if task == "segmentation":
         if masks is None:
             raise DataError(f"{p}: no masks; segmentation arms with synthetic data need "
-                            "image+mask pairs (a prepared dataset with masks; synthmed generate "
-                            "writes images only), or drop real+classic+synthetic and "
+                            "image+mask pairs (generate --masks-from with a pix2pix run, or a "
+                            "prepared dataset with masks), or drop real+classic+synthetic and "
                             "synthetic-only from utility.arms")
         mapped = np.zeros(len(images), np.int64)
     else:
@@ -92,4 +113,6 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
             "class_counts": {c: int((mapped == k).sum()) for k, c in enumerate(names_out)},
             "dataset_hash": meta.get("dataset_hash"), "generator_split": trained,
             "checkpoint_sha256": meta.get("checkpoint_sha256")}
+    if task == "segmentation":
+        info["privacy"] = memorization(images, ds, held_out_rows)
     return Images(images, mapped, masks), info
