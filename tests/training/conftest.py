@@ -10,6 +10,7 @@ TINY = {
     "dcgan": ["model.base_width=8", "model.latent_dim=16"],
     "acgan": ["model.base_width=8", "model.latent_dim=16"],
     "cgan": ["model.base_width=8", "model.latent_dim=16"],
+    "pix2pix": ["model.base_width=4", "model.image_size=64"],
 }
 
 
