@@ -96,3 +96,12 @@ def test_same_seed_same_edit_and_empty_masks_pass_through():
 def test_bad_edits_are_one_line_errors(bad, msg):
     with pytest.raises(SynthmedError, match=msg):
         parse_edits([bad])
+
+
+def test_a_lesion_already_outside_the_estimated_organ_need_only_stay_as_far_inside():
+    m = _disc(cy=32, cx=32, r=4)
+    organ = np.zeros((64, 64), bool)
+    organ[:, :32] = True  # about half of the lesion is "inside"
+    res = edit_mask(m, parse_edits(["rotate=10"]), np.random.default_rng(0), organ=organ)
+    frac = (res.mask > 0)[organ].sum() / res.mask.sum()
+    assert frac >= (m > 0)[organ].mean() - 1e-9

@@ -17,7 +17,8 @@ seed). Edits act on the lesion (the mask's foreground) about its centroid:
 
 An edit is rejected and redrawn (up to :data:`MAX_TRIES` times) when the lesion leaves the image
 (any foreground pixel would fall outside it), shrinks to zero area, or, with an anatomy channel,
-has less than :data:`ORGAN_FRACTION` of its area inside the organ. Warps use nearest-neighbour
+has less than :data:`ORGAN_FRACTION` of its area inside the organ (or, when the source lesion
+already lay partly outside the estimated organ, less than it had). Warps use nearest-neighbour
 interpolation (``scipy.ndimage``), so label values are kept.
 """
 
@@ -171,13 +172,17 @@ def edit_mask(mask: np.ndarray, spec: EditSpec, rng: np.random.Generator, *,
     mask = np.asarray(mask, np.uint8)
     if not spec.active or not mask.any():
         return EditResult(mask.copy(), {})
+    # the organ outline is estimated from intensity: a lesion that is already partly outside
+    # it (a dark slice, a lesion at the edge) need only stay as far inside as it was
+    need = ORGAN_FRACTION if organ is None else min(ORGAN_FRACTION,
+                                                    float(organ[mask > 0].mean()))
     for tries in range(MAX_TRIES):
         p = _draw(spec, rng, mask.shape[0])
         out, lost = apply_params(mask, p, spec)
         area = int((out > 0).sum())
         if lost or area == 0:
             continue
-        if organ is not None and (out > 0)[organ].sum() < ORGAN_FRACTION * area:
+        if organ is not None and (out > 0)[organ].sum() < need * area:
             continue
         return EditResult(out, p, tries)
     raise SynthmedError(f"--edit: no acceptable edit in {MAX_TRIES} draws (the lesion always "
