@@ -82,6 +82,10 @@ class TrainConfig(Section):
     channels_last: bool = Field(True, description="NHWC convolutions (oneDNN on CPU, tensor "
                                 "cores on GPU); measured +10% train img/s on 2 CPU cores")
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
+    deterministic: bool | None = Field(None, description="deterministic kernels (exact resume); "
+                                       "default true on CPU, false on CUDA (cuDNN autotuning)")
+    sync_batchnorm: bool | None = Field(None, description="SyncBatchNorm under multi-GPU DDP; "
+                                        "default on for CUDA, unavailable on CPU")
 
 
 class UtilityConfig(Section):

@@ -20,7 +20,7 @@ def train_cmd(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    """Train a GAN (DCGAN, ACGAN, conditional GAN) and write a run directory."""
+    """Train a generator (DCGAN, ACGAN, conditional GAN, ...) and write a run directory."""
     from synthmed.training import train
 
     if config is None and resume is None:
@@ -28,4 +28,12 @@ def train_cmd(
     run_dir = train(config, overrides=set_, runs_dir=runs_dir, resume=resume,
                     progress=not no_progress)
     if run_dir is not None:
-        console.print(f"run: {run_dir}  (checkpoints/latest.pt, samples/, metrics.jsonl)")
+        made = [name for name, path in (("checkpoints/latest.pt", "checkpoints/latest.pt"),
+                                        ("samples/", "samples"), ("metrics.jsonl", "metrics.jsonl"))
+                if _exists(Path(run_dir) / path)]
+        console.print(f"run: {run_dir}" + (f"  ({', '.join(made)})" if made else ""))
+
+
+def _exists(path: Path) -> bool:
+    """A file, or a folder with something in it (the final message names only real outputs)."""
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))

@@ -15,32 +15,40 @@ from torch import nn
 
 
 def _route(networks: nn.ModuleList, x: torch.Tensor, y: torch.Tensor | None,
-           call: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+           call: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+           counts: Sequence[int] | None = None) -> torch.Tensor:
     """Run ``call(networks[k], x[y == k])`` per class present and reassemble in input order.
 
-    Concatenation and an inverse-permutation gather keep gradients flowing to every network
-    that saw a sample. Classes absent from the batch are skipped (their parameters get no
-    gradient, so optimizers leave them alone with ``zero_grad(set_to_none=True)``).
+    The batch is sorted by label (stable, so each sub-batch keeps input order) and split by the
+    class counts. ``counts`` (host ints, one per network) spare the one host sync that reading
+    them from ``y`` costs; the trainer knows them from its host-side labels. Concatenation and an
+    inverse-permutation gather keep gradients flowing to every network that saw a sample. Classes
+    absent from the batch are skipped (their parameters get no gradient, so optimizers leave
+    them alone with ``zero_grad(set_to_none=True)``).
     """
     if y is None:
         raise ValueError("a per-class network needs class labels y (N,)")
     if y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     y = y.long()
-    classes = torch.unique(y).tolist()  # sorted; one host sync per call
-    if classes[0] < 0 or classes[-1] >= len(networks):
-        raise ValueError(f"labels must lie in [0, {len(networks) - 1}], got {classes}")
-    parts, order = [], []
-    for k in classes:
-        idx = (y == k).nonzero(as_tuple=True)[0]
-        parts.append(call(networks[k], x.index_select(0, idx)))
-        order.append(idx)
-    if len(parts) == 1:
-        return parts[0]
-    perm = torch.cat(order)
+    if counts is None:
+        lo, hi = torch.aminmax(y)
+        if int(lo) < 0 or int(hi) >= len(networks):
+            raise ValueError(f"labels must lie in [0, {len(networks) - 1}], got "
+                             f"{sorted(set(y.tolist()))}")
+        counts = torch.bincount(y, minlength=len(networks)).tolist()  # one host sync
+    elif len(counts) != len(networks) or sum(counts) != x.shape[0]:
+        raise ValueError(f"counts {list(counts)} do not match {len(networks)} classes and a "
+                         f"batch of {x.shape[0]}")
+    present = [k for k, c in enumerate(counts) if c]
+    if len(present) == 1:
+        return call(networks[present[0]], x)
+    perm = torch.argsort(y, stable=True)
+    parts = torch.split(x.index_select(0, perm), list(counts))
+    out = torch.cat([call(networks[k], parts[k]) for k in present])
     inverse = torch.empty_like(perm)
     inverse[perm] = torch.arange(perm.numel(), device=perm.device)
-    return torch.cat(parts).index_select(0, inverse)
+    return out.index_select(0, inverse)
 
 
 class PerClassGenerator(nn.Module):
@@ -60,9 +68,13 @@ class PerClassGenerator(nn.Module):
     def num_classes(self) -> int:
         return len(self.networks)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z (N, latent_dim), y (N,) int64 in [0, K) -> images (N, C, H, W) in [-1, 1]."""
-        return _route(self.networks, z, y, lambda net, zk: net(zk))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, *,
+                counts: Sequence[int] | None = None) -> torch.Tensor:
+        """z (N, latent_dim), y (N,) int64 in [0, K) -> images (N, C, H, W) in [-1, 1].
+
+        ``counts``: samples per class (K host ints) when the caller knows them (no host sync).
+        """
+        return _route(self.networks, z, y, lambda net, zk: net(zk), counts)
 
 
 class PerClassDiscriminator(nn.Module):
@@ -78,7 +90,7 @@ class PerClassDiscriminator(nn.Module):
     def num_classes(self) -> int:
         return len(self.networks)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, None]:
-        """x (N, C, H, W), y (N,) int64 -> (adv_logits (N,), None)."""
-        return _route(self.networks, x, y, lambda net, xk: net(xk)[0]), None
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                counts: Sequence[int] | None = None) -> tuple[torch.Tensor, None]:
+        """x (N, C, H, W), y (N,) int64 -> (adv_logits (N,), None); ``counts`` as for G."""
+        return _route(self.networks, x, y, lambda net, xk: net(xk)[0], counts), None

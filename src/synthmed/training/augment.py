@@ -128,6 +128,10 @@ class AdaptiveAugment:
     ``sign(r_t - target) * batch_size * interval / speed_img`` (clipped to [0, 1]), where
     ``r_t`` is the mean sign of D's logits on (augmented) reals since the last adjustment: D too
     sure of the reals -> more augmentation. With ``adaptive=False`` p stays 1.
+
+    Under DDP (:meth:`distribute`) the sign sum and count are all-reduced at each adjustment and
+    ``batch_size`` is counted over all ranks, so every rank holds the same p, and p moves as fast
+    as ``speed_img`` says whatever the number of processes (StyleGAN2-ADA reduces the same way).
     """
 
     def __init__(self, policy: str | Sequence[str], *, target: float = 0.6, interval: int = 4,
@@ -148,6 +152,34 @@ class AdaptiveAugment:
         self._count = 0
         self._calls = 0
         self._r_t = 0.0
+        self.world_size = 1
+        self.device: torch.device | None = None
+
+    def distribute(self, world_size: int, device: torch.device) -> None:
+        """Agree across ``world_size`` processes (an initialized torch.distributed group)."""
+        self.world_size, self.device = int(world_size), torch.device(device)
+
+    def _totals(self) -> tuple[float, int]:
+        """(sign sum, count) since the last adjustment, over all ranks (one host sync)."""
+        if self.world_size == 1:
+            return float(self._sign_sum), self._count
+        import torch.distributed as dist
+
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = torch.stack([torch.as_tensor(self._sign_sum, dtype=torch.float64).to(device),
+                         torch.tensor(float(self._count), dtype=torch.float64, device=device)])
+        dist.all_reduce(t)
+        total, count = t.tolist()
+        return total, int(count)
+
+    def partial_state(self) -> dict:
+        """This rank's accumulators since the last adjustment (differ between ranks)."""
+        return {"sign_sum": float(self._sign_sum), "count": int(self._count)}
+
+    def load_partial_state(self, state: dict | None) -> None:
+        """This rank's accumulators; None (e.g. after a world-size change) starts them afresh."""
+        state = state or {"sign_sum": 0.0, "count": 0}
+        self._sign_sum, self._count = float(state["sign_sum"]), int(state["count"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, C, H, W) -> augmented x, same shape, differentiable w.r.t. x."""
@@ -169,12 +201,13 @@ class AdaptiveAugment:
         if self._calls < self.interval:
             return
         self._calls = 0
-        if self._count == 0:
+        total, count = self._totals()
+        if count == 0:
             return
-        self._r_t = float(self._sign_sum) / self._count
+        self._r_t = total / count
         self._sign_sum, self._count = 0.0, 0
         if self.adaptive:
-            step = batch_size * self.interval / self.speed_img
+            step = batch_size * self.world_size * self.interval / self.speed_img
             direction = (self._r_t > self.target) - (self._r_t < self.target)
             self.p = min(max(self.p + direction * step, 0.0), 1.0)
 

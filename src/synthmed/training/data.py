@@ -128,3 +128,29 @@ class BatchStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
         self._order = self._epoch_order()
+
+
+def draw_batches(data: TrainingData, stream: BatchStream, k: int, device: torch.device,
+                 host_labels: torch.Tensor | None) -> list:
+    """``k`` batches of the split, gathered on the device from the stream's row indices.
+
+    The indices go to the device with a pinned, non-blocking copy on CUDA; per-class counts come
+    from ``host_labels`` (a CPU copy of the labels), so nothing here waits for the device.
+    """
+    from synthmed.training.method import Batch
+
+    out = []
+    k_classes = len(data.class_names)
+    for _ in range(k):
+        idx_cpu = stream.next()
+        if device.type == "cuda":
+            idx = idx_cpu.pin_memory().to(device, non_blocking=True)
+        else:
+            idx = idx_cpu.to(device)
+        counts = (torch.bincount(host_labels[idx_cpu], minlength=k_classes).tolist()
+                  if host_labels is not None else None)
+        out.append(Batch(images=data.images[idx],
+                         labels=data.labels[idx] if data.labelled else None,
+                         masks=data.masks[idx] if data.masks is not None else None,
+                         indices=idx, class_counts=counts))
+    return out

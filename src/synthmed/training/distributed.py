@@ -20,6 +20,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    sync_batchnorm: bool = False  # convert BatchNorm to SyncBatchNorm when wrapping for DDP
 
     @property
     def enabled(self) -> bool:
@@ -66,6 +67,18 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     return info, device
 
 
+def resolve_sync_batchnorm(setting: bool | None, info: DistInfo, device: torch.device) -> bool:
+    """``train.sync_batchnorm``: default on under DDP on CUDA; torch has no CPU SyncBatchNorm."""
+    if not info.enabled:
+        return False
+    if setting is None:
+        return device.type == "cuda"
+    if setting and device.type != "cuda":
+        raise ConfigError(f"train.sync_batchnorm: SyncBatchNorm needs CUDA devices (torch has no "
+                          f"{device.type} kernel); set train.sync_batchnorm=false or train on GPUs")
+    return bool(setting)
+
+
 def broadcast_object(obj, info: DistInfo):
     """Rank 0's ``obj`` on every rank (e.g. the run directory it created)."""
     if not info.enabled:
@@ -96,10 +109,18 @@ def cleanup(info: DistInfo) -> None:
 
 def wrap(module: torch.nn.Module, device: torch.device, info: DistInfo, *,
          find_unused_parameters: bool = False) -> torch.nn.Module:
-    """``module`` wrapped in DistributedDataParallel when running under torchrun, else itself."""
+    """``module`` wrapped in DistributedDataParallel when running under torchrun, else itself.
+
+    With ``info.sync_batchnorm`` BatchNorm layers become SyncBatchNorm first (in place, so the
+    unwrapped module keeps its parameter names and EMA/checkpoints are unchanged): batch
+    statistics over the global batch, so results do not depend on the number of GPUs.
+    """
     if not info.enabled:
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if info.sync_batchnorm:
+        module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
     ids = [device.index] if device.type == "cuda" else None
     return DDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters)

@@ -27,7 +27,8 @@ from synthmed.registry import Registry
 EMA_KEY = "generator_ema"
 #: Keys the trainer writes into every checkpoint; a method's ``state_dict`` must not use them.
 TRAINER_KEYS = frozenset({EMA_KEY, "stream", "step", "rng", "rng_per_rank", "config", "meta",
-                          "synthmed_version", "method", "checkpoint_format", "world_size"})
+                          "synthmed_version", "method", "checkpoint_format", "world_size",
+                          "method_per_rank"})
 
 #: ``sampler(seeds, labels) -> images``: seeds (N,) python ints, labels (N,) int64 on the
 #: sampler's device or None for unconditional models -> (N, C, H, W) float32 in [-1, 1]. Image i
@@ -43,6 +44,7 @@ class Batch:
     labels: torch.Tensor | None  # (N,) int64 class ids; None when the data are unlabelled
     masks: torch.Tensor | None  # (N, 1, H, W) float32 in {0, 1}; only for needs_masks methods
     indices: torch.Tensor  # (N,) int64 row numbers in the training split
+    class_counts: list[int] | None = None  # samples per class (host ints), when labelled
 
 
 class TrainingMethod(ABC):
@@ -107,6 +109,16 @@ class TrainingMethod(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from a whole checkpoint dict (the keys :meth:`state_dict` wrote are in it)."""
+
+    def rank_state(self) -> dict[str, Any]:
+        """State that differs between DDP ranks (e.g. ADA's partial sums); gathered from every
+        rank at checkpoints, like the RNG states. Default: none."""
+        return {}
+
+    def load_rank_state(self, state: dict[str, Any] | None) -> None:
+        """This rank's :meth:`rank_state` on resume; None when the number of processes changed
+        (start such state afresh) or the checkpoint has none. Default: nothing to load."""
+        del state
 
     @abstractmethod
     def grid_inputs(self, seed: int, n: int) -> Any:

@@ -31,7 +31,7 @@ class GANSteps:
 
     def __init__(self, *, generator: nn.Module, discriminator: nn.Module, opt_g, opt_d, loss,
                  augment, ema=None, latent_dim: int, conditional: bool, aux_classifier: bool,
-                 settings: StepConfig, device: torch.device) -> None:
+                 settings: StepConfig, device: torch.device, routed: bool = False) -> None:
         self.G, self.D = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
         self.loss, self.augment, self.ema = loss, augment, ema
@@ -40,6 +40,13 @@ class GANSteps:
         self.s = settings
         self.device = device
         self._fake_for_g: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # Per-class (routed) models: samples per class of the current batch, host ints, so
+        # routing needs no host sync (set by the caller before each step; None: read from y).
+        self.routed = routed
+        self.counts: list[int] | None = None
+
+    def _route_kw(self) -> dict:
+        return {"counts": self.counts} if self.routed and self.counts is not None else {}
 
     # -- helpers ---------------------------------------------------------------------------
     def _autocast(self):
@@ -51,13 +58,13 @@ class GANSteps:
         net = self.D if through_ddp else getattr(self.D, "module", self.D)
         x = self.augment(x) if self.augment is not None else x
         with self._autocast():
-            logits, cls = net(x, y if self.conditional else None)
+            logits, cls = net(x, y if self.conditional else None, **self._route_kw())
         return logits.float(), (cls.float() if cls is not None else None)
 
     def _fake(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
         z = torch.randn(n, self.latent_dim, device=self.device)
         with self._autocast():
-            return self.G(z, y if self.conditional else None).float()
+            return self.G(z, y if self.conditional else None, **self._route_kw()).float()
 
     # -- the two steps -----------------------------------------------------------------------
     def d_step(self, real: torch.Tensor, y: torch.Tensor | None, *,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from synthmed.models import build_gan
+from synthmed.models.perclass import PerClassGenerator
 from synthmed.training import distributed as ddp
 from synthmed.training.augment import AdaptiveAugment
 from synthmed.training.losses import build_loss
@@ -70,6 +71,7 @@ class GANMethod(TrainingMethod):
         channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
         pair = build_gan(cfg.model, in_channels=channels, image_size=size, n_classes=n_classes)
         fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        routed = isinstance(pair.generator, PerClassGenerator)
         G = pair.generator.to(device, memory_format=fmt)
         D = pair.discriminator.to(device, memory_format=fmt)
         t = cfg.train
@@ -79,15 +81,18 @@ class GANMethod(TrainingMethod):
         G = ddp.wrap(G, device, info, find_unused_parameters=unused)
         D = ddp.wrap(D, device, info, find_unused_parameters=unused)
         loss_name = cfg.model.loss or pair.default_loss
+        augment = build_augment(cfg, pair.default_diffaugment, pair.default_ada)
+        if augment is not None and info.enabled:
+            augment.distribute(info.world_size, device)
         steps = GANSteps(
             generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d,
             loss=build_loss(loss_name, key="model.loss"),
-            augment=build_augment(cfg, pair.default_diffaugment, pair.default_ada), ema=None,
+            augment=augment, ema=None,
             latent_dim=pair.latent_dim, conditional=pair.conditional,
             aux_classifier=pair.aux_classifier,
             settings=StepConfig(r1_gamma=cfg.model.r1_gamma, gp_weight=cfg.model.gp_weight,
                                 aux_weight=cfg.model.aux_weight, amp=t.amp),
-            device=device)
+            device=device, routed=routed)
         return cls(steps, pair, loss_name, t.d_steps)
 
     def meta(self) -> dict[str, Any]:
@@ -100,6 +105,7 @@ class GANMethod(TrainingMethod):
         loss_d = None
         for i, b in enumerate(batches):
             y = b.labels if s.conditional else None
+            s.counts = b.class_counts
             d = s.d_step(b.images, y, reuse_fake_for_g=i == k - 1)
             loss_d = d if loss_d is None else loss_d + d
         loss_g = s.g_step(len(batches[-1].images), y)
@@ -127,6 +133,15 @@ class GANMethod(TrainingMethod):
         s.opt_d.load_state_dict(state["opt_d"])
         if s.augment is not None and state.get("augment") is not None:
             s.augment.load_state_dict(state["augment"])
+
+    def rank_state(self) -> dict[str, Any]:
+        aug = self.steps.augment
+        return {"augment": aug.partial_state()} if aug is not None else {}
+
+    def load_rank_state(self, state: dict[str, Any] | None) -> None:
+        aug = self.steps.augment
+        if aug is not None:
+            aug.load_partial_state((state or {}).get("augment"))
 
     def grid_inputs(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Noise from its own generator and cycling labels (one class per row band)."""
