@@ -105,3 +105,11 @@ def test_a_lesion_already_outside_the_estimated_organ_need_only_stay_as_far_insi
     res = edit_mask(m, parse_edits(["rotate=10"]), np.random.default_rng(0), organ=organ)
     frac = (res.mask > 0)[organ].sum() / res.mask.sum()
     assert frac >= (m > 0)[organ].mean() - 1e-9
+
+
+def test_pair_generation_keeps_a_cramped_source_unedited_instead_of_failing():
+    m = _disc(cx=50)
+    res = edit_mask(m, parse_edits(["translate=0.9:1.0"]), np.random.default_rng(0),
+                    strict=False)
+    assert res.params == {"unedited": True} and np.array_equal(res.mask, m)
+    assert res.rejected == 100

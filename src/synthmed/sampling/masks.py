@@ -164,10 +164,12 @@ def _elastic(m: np.ndarray, params: tuple[float, float], seed: int) -> np.ndarra
 
 
 def edit_mask(mask: np.ndarray, spec: EditSpec, rng: np.random.Generator, *,
-              organ: np.ndarray | None = None) -> EditResult:
+              organ: np.ndarray | None = None, strict: bool = True) -> EditResult:
     """Draw parameters until the edited lesion is inside the image (and the organ), non-empty.
 
-    An empty source mask (no lesion) is returned unchanged: there is nothing to move.
+    An empty source mask (no lesion) is returned unchanged: there is nothing to move. When
+    :data:`MAX_TRIES` draws all fail, ``strict`` raises; otherwise the mask is kept unedited
+    (params ``{"unedited": true}``), so one cramped source case cannot stop a large set.
     """
     mask = np.asarray(mask, np.uint8)
     if not spec.active or not mask.any():
@@ -185,5 +187,7 @@ def edit_mask(mask: np.ndarray, spec: EditSpec, rng: np.random.Generator, *,
         if organ is not None and (out > 0)[organ].sum() < need * area:
             continue
         return EditResult(out, p, tries)
+    if not strict:
+        return EditResult(mask.copy(), {"unedited": True}, MAX_TRIES)
     raise SynthmedError(f"--edit: no acceptable edit in {MAX_TRIES} draws (the lesion always "
                         "left the image or the organ, or vanished); use smaller ranges")

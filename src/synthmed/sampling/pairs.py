@@ -100,7 +100,7 @@ def plan_pairs(ds: PreparedDataset, rows: np.ndarray, images: torch.Tensor, mask
         k = seed % len(rows)
         a = int(rng.integers(len(rows))) if spec.transplant else k
         organ = organ_mask(images[a]) if anatomy and spec.active else None
-        res = edit_mask(masks[k], spec, rng, organ=organ)
+        res = edit_mask(masks[k], spec, rng, organ=organ, strict=False)
         plan.append({"seed": seed, "k": k, "a": a, "mask": res.mask, "params": res.params,
                      "rejected": res.rejected, "source_id": ids[rows[k]],
                      "source_row": int(rows[k]), "anatomy_id": ids[rows[a]]})
@@ -161,7 +161,10 @@ def _provenance(gen, fmt, synth, seeds, plan, spec, masks_from, ds, split, rows)
                                 "dataset_hash": ds.content_hash, "n_masks": int(len(rows))},
                  "edit": spec.describe(),
                  "rejected_edits": int(sum(p["rejected"] for p in plan)),
-                 "edited": int(sum(bool(p["params"]) for p in plan))})
+                 "edited": int(sum(bool(p["params"]) and not p["params"].get("unedited")
+                                   for p in plan)),
+                 "unedited_after_max_rejections": int(sum(bool(p["params"].get("unedited"))
+                                                          for p in plan))})
     return info
 
 
