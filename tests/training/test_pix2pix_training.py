@@ -115,3 +115,29 @@ def test_refusals_in_one_line(p2p_run, phantom_dataset, tmp_path, tiny_config):
     gan = train(tiny_config("dcgan", "train.steps=1"), runs_dir=tmp_path / "g", progress=False)
     with pytest.raises(SynthmedError, match="not mask-conditioned"):
         write_pairs(gan, tmp_path / "d", masks_from=str(phantom_dataset), n=2)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training(tmp_path, phantom_dataset):
+    """torchrun, 2 CPU processes: the ranks train one model and rank 0 writes it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+           "OMP_NUM_THREADS": "1"}
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text("name: ddp\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "synthmed", "train", str(cfg), "--runs-dir", str(tmp_path / "runs"),
+           "--no-progress", "--set", f"data.path={phantom_dataset}", "--set",
+           "model.name=pix2pix", "--set", "model.base_width=4", "--set", "model.image_size=64",
+           "--set", "train.batch_size=4", "--set", "train.steps=2", "--set",
+           "train.checkpoint_every=2", "--set", "train.sample_every=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    state = load_checkpoint(tmp_path / "runs" / "00000-ddp" / "checkpoints" / "latest.pt")
+    assert state["step"] == 2 and state["world_size"] == 2
+    assert all(torch.isfinite(v).all() for v in state["generator"].values()
+               if v.is_floating_point())

@@ -114,16 +114,20 @@ class Pix2PixMethod(TrainingMethod):
     def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         b = batches[0]
         cond, real = self._cond(b), b.images
+        n = len(real)
         with self._autocast():
             fake = self.G(cond)
-            d_real = self.D(cond, real).float()
-            d_fake = self.D(cond, fake.detach()).float()
-        loss_d = 0.5 * (F.softplus(-d_real).mean() + F.softplus(d_fake).mean())
+            # real and fake pairs in one D pass (one DDP forward per backward); instance norm
+            # keeps the two halves independent
+            d_out = self.D(torch.cat([cond, cond]), torch.cat([real, fake.detach()])).float()
+        loss_d = 0.5 * (F.softplus(-d_out[:n]).mean() + F.softplus(d_out[n:]).mean())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
+        self.D.requires_grad_(False)  # G's step: no gradients (or all-reduces) for D
         with self._autocast():
             g_logits = self.D(cond, fake).float()
+        self.D.requires_grad_(True)
         loss_adv = F.softplus(-g_logits).mean()
         loss_l1 = (fake.float() - real).abs().mean()
         loss_g = loss_adv + self.m.l1_weight * loss_l1
