@@ -141,3 +141,22 @@ def test_two_process_gloo_training(tmp_path, phantom_dataset):
     assert state["step"] == 2 and state["world_size"] == 2
     assert all(torch.isfinite(v).all() for v in state["generator"].values()
                if v.is_floating_point())
+
+
+def test_cli_generate_masks_from_and_one_line_errors(p2p_run, phantom_dataset, tmp_path, capsys):
+    from synthmed.cli import main
+
+    out = tmp_path / "pairs"
+    with pytest.raises(SystemExit) as ok:
+        main(["generate", str(p2p_run), "--masks-from", f"{phantom_dataset}:train", "--n", "3",
+              "--edit", "translate=0.1", "--edit", "flip=h", "--out", str(out)])
+    assert ok.value.code == 0 and "image+mask pairs" in capsys.readouterr().out
+    assert len(list((out / "masks").iterdir())) == 3
+    for args, msg in ((["--edit", "rotate=10"], "only with --masks-from"),
+                      (["--masks-from", str(phantom_dataset), "--per-class", "2"],
+                       "do not apply to image+mask pairs"),
+                      (["--masks-from", f"{phantom_dataset}:test"], "--allow-eval-masks")):
+        with pytest.raises(SystemExit) as e:
+            main(["generate", str(p2p_run), "--n", "2", "--out", str(tmp_path / "x"), *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and msg in err, err
