@@ -17,9 +17,14 @@ Anchors: the brain-MRI pix2pix study (synthetic augmentation improved tumour Dic
 trained on synthetic pairs alone was comparable to one trained on real data) and a 2023 StyleGAN2-
 ADA study of FLAIR images with masks (+0.04 Dice on test with synthetic augmentation).
 
-Settings (defaults below) were sized for 2 CPU cores; the pix2pix stage is about 22 training
-images/s there (64 px, width 16, batch 16). ``--quick`` is a smoke run (minutes; numbers mean
-nothing).
+Settings (defaults below), from costs measured on the shared 2-core development machine: pix2pix
+at 64 px, width 16, batch 16 trains 17-23 images/s (1000 steps: 12-16 min for all patients, less
+for the subsets); the U-Net segmenter takes 30-40 s per epoch over the 1097 training slices on one
+thread. Full arms (5 seeds x 3 epochs; the synthetic and duplicate arms are twice the size) cost
+about 7 x 15 x 35 s = 60 min on one thread, the low-data sets a third of that: expect 1.5-2 hours
+on 2 shared cores, above the 60-minute target; lower ``seeds`` or ``epochs`` to fit.
+``--quick`` (20-step pix2pix, 1 epoch, 2 seeds, 25 % low-data set only) checks the pipeline in
+about 15 minutes; its numbers mean nothing.
 
 Usage::
 
@@ -46,11 +51,11 @@ ARMS = "[real, real+classic, real+classic+synthetic, real+classic+duplicate, syn
 @dataclass
 class Settings:
     size: int = 64
-    gan_steps: int = 1500
+    gan_steps: int = 1000
     gan_width: int = 16
     gan_batch: int = 16
     pairs_per_real: float = 1.0
-    epochs: int = 8
+    epochs: int = 3
     batch_size: int = 32
     seeds: int = 5
     low_data: list[float] = field(default_factory=lambda: [0.1, 0.25])
