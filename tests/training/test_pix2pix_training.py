@@ -160,3 +160,18 @@ def test_cli_generate_masks_from_and_one_line_errors(p2p_run, phantom_dataset, t
             main(["generate", str(p2p_run), "--n", "2", "--out", str(tmp_path / "x"), *args])
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.count("\n") == 1 and msg in err, err
+
+
+def test_anatomy_channel_run_transplants_lesions_into_other_cases(tmp_path, tiny_config,
+                                                                   phantom_dataset):
+    run = train(tiny_config("pix2pix", "model.anatomy_factor=8", "train.steps=1"),
+                runs_dir=tmp_path, progress=False)
+    out = write_pairs(run, tmp_path / "pairs", masks_from=str(phantom_dataset), n=8,
+                      edits=["transplant", "translate=0.05"])
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert any(r["anatomy_id"] != r["source_id"] for r in rows)
+    assert json.loads((out / "generation.json").read_text())["edit"]["transplant"] is True
+    again = write_pairs(run, tmp_path / "again", masks_from=str(phantom_dataset), seeds="5",
+                        edits=["transplant", "translate=0.05"])
+    assert np.array_equal(load_synthetic(again).images[0], load_synthetic(out).images[5])
