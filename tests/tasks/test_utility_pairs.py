@@ -52,3 +52,18 @@ def test_segmentation_arms_with_synthetic_pairs(phantom64, tmp_path):
     assert 0 <= priv["copy_rate"] <= 1 and 0 <= priv["membership_auc"] <= 1
     line = doc["result_lines"][-1]
     assert "synthetic-only dice" in line and "copy rate" in line and "membership AUC" in line
+
+
+def test_memorization_audit_flags_copies_of_training_images(phantom64):
+    import numpy as np
+
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.tasks.sources import memorization
+
+    ds = PreparedDataset(phantom64)
+    held = np.concatenate([ds.indices("val"), ds.indices("test")])
+    copies = np.asarray(ds.images[ds.indices("train")])
+    priv = memorization(copies, ds, held)
+    assert priv["copy_rate"] == 1.0 and priv["membership_auc"] > 0.9
+    noise = np.random.default_rng(0).integers(0, 256, copies.shape, dtype=np.uint8)
+    assert memorization(noise, ds, held)["copy_rate"] == 0.0
