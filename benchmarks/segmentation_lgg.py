@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["import"] = time.perf_counter() - t
     results = {}
     for frac in [1.0, *s.low_data]:
-        tag = "all" if frac == 1.0 else f"{frac:.0%}"
+        tag = "all" if frac == 1.0 else f"{round(frac * 100)}pct"  # run names: no '%'
         sub = data if frac == 1.0 else patient_subset(data, work / f"data-{tag}", frac)
         t = time.perf_counter()
         run = train_pix2pix(sub, work / "runs", s, f"lgg-pix2pix-{tag}")
