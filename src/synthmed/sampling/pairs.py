@@ -170,14 +170,15 @@ def _provenance(gen, fmt, synth, seeds, plan, spec, masks_from, ds, split, rows)
 
 def _write(tmp: Path, fmt: str, images: np.ndarray, masks: np.ndarray, plan: list[dict],
            loaded: LoadedGenerator, mask_labels: int) -> None:
-    from synthmed.sampling.writer import _series_uids, _write_dcm, _write_npz, _write_png
+    from synthmed.sampling.writer import _series_uids, _write_dcm, _write_png
 
     stored = masks * 255 if mask_labels == 1 else masks
-    if fmt == "npz":
-        _write_npz(tmp, images, np.full(len(images), -1), np.array([p["seed"] for p in plan]), [])
-        with np.load(tmp / "synthetic.npz") as z:
-            arrays = dict(z)
-        np.savez_compressed(tmp / "synthetic.npz", **arrays, train_masks=masks)
+    if fmt == "npz":  # the MedMNIST layout of `generate --format npz`, plus train_masks
+        arr = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+        np.savez_compressed(tmp / "synthetic.npz", train_images=arr,
+                            train_labels=np.full((len(images), 1), -1, np.int64),
+                            seeds=np.array([p["seed"] for p in plan], np.int64),
+                            class_names=np.array([], dtype=str), train_masks=masks)
         files = [f"synthetic.npz#{i}" for i in range(len(images))]
         mask_files = [f"synthetic.npz#train_masks/{i}" for i in range(len(images))]
     else:
