@@ -37,8 +37,10 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field("dcgan", description="dcgan | acgan | cgan | ddpm | ddpm-mask | vae")
-    image_size: int | None = Field(None, gt=0, description="16 to 512 px; default: the data's")
+    name: str = Field("dcgan", description="dcgan | acgan | cgan | ddpm | ddpm-mask | vae | "
+                      "pix2pix (mask-to-image)")
+    image_size: int | None = Field(None, gt=0, description="16 to 512 px (pix2pix: 64, 128 or "
+                                   "256); default: the data's")
     latent_dim: int = Field(100, gt=0)
     base_width: int = Field(64, gt=0)
     per_class: bool = Field(False, description="one unconditional generator per class")
@@ -75,6 +77,12 @@ class ModelConfig(Section):
     guidance: float = Field(1.0, ge=0, description="ddpm: CFG scale for grids and the default "
                             "of generate --guidance (0 unconditional, 1 conditional)")
     kl_weight: float = Field(1.0, gt=0, description="vae: weight of the KL term (beta-VAE)")
+    mask_labels: int = Field(1, gt=0, description="pix2pix: foreground labels in the masks "
+                             "(1: binary mask channel; more: one-hot, one channel per label)")
+    anatomy_factor: int | None = Field(None, gt=1, description="pix2pix: extra conditioning "
+                                       "channel, the image down-sampled by this factor")
+    dropout: float = Field(0.5, ge=0, lt=1, description="pix2pix: decoder dropout (the noise)")
+    l1_weight: float = Field(100.0, ge=0, description="pix2pix: weight of the L1 loss")
 
 
 class TrainConfig(Section):

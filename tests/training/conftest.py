@@ -13,6 +13,7 @@ TINY = {
     "ddpm": ["model.channels=[8,16]", "model.diffusion_steps=100", "model.sample_steps=2"],
     "ddpm-mask": ["model.channels=[8,16]", "model.diffusion_steps=100", "model.sample_steps=2"],
     "vae": ["model.channels=[8,16]", "model.latent_dim=8"],
+    "pix2pix": ["model.base_width=4", "model.image_size=64"],
 }
 
 

@@ -12,6 +12,12 @@ _TRAIN = ("With --exclude-near-copies: the training images to compare with, DATA
           "(default: the run's dataset and split).")
 
 
+_MASKS = ("pix2pix runs: make image+mask pairs from the masks of DATASET_DIR[:split] (default "
+          "split: train; val/test need --allow-eval-masks).")
+_EDIT = ("With --masks-from, repeatable: translate=F|LO:HI, rotate=DEG|LO:HI, scale=LO:HI, "
+         "flip=h|v|hv, elastic=ALPHA[:SIGMA], transplant (see docs/training.md).")
+
+
 @app.command("generate")
 def generate_cmd(
     run_dir: Path = typer.Argument(..., help="A training run directory."),
@@ -37,9 +43,29 @@ def generate_cmd(
                                    "run's model.guidance)."),
     bf16: bool = typer.Option(None, "--bf16", help="Diffusion models: bf16 network on devices "
                               "with native bf16 (faster; images differ slightly from float32)."),
+    masks_from: str = typer.Option(None, "--masks-from", help=_MASKS),
+    edit: list[str] = typer.Option(None, "--edit", help=_EDIT),
+    allow_eval_masks: bool = typer.Option(
+        False, "--allow-eval-masks", help="Allow --masks-from a val/test split (on purpose)."),
 ) -> None:
-    """Generate a synthetic set; each image is reproducible from checkpoint + class + seed."""
+    """Generate a synthetic set; each image is reproducible from checkpoint + class + seed
+    (with --masks-from: image+mask pairs, reproducible from checkpoint + mask + edit + seed)."""
+    from synthmed.errors import SynthmedError
     from synthmed.sampling.writer import write_synthetic
+
+    if masks_from is not None:
+        from synthmed.sampling.pairs import write_pairs
+
+        if per_class is not None or class_name is not None or exclude_near_copies or train:
+            raise SynthmedError("--masks-from: --per-class, --class, --exclude-near-copies and "
+                                "--train do not apply to image+mask pairs; drop them")
+        path = write_pairs(run_dir, out, masks_from=masks_from, n=n, seeds=seeds, edits=edit,
+                           checkpoint=checkpoint, fmt=fmt, device=device, force=force,
+                           allow_eval_masks=allow_eval_masks)
+        console.print(f"image+mask pairs: {path}  (manifest.csv, generation.json)")
+        return
+    if edit or allow_eval_masks:
+        raise SynthmedError("--edit/--allow-eval-masks: only with --masks-from DATASET_DIR")
 
     path = write_synthetic(run_dir, out, n=n, per_class=per_class, class_name=class_name,
                            seeds=seeds, checkpoint=checkpoint, fmt=fmt, device=device,

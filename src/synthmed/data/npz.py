@@ -171,6 +171,8 @@ class NpzSource:
                     "ids": [f"{split}_{i:05d}" for i in range(len(imgs))]}
             if split == "train" and seeds is not None and len(seeds) == len(imgs):
                 part["ids"] = [f"{i:06d}_seed{int(s)}" for i, s in enumerate(seeds)]
+            if f"{split}_masks" in data:  # image+mask pairs from `generate --masks-from`
+                part["masks"] = data[f"{split}_masks"]
             if f"{split}_labels" in data:
                 part["labels"] = _labels(data[f"{split}_labels"], len(imgs),
                                          f"{self.path}: {split}_labels")

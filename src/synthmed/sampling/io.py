@@ -7,7 +7,9 @@ Layout of a synthetic set directory::
       synthetic.npz                            (--format npz: MedMNIST layout, train_images and
                                                 train_labels, plus class_names and seeds)
       dicom/<class>/<class>_seed<seed>.dcm     (--format dicom: secondary capture, no identity)
-      manifest.csv                             file, class, seed (file relative to OUT)
+      masks/seed<seed>.png                     paired sets only (--masks-from): the label maps
+      manifest.csv                             file, class, seed (file relative to OUT); paired
+                                               sets add mask_file, source_id, edit, ...
       generation.json                          checkpoint sha256, config, version, counts, ...
 
 ``<class>`` is the class name made safe as a folder name (``synthmed.paths.safe_component``);
@@ -42,6 +44,7 @@ class SyntheticSet:
     class_names: list[str]
     seeds: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    masks: np.ndarray | None = None  # (N, H, W) uint8 label maps of a paired set (--masks-from)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -84,10 +87,11 @@ def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
             imgs = z["train_images"]
             labels = z["train_labels"].reshape(-1).astype(np.int64)
             seeds = z["seeds"].astype(np.int64)
+            masks = z["train_masks"].astype(np.uint8) if "train_masks" in z.files else None
         imgs = imgs[:, None] if imgs.ndim == 3 else imgs.transpose(0, 3, 1, 2)
         if not class_names:
             labels = np.full(len(imgs), -1, np.int64)
-        return SyntheticSet(np.ascontiguousarray(imgs), labels, class_names, seeds, meta)
+        return SyntheticSet(np.ascontiguousarray(imgs), labels, class_names, seeds, meta, masks)
     with open(path / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -99,7 +103,13 @@ def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
     index = {c: k for k, c in enumerate(class_names)}
     labels = np.array([index.get(r["class"], -1) for r in rows], np.int64)
     seeds = np.array([int(r["seed"]) for r in rows], np.int64)
-    return SyntheticSet(images, labels, class_names, seeds, meta)
+    masks = None
+    if rows[0].get("mask_file"):  # a paired set: masks/seed<seed>.png beside each image
+        masks = np.stack([_read_image(member_path(path, r["mask_file"], f"{where} line {i}"))[0]
+                          for i, r in enumerate(rows, start=2)])
+        if int(meta.get("mask_labels") or 1) == 1:
+            masks = (masks > 0).astype(np.uint8)
+    return SyntheticSet(images, labels, class_names, seeds, meta, masks)
 
 
 def _read_image(file: Path) -> np.ndarray:

@@ -89,6 +89,25 @@ def _resize_masks(masks: np.ndarray, h: int, w: int) -> np.ndarray:
     """(N, H0, W0) label masks -> (N, h, w) by nearest neighbour (pixel centres)."""
     x = torch.from_numpy(np.ascontiguousarray(masks)[:, None]).float()
     return F.interpolate(x, size=(h, w), mode="nearest-exact")[:, 0].numpy().astype(masks.dtype)
+def memorization(images: np.ndarray, ds: PreparedDataset, held_out_rows: np.ndarray
+                 ) -> dict[str, Any]:
+    """The pixel-space memorization audit of a source against the real train split
+    (:func:`synthmed.metrics.privacy.audit`): nearest training image per synthetic image, copy
+    rate (closer than 95 % of held-out patients are) and distance-attack membership AUC. A
+    segmenter trained on synthetic pairs alone is only an anonymised stand-in if both its Dice
+    and these numbers are good."""
+    from synthmed.metrics.privacy import audit, pixel_vectors
+
+    c, h, w = ds.images.shape[1:]
+
+    def vec(x):
+        return pixel_vectors(np.asarray(x), size=(h, w), channels=c)
+
+    train = np.asarray(ds.images[ds.indices("train")])
+    held = np.asarray(ds.images[np.sort(held_out_rows)]) if len(held_out_rows) else None
+    res = audit(vec(images), vec(train), vec(held) if held is not None else None)
+    return {"space": "pixel RMS", "n_train": int(len(train)),
+            "n_heldout": int(len(held)) if held is not None else 0, **res.summary()}
 
 
 def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.ndarray
@@ -106,8 +125,8 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
     if task == "segmentation":
         if masks is None:
             raise DataError(f"{p}: no masks; segmentation arms with synthetic data need "
-                            "image+mask pairs (a prepared dataset with masks; synthmed generate "
-                            "writes images only), or drop real+classic+synthetic and "
+                            "image+mask pairs (generate --masks-from with a pix2pix run, or a "
+                            "prepared dataset with masks), or drop real+classic+synthetic and "
                             "synthetic-only from utility.arms")
         mapped = np.zeros(len(images), np.int64)
     else:
@@ -123,4 +142,6 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
             "checkpoint_sha256": meta.get("checkpoint_sha256")}
     if notice:
         info.update(resized_from=size, resize=RESIZE_METHOD, notice=notice)
+    if task == "segmentation":
+        info["privacy"] = memorization(images, ds, held_out_rows)
     return Images(images, mapped, masks), info

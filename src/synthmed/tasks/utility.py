@@ -372,6 +372,30 @@ def _run_all(study: Study, jobs: list[Job], run: Run, say: Callable[[str], None]
     return records
 
 
+def privacy_lines(study: Study, summary: list[dict[str, Any]]) -> list[str]:
+    """Synthetic-only Dice beside the memorization audit of each source: the anonymised-sharing
+    claim needs both (a segmenter trained on copies of patients would score well too)."""
+    lines = []
+    for info in study.source_info:
+        priv = info.get("privacy")
+        if not priv:
+            continue
+        dice = [s for s in summary if s["metric"] == study.select
+                and s["arm"].startswith("synthetic-only") and info["name"] in s["arm"]]
+        if not dice:
+            dice = [s for s in summary if s["metric"] == study.select
+                    and s["arm"] == "synthetic-only"]
+        shown = f"synthetic-only {study.select} {dice[0]['mean']:.3f}" if dice else \
+            "no synthetic-only arm"
+        copy = priv.get("copy_rate")
+        auc = priv.get("membership_auc")
+        lines.append(f"{info['name']}: {shown}; memorization audit: copy rate "
+                     f"{'n/a' if copy is None else f'{copy:.3f}'}, membership AUC "
+                     f"{'n/a' if auc is None else f'{auc:.3f}'} (pixel space, "
+                     f"{priv['n_train']} train / {priv['n_heldout']} held-out images)")
+    return lines
+
+
 def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
                 log: Callable[[str], None] | None = None) -> Path:
     """Run the whole study for ``cfg`` and return its run directory (see the module docstring)."""
@@ -412,6 +436,7 @@ def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
            "synthetic": study.source_info, "seeds": study.seeds,
            "settings": cfg.utility.model_dump(mode="json"), **result, "runs": records,
            "files": ["utility.json", "utility.csv", *files]}
+    result["result_lines"] += privacy_lines(study, result["summary"])
     atomic_write_json(run.path / "utility.json", jsonable(doc))
     for line in result["result_lines"]:
         say(line)

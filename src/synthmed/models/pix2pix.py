@@ -1,0 +1,145 @@
+"""pix2pix networks (Isola et al., "Image-to-image translation with conditional adversarial
+networks", CVPR 2017): a U-Net generator from a label map (plus optional anatomy channel) to an
+image, and a PatchGAN discriminator on (condition, image) pairs.
+
+The generator is written out rather than taken from MONAI's ``UNet``/``BasicUNet`` because the
+paper's noise source is dropout in the three innermost decoder blocks only, kept on at sampling
+time; MONAI's U-Nets apply one dropout rate to every block. Deviation from the paper: the encoder
+stops at 4x4 (not 1x1), so instance normalisation always has more than one pixel to normalise.
+The discriminator is MONAI's :class:`~monai.networks.nets.PatchDiscriminator` (the 70x70 PatchGAN
+with three strided layers), with instance norm so no batch statistics couple the images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import PatchDiscriminator
+from torch import nn
+
+from synthmed.errors import ConfigError
+
+PIX2PIX_SIZES = (64, 128, 256)
+NOISY_BLOCKS = 3  # innermost decoder blocks with dropout (Isola et al. 2017, section 6.1.1)
+
+
+def condition_channels(mask_labels: int, anatomy_factor: int | None) -> int:
+    """Channels of the generator's condition: the label map (one per foreground label, or one
+    for a binary mask) plus the anatomy channel when used."""
+    return int(mask_labels) + (1 if anatomy_factor else 0)
+
+
+def encode_mask(mask: torch.Tensor, mask_labels: int) -> torch.Tensor:
+    """(N, 1, H, W) label map with values 0..K -> (N, K, H, W) in {-1, 1} (one-hot without the
+    background channel; K = 1 is the binary mask itself)."""
+    m = mask.round().clamp(0, mask_labels).long()[:, 0]
+    if mask_labels == 1:
+        onehot = (m > 0).float()[:, None]
+    else:
+        onehot = F.one_hot(m, mask_labels + 1)[..., 1:].permute(0, 3, 1, 2).float()
+    return onehot * 2 - 1
+
+
+def anatomy_channel(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """The coarse anatomy of an image: area-down-sampled by ``factor`` and bilinearly
+    up-sampled back (the organ outline without the fine texture the generator should invent)."""
+    size = images.shape[-2:]
+    small = F.interpolate(images.float().mean(1, keepdim=True), scale_factor=1 / factor,
+                          mode="area")
+    return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
+
+
+def build_condition(masks: torch.Tensor, images: torch.Tensor | None, mask_labels: int,
+                    anatomy_factor: int | None) -> torch.Tensor:
+    """The generator input: encoded mask, plus the anatomy of ``images`` when configured."""
+    cond = encode_mask(masks, mask_labels)
+    if anatomy_factor:
+        if images is None:
+            raise ValueError("the anatomy channel needs the source images")
+        cond = torch.cat([cond, anatomy_channel(images, anatomy_factor).to(cond)], 1)
+    return cond
+
+
+def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+    if norm:
+        layers.append(nn.InstanceNorm2d(cout, affine=True))
+    layers.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*layers)
+
+
+class _Up(nn.Module):
+    def __init__(self, cin: int, cout: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+        self.norm = nn.InstanceNorm2d(cout, affine=True)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor, noise: bool) -> torch.Tensor:
+        h = self.norm(self.conv(x))
+        if self.p > 0:
+            h = F.dropout(h, self.p, training=noise)
+        return F.relu(h)
+
+
+class UNetGenerator(nn.Module):
+    """Condition (N, in_channels, S, S) -> image (N, out_channels, S, S) in [-1, 1].
+
+    Encoder widths ``base * min(2**i, 8)`` down to 4x4, decoder mirrored with skip connections.
+    ``forward(x, noise=None)``: dropout is on when ``noise`` (default: in training mode); the
+    sampler turns it on in eval mode under a per-image seed, as the paper does at test time.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, image_size: int,
+                 base_width: int = 64, dropout: float = 0.5) -> None:
+        super().__init__()
+        if image_size not in PIX2PIX_SIZES:
+            raise ConfigError(f"model.image_size: pix2pix supports {PIX2PIX_SIZES}, got "
+                              f"{image_size}; set model.image_size")
+        depth = int(math.log2(image_size)) - 2
+        widths = [base_width * min(2 ** i, 8) for i in range(depth)]
+        self.downs = nn.ModuleList(
+            _down(in_channels if i == 0 else widths[i - 1], widths[i], norm=i > 0)
+            for i in range(depth))
+        ups = []
+        for j, i in enumerate(reversed(range(1, depth))):  # from the innermost outwards
+            cin = widths[i] * (1 if j == 0 else 2)
+            ups.append(_Up(cin, widths[i - 1], dropout if j < NOISY_BLOCKS else 0.0))
+        self.ups = nn.ModuleList(ups)
+        self.out = nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor, noise: bool | None = None) -> torch.Tensor:
+        noise = self.training if noise is None else noise
+        skips = []
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        h = skips.pop()
+        for up in self.ups:
+            h = torch.cat([up(h, noise), skips.pop()], 1)
+        return torch.tanh(self.out(h))
+
+
+class PairDiscriminator(nn.Module):
+    """PatchGAN on the channel-wise concatenation of condition and image -> patch logits (N, P)."""
+
+    def __init__(self, in_channels: int, base_width: int = 64, num_layers: int = 3) -> None:
+        super().__init__()
+        self.net = PatchDiscriminator(spatial_dims=2, channels=base_width, in_channels=in_channels,
+                                      out_channels=1, num_layers_d=num_layers, norm="INSTANCE",
+                                      bias=True)
+
+    def forward(self, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([cond, image], 1))[-1].flatten(1)
+
+
+def build_pix2pix(model_cfg, *, image_channels: int, image_size: int
+                  ) -> tuple[UNetGenerator, PairDiscriminator]:
+    """(G, D) for ``model.name: pix2pix`` from the model config section."""
+    cond = condition_channels(model_cfg.mask_labels, model_cfg.anatomy_factor)
+    G = UNetGenerator(cond, image_channels, image_size, base_width=model_cfg.base_width,
+                      dropout=model_cfg.dropout)
+    D = PairDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
+    return G, D

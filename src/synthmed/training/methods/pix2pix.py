@@ -1,0 +1,182 @@
+"""The pix2pix training method: mask -> image with a U-Net G and a PatchGAN D (Isola et al. 2017).
+
+Losses as in the paper: D minimises the BCE of real and fake (condition, image) pairs, halved;
+G minimises the non-saturating adversarial loss plus ``model.l1_weight`` (lambda = 100) times the
+L1 distance to the real image, which carries the low frequencies while D judges local texture.
+The noise is dropout, on in training and, under a per-image seed, at sampling: image i depends
+only on (checkpoint, its condition, seed i). The loop, EMA, checkpoints and DDP are the
+trainer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synthmed.errors import SynthmedError
+from synthmed.models.pix2pix import build_condition, build_pix2pix, encode_mask
+from synthmed.training import distributed as ddp
+from synthmed.training.method import (
+    METHODS,
+    Batch,
+    TrainingMethod,
+    reject_options,
+    sampling_weights,
+)
+
+GRID_PAIRS = 16  # mask | real | synthetic triplets in a training sample grid
+GRID_COLS = 6  # two triplets per grid row
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return getattr(m, "module", m)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """The global RNG seeded with ``seed`` inside, restored after (training is unaffected)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def translate(G: nn.Module, cond: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """One image per condition row, each with dropout noise from its own seed (one forward pass
+    per image, so an image never depends on the others in the batch)."""
+    out = []
+    for i, s in enumerate(seeds):
+        with seeded(s, cond.device):
+            out.append(G(cond[i:i + 1], noise=True))
+    return torch.cat(out)
+
+
+class MaskSampler:
+    """What ``build_sampler`` returns for pix2pix: ``from_masks(seeds, masks, images)`` makes
+    images from label maps (``images``: the anatomy source, needed with an anatomy channel).
+    Called like a class sampler (no masks) it refuses in one line."""
+
+    def __init__(self, G: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
+        self.G, self.meta, self.device = G, meta, device
+
+    def __call__(self, seeds, labels):
+        raise SynthmedError("pix2pix runs make images from masks: add --masks-from "
+                            "DATASET_DIR[:split] to synthmed generate")
+
+    @torch.no_grad()
+    def from_masks(self, seeds: list[int], masks: torch.Tensor,
+                   images: torch.Tensor | None = None) -> torch.Tensor:
+        cond = build_condition(masks.to(self.device), None if images is None else
+                               images.to(self.device), self.meta["mask_labels"],
+                               self.meta["anatomy_factor"])
+        return translate(self.G, cond, seeds)
+
+
+@METHODS.register("pix2pix")
+class Pix2PixMethod(TrainingMethod):
+    """``model.name: pix2pix``: needs a prepared dataset with masks."""
+
+    needs_masks = True
+    default_ema = True
+
+    def __init__(self, G, D, opt_g, opt_d, cfg, data, device) -> None:
+        self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d
+        self.m, self.amp, self.device = cfg.model, bool(cfg.train.amp), device
+        self.data = data
+
+    @classmethod
+    def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> Pix2PixMethod:
+        channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
+        G, D = build_pix2pix(cfg.model, image_channels=channels, image_size=size)
+        fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+        t = cfg.train
+        opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
+        opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+        return cls(ddp.wrap(G, device, info), ddp.wrap(D, device, info), opt_g, opt_d, cfg,
+                   data, device)
+
+    def meta(self) -> dict[str, Any]:
+        return {"conditional": False, "mask_conditional": True,
+                "mask_labels": self.m.mask_labels, "anatomy_factor": self.m.anatomy_factor,
+                "l1_weight": self.m.l1_weight, "dropout": self.m.dropout}
+
+    def _cond(self, b: Batch) -> torch.Tensor:
+        return build_condition(b.masks, b.images, self.m.mask_labels, self.m.anatomy_factor)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
+        b = batches[0]
+        cond, real = self._cond(b), b.images
+        n = len(real)
+        with self._autocast():
+            fake = self.G(cond)
+            # real and fake pairs in one D pass (one DDP forward per backward); instance norm
+            # keeps the two halves independent
+            d_out = self.D(torch.cat([cond, cond]), torch.cat([real, fake.detach()])).float()
+        loss_d = 0.5 * (F.softplus(-d_out[:n]).mean() + F.softplus(d_out[n:]).mean())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        self.D.requires_grad_(False)  # G's step: no gradients (or all-reduces) for D
+        with self._autocast():
+            g_logits = self.D(cond, fake).float()
+        self.D.requires_grad_(True)
+        loss_adv = F.softplus(-g_logits).mean()
+        loss_l1 = (fake.float() - real).abs().mean()
+        loss_g = loss_adv + self.m.l1_weight * loss_l1
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss_d": loss_d.detach(), "loss_g": loss_adv.detach(),
+                "loss_l1": loss_l1.detach()}
+
+    def ema_network(self) -> nn.Module:
+        return _unwrap(self.G)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": _unwrap(self.G).state_dict(),
+                "discriminator": _unwrap(self.D).state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _unwrap(self.G).load_state_dict(state["generator"])
+        _unwrap(self.D).load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def grid_inputs(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Fixed training pairs (preferring ones with a lesion) and their dropout seeds."""
+        gen = torch.Generator().manual_seed(int(seed) + 7919)
+        masks = self.data.masks
+        has = (masks.flatten(1).amax(1) > 0).cpu()
+        order = torch.randperm(len(masks), generator=gen)
+        order = torch.cat([order[has[order]], order[~has[order]]])[:GRID_PAIRS]
+        rows = order.to(masks.device)
+        seeds = [int(seed) * 1000 + k for k in range(len(rows))]
+        return masks[rows], self.data.images[rows], seeds
+
+    def render_grid(self, inputs, network: nn.Module) -> tuple[torch.Tensor, int | None]:
+        masks, real, seeds = inputs
+        cond = build_condition(masks, real, self.m.mask_labels, self.m.anatomy_factor)
+        fake = translate(network, cond, seeds).float()
+        shown = encode_mask(masks, self.m.mask_labels).amax(1, keepdim=True)
+        shown = shown.expand(-1, real.shape[1], -1, -1)
+        return torch.stack([shown, real, fake], 1).flatten(0, 1), GRID_COLS
+
+    @classmethod
+    def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
+                      **options: Any) -> tuple[MaskSampler, nn.Module]:
+        reject_options(options, "pix2pix")
+        meta = state["meta"]
+        G, _ = build_pix2pix(cfg.model, image_channels=meta["in_channels"],
+                             image_size=meta["image_size"])
+        G.load_state_dict(sampling_weights(state, "generator"))
+        G.to(device).eval()
+        return MaskSampler(G, meta, device), G
