@@ -102,8 +102,7 @@ def class_matched(run: Path, data: Path, out: Path, *, device: str, steps: int |
     t0 = time.perf_counter()
     images, labels = [], []
     for k, name in enumerate(ds.class_names):
-        g = generate(run, seeds=f"0-{counts[k] - 1}", class_name=name, device=device,
-                     batch_size=128, **opts)
+        g = generate(run, seeds=f"0-{counts[k] - 1}", class_name=name, device=device, **opts)
         images.append(from_model_range(g.images))
         labels.append(np.full(len(g.images), k))
     dt = time.perf_counter() - t0
