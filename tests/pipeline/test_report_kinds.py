@@ -83,6 +83,8 @@ def test_every_logged_loss_is_plotted_with_a_readable_name():
     assert fg.loss_keys(records) == ["loss_d", "loss_g", "loss_l1", "loss_my_term"]
     assert [fg.loss_label(k) for k in fg.loss_keys(records)] == [
         "discriminator", "generator", "L1 (pix2pix)", "my term"]
+    assert fg.loss_label("loss_rec") == "reconstruction"  # the VAE's
+    assert fg.loss_label("loss_kl") == "KL divergence"
     assert fg.curves_uri(records, None).startswith("data:image/png;base64,")
     assert fg.curves_uri([{"step": 1, "img_per_s": 3.0}], None) is None
 

@@ -85,8 +85,8 @@ def grid_uri(images: np.ndarray, cols: int = 8, pad: int = 2, scale: int = 1) ->
 # Readable names of the losses training methods log (``loss_<name>`` in metrics.jsonl); a key
 # not listed is shown as written, so a new method's curves appear without touching the report.
 LOSS_NAMES = {"d": "discriminator", "g": "generator", "l1": "L1 (pix2pix)",
-              "recon": "reconstruction", "kl": "KL divergence", "mse": "noise MSE",
-              "diffusion": "diffusion (noise MSE)", "vlb": "variational bound"}
+              "rec": "reconstruction", "recon": "reconstruction", "kl": "KL divergence",
+              "mse": "noise MSE", "diffusion": "diffusion (noise MSE)", "vlb": "variational bound"}
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
            "#000000")  # Okabe & Ito (2008)
 
