@@ -154,7 +154,7 @@ def _edit_text(text: str | None) -> str:
         return text or ""
     if not isinstance(params, dict) or not params:
         return "none"
-    return "; ".join(f"{k} {_value(v)}" for k, v in params.items())
+    return "; ".join(f"{k.replace('_', ' ')} {_value(v)}" for k, v in params.items())
 
 
 def _value(v: Any) -> str:
