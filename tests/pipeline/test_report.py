@@ -88,3 +88,13 @@ def test_report_of_a_partial_run_marks_missing_sections(tiny_copy):
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(SynthmedError, match="not a `synthmed run` directory"):
         render_report(tmp_path)
+
+
+def test_real_samples_keep_the_datasets_masks(tiny_run):
+    """The phantom has masks: the run keeps them beside its real samples, for the report's
+    mask | real rows of a mask-to-image run."""
+    import numpy as np
+
+    with np.load(tiny_run / "data" / "real_samples.npz") as z:
+        assert "masks" in z.files
+        assert len(z["masks"]) == len(z["images"]) and z["masks"].max() > 0

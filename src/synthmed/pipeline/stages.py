@@ -82,8 +82,11 @@ def import_stage(ctx: Context) -> dict[str, Any]:
         mine = idx[ds.labels[idx] == k] if ds.class_names else idx
         rows.extend(mine[:REAL_SAMPLES_PER_CLASS].tolist())
     rows = np.array(sorted(rows), dtype=np.int64)
+    extra = {"masks": np.asarray(ds.masks[rows])} if getattr(ds, "masks", None) is not None \
+        else {}  # the report's mask | real rows for mask-to-image runs
     np.savez_compressed(data_dir / "real_samples.npz", images=np.asarray(ds.images[rows]),
-                        labels=ds.labels[rows], class_names=np.array(ds.class_names, dtype=str))
+                        labels=ds.labels[rows], class_names=np.array(ds.class_names, dtype=str),
+                        **extra)
     ctx.log(f"dataset: {ds.path} ({len(ds)} images, classes {', '.join(ds.class_names) or '-'})")
     return {"dataset": str(Path(ds.path).resolve()), "summary": "data/summary.json",
             "real_samples": "data/real_samples.npz"}

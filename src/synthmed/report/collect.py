@@ -19,6 +19,12 @@ import yaml
 from synthmed.report import figures as fg
 
 RATINGS = ("good", "borderline", "poor")
+# What kind of generator each model name is, for readers who do not know the acronyms; a model
+# not listed is shown by its name only.
+KINDS = {"dcgan": "unconditional GAN (DCGAN)", "cgan": "class-conditional GAN",
+         "acgan": "class-conditional GAN with auxiliary classifier (AC-GAN)",
+         "stylegan2": "style-based GAN (StyleGAN2)", "ddpm": "diffusion model (DDPM)",
+         "vae": "variational autoencoder", "pix2pix": "mask-to-image GAN (pix2pix)"}
 ESTIMATE_RE = re.compile(r"\d{4}-\S+ (estimate: .*)$")
 SHORT_RE = re.compile(r"\d{4}-\S+ (stopped at step .* needs .*)$")
 
@@ -65,10 +71,13 @@ def dataset_section(run_dir: Path) -> dict[str, Any] | None:
     if npz.is_file():
         with np.load(npz) as z:
             imgs, labels, names = z["images"], z["labels"], [str(c) for c in z["class_names"]]
+            masks = z["masks"] if "masks" in z.files else None
         for k, name in enumerate(names or [""]):
-            sel = imgs[labels == k] if names else imgs
-            samples.append({"name": name or "all", "uri": fg.grid_uri(sel, scale=3),
-                            "uri4": fg.grid_uri(sel, cols=4, scale=3)})
+            sel = labels == k if names else np.ones(len(imgs), bool)
+            samples.append({"name": name or "all", "uri": fg.grid_uri(imgs[sel], scale=3),
+                            "uri4": fg.grid_uri(imgs[sel], cols=4, scale=3),
+                            "pairs": fg.pairs_uri(masks[sel][:4], imgs[sel][:4])
+                            if masks is not None else None})
     return {"summary": summary, "classes": classes, "rows": rows, "preprocessing": pre,
             "samples": samples, "size": summary.get("size"), "source": summary.get("source")}
 
@@ -91,7 +100,8 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         return None
     cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
     records = read_jsonl(path / "metrics.jsonl")
-    steps = [r for r in records if "loss_d" in r]
+    losses = fg.loss_keys(records)
+    steps = [r for r in records if any(k in r for k in losses)]
     model = (cfg.get("model") or {}).get("name")
     recipe = RECIPE_STEPS.get(model)
     grids = sorted((path / "samples").glob("step-*.png"))
@@ -101,11 +111,13 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     secs = marker.get("seconds")
     last = steps[-1]["step"] if steps else None
     return {
-        "model": model, "cfg": cfg, "steps_done": last,
+        "model": model, "kind": KINDS.get(model), "cfg": cfg, "steps_done": last,
+        "losses": [fg.loss_label(k) for k in losses],
         "steps_planned": (cfg.get("train") or {}).get("steps"), "recipe_steps": recipe,
         "seconds": secs, "duration": format_duration(secs) if secs else None,
         "steps_per_s": (last / secs) if last and secs else None,
-        "img_per_s": float(np.median([r["img_per_s"] for r in steps])) if steps else None,
+        "img_per_s": float(np.median([r["img_per_s"] for r in steps if "img_per_s" in r]))
+        if any("img_per_s" in r for r in steps) else None,
         "curves": fg.curves_uri(records, recipe),
         "grids": [{"step": int(g.stem.split("-")[1]), "uri": fg.file_uri(g, trim=False)}
                   for g in grids],
@@ -115,8 +127,52 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     }
 
 
+def _manifest_masks(syn: Path, rows: list[dict[str, str]]) -> np.ndarray | None:
+    """The label maps of a paired (mask-to-image) set: ``masks/seed<seed>.png`` files named in
+    the manifest's ``mask_file`` column, or ``train_masks`` in synthetic.npz; None otherwise."""
+    from PIL import Image
+
+    if not rows or not rows[0].get("mask_file"):
+        return None
+    if rows[0]["mask_file"].startswith("synthetic.npz#"):
+        with np.load(syn / "synthetic.npz") as z:
+            return z["train_masks"] if "train_masks" in z.files else None
+    return np.stack([np.asarray(Image.open(syn / r["mask_file"]).convert("L")) for r in rows])
+
+
+def _npz_images(syn: Path) -> np.ndarray:
+    with np.load(syn / "synthetic.npz") as z:
+        x = z["train_images"]
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+
+def _edit_text(text: str | None) -> str:
+    """A manifest ``edit`` cell (JSON parameters) as words: ``rotate 12.5; translate 2, -3``."""
+    try:
+        params = json.loads(text or "{}")
+    except ValueError:
+        return text or ""
+    if not isinstance(params, dict) or not params:
+        return "none"
+    return "; ".join(f"{k.replace('_', ' ')} {_value(v)}" for k, v in params.items())
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v)
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _sampling_options(gen: dict) -> list[tuple[str, str]]:
+    """Generation options a method recorded (a diffusion run's steps and guidance) as rows."""
+    opts = gen.get("sampling_options") or {}
+    names = {"steps": "sampling steps", "guidance": "guidance scale", "bf16": "bfloat16"}
+    return [(names.get(k, k.replace("_", " ")), "yes" if v is True else "no" if v is False
+             else str(v)) for k, v in opts.items() if v is not None]
+
+
 def synthetic_section(run_dir: Path, st: dict, data: dict | None) -> dict[str, Any] | None:
-    """Real and synthetic images side by side, per class."""
+    """Real and synthetic images side by side, per class; mask | image rows for a paired set."""
     from PIL import Image
 
     syn = _outputs_path(run_dir, st, "generate", "synthetic")
@@ -125,18 +181,32 @@ def synthetic_section(run_dir: Path, st: dict, data: dict | None) -> dict[str, A
     with open(syn / "manifest.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     gen = read_json(syn / "generation.json") or {}
-    real = {s["name"]: s["uri4"] for s in (data or {}).get("samples", [])}
+    masks = _manifest_masks(syn, rows)
+    npz = _npz_images(syn) if rows and "#" in rows[0]["file"] else None
+    samples = {s["name"]: s for s in (data or {}).get("samples", [])}
     classes = gen.get("class_names") or [""]
     out = []
     for c in classes:
-        files = [r["file"] for r in rows if (r.get("class") or "") == c][:8]
-        imgs = [np.asarray(Image.open(syn / f)) for f in files if "#" not in f]
-        arr = np.stack([i[None] if i.ndim == 2 else i.transpose(2, 0, 1) for i in imgs]) \
-            if imgs else np.zeros((0, 1, 1, 1), np.uint8)
-        out.append({"name": c or "all", "real": real.get(c or "all"),
-                    "synthetic": fg.grid_uri(arr, cols=4, scale=3)})
+        idx = [i for i, r in enumerate(rows) if (r.get("class") or "") == c][:8]
+        if npz is not None:
+            arr = npz[idx]
+        else:
+            imgs = [np.asarray(Image.open(syn / rows[i]["file"])) for i in idx]
+            arr = np.stack([i[None] if i.ndim == 2 else i.transpose(2, 0, 1) for i in imgs]) \
+                if imgs else np.zeros((0, 1, 1, 1), np.uint8)
+        real = samples.get(c or "all") or {}
+        entry = {"name": c or "all", "real": real.get("uri4"),
+                 "synthetic": fg.grid_uri(arr, cols=4, scale=3)}
+        if masks is not None:
+            entry.update(real_pairs=real.get("pairs"),
+                         synthetic_pairs=fg.pairs_uri(masks[idx[:4]], arr[:4]),
+                         edits=[{"seed": rows[i].get("seed"), "source": rows[i].get("source_id"),
+                                 "edit": _edit_text(rows[i].get("edit"))} for i in idx[:4]])
+        out.append(entry)
     return {"classes": out, "n": gen.get("n"), "counts": gen.get("classes") or {},
-            "step": gen.get("step"), "ema": gen.get("ema")}
+            "step": gen.get("step"), "ema": gen.get("ema"), "paired": masks is not None,
+            "options": _sampling_options(gen), "model": gen.get("model"),
+            "edit": _edit_text(json.dumps(gen["edit"])) if gen.get("edit") else None}
 
 
 def verdict_lines(verdict: Any) -> list[dict[str, str]] | None:

@@ -82,23 +82,51 @@ def grid_uri(images: np.ndarray, cols: int = 8, pad: int = 2, scale: int = 1) ->
     return png_uri(buf.getvalue())
 
 
+# Readable names of the losses training methods log (``loss_<name>`` in metrics.jsonl); a key
+# not listed is shown as written, so a new method's curves appear without touching the report.
+LOSS_NAMES = {"d": "discriminator", "g": "generator", "l1": "L1 (pix2pix)",
+              "rec": "reconstruction", "recon": "reconstruction", "kl": "KL divergence",
+              "mse": "noise MSE", "diffusion": "diffusion (noise MSE)", "vlb": "variational bound"}
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+           "#000000")  # Okabe & Ito (2008)
+
+
+def loss_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Every ``loss_*`` key with a number in some record, in first-seen order."""
+    keys: dict[str, None] = {}
+    for r in records:
+        for k, v in r.items():
+            if k.startswith("loss_") and isinstance(v, (int, float)):
+                keys.setdefault(k)
+    return list(keys)
+
+
+def loss_label(key: str) -> str:
+    name = key.removeprefix("loss_")
+    return LOSS_NAMES.get(name, name.replace("_", " "))
+
+
 def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None) -> str | None:
-    """Discriminator and generator loss, and the augmentation probability p, against step."""
-    rows = [r for r in records if "loss_d" in r and r.get("step") is not None]
+    """Every logged loss (one panel; methods log different ones: GANs ``loss_d``/``loss_g``,
+    pix2pix adds ``loss_l1``, diffusion its noise MSE) and the ADA probability p, by step."""
+    keys = loss_keys(records)
+    rows = [r for r in records if r.get("step") is not None and any(k in r for k in keys)]
     if not rows:
         return None
     plt = _plt()
-    step = [r["step"] for r in rows]
     has_p = any(r.get("aug_p") is not None for r in rows)
     fig, axes = plt.subplots(1, 2 if has_p else 1, figsize=(9 if has_p else 5.5, 2.8),
                              squeeze=False)
     ax = axes[0][0]
-    ax.plot(step, [r["loss_d"] for r in rows], color=REAL, label="discriminator")
-    ax.plot(step, [r["loss_g"] for r in rows], color=SYNTH, label="generator")
+    for i, k in enumerate(keys):
+        pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+        ax.plot([a for a, _ in pts], [b for _, b in pts], color=PALETTE[i % len(PALETTE)],
+                label=loss_label(k))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("Losses", fontsize=10)
     ax.legend(fontsize=8, frameon=False)
+    step = [r["step"] for r in rows]
     if has_p:
         ax2 = axes[0][1]
         ax2.plot(step, [r.get("aug_p") or 0.0 for r in rows], color="#009E73")
@@ -112,6 +140,28 @@ def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None) -> str |
             a.axvline(recipe_steps, color="grey", ls=":", lw=1)
     fig.tight_layout()
     return _fig_uri(fig)
+
+
+def mask_tiles(masks: np.ndarray, channels: int) -> np.ndarray:
+    """Label maps (N, H, W) or (N, 1, H, W) as uint8 images (N, C, H, W): background black,
+    labels spread over grey levels up to white, so a binary mask reads as a white lesion."""
+    m = np.asarray(masks)
+    m = m.reshape(len(m), *m.shape[-2:]).astype(np.int64)
+    top = max(1, int(m.max())) if m.size else 1
+    g = (m * (255 // top)).clip(0, 255).astype(np.uint8)[:, None]
+    return np.repeat(g, channels, axis=1)
+
+
+def pairs_uri(masks: np.ndarray, images: np.ndarray, scale: int = 3) -> str | None:
+    """Rows of (mask | image): what a mask-conditioned generator is given and what it made."""
+    x = np.asarray(images)
+    if x.dtype == np.uint16:
+        x = (x // 257).astype(np.uint8)
+    if len(x) == 0:
+        return None
+    tiles = np.stack([t for pair in zip(mask_tiles(masks, x.shape[1]), x.astype(np.uint8),
+                                        strict=True) for t in pair])
+    return grid_uri(tiles, cols=2, scale=scale)
 
 
 def embedding_uri(emb: dict[str, Any]) -> str | None:

@@ -41,6 +41,9 @@ PRIVACY_ROWS = (
 )
 
 
+METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95 (px)", "auc": "AUC"}
+
+
 def fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
@@ -114,8 +117,9 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
 
 def _arm_rows(u: dict) -> list[dict[str, str]]:
     metric = u.get("primary_metric")
-    keys = [metric] + [k for k in ("accuracy", "sensitivity", "specificity", "dice")
-                       if k != metric]
+    extra = ("dice", "iou", "hd95") if u.get("task") == "segmentation" else \
+        ("accuracy", "sensitivity", "specificity")
+    keys = [metric] + [k for k in extra if k != metric]
     by = {}
     for s in u.get("summary") or []:
         by.setdefault((s["arm"], s["ratio"]), {})[s["metric"]] = s
@@ -126,7 +130,8 @@ def _arm_rows(u: dict) -> list[dict[str, str]]:
             s = vals.get(k)
             if s is None:
                 continue
-            cells.append({"metric": k, "mean": fmt(s.get("mean")), "ci": _interval(s.get("ci95"))})
+            cells.append({"metric": k, "label": METRIC_LABELS.get(k, k), "mean": fmt(s.get("mean")),
+                          "ci": _interval(s.get("ci95"))})
         rows.append({"arm": arm + (f" ×{ratio:g}" if ratio else ""), "n": vals[metric]["n"]
                      if metric in vals else "–", "cells": cells})
     return rows
