@@ -26,6 +26,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
+import einops  # noqa: F401  (MONAI's DiffusionModelUNet attention needs it: fail at import)
 import torch
 import torch.nn.functional as F
 from torch import nn

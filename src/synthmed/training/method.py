@@ -166,6 +166,11 @@ def resolve_method(name: str) -> MethodType:
     raise ConfigError(f"model.name: unknown model {name!r}; choose one of {', '.join(names)}")
 
 
+def unwrap(m: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the network itself)."""
+    return getattr(m, "module", m)
+
+
 def sampling_weights(state: dict[str, Any], key: str) -> dict[str, torch.Tensor]:
     """The weights to sample with: the EMA copy when the checkpoint has one, else ``state[key]``.
 

@@ -33,11 +33,8 @@ from synthmed.training.method import (
     TrainingMethod,
     reject_options,
     sampling_weights,
+    unwrap,
 )
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return getattr(m, "module", m)
 
 
 def diffusion_of(model_cfg) -> Diffusion:
@@ -145,13 +142,13 @@ class DDPMMethod(TrainingMethod):
         return {"loss_diffusion": loss.detach()}
 
     def ema_network(self) -> nn.Module:
-        return _unwrap(self.unet)
+        return unwrap(self.unet)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"unet": _unwrap(self.unet).state_dict(), "opt_unet": self.opt.state_dict()}
+        return {"unet": unwrap(self.unet).state_dict(), "opt_unet": self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _unwrap(self.unet).load_state_dict(state["unet"])
+        unwrap(self.unet).load_state_dict(state["unet"])
         self.opt.load_state_dict(state["opt_unet"])
 
     def grid_inputs(self, seed: int, n: int):

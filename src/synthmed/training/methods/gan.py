@@ -24,6 +24,7 @@ from synthmed.training.method import (
     TrainingMethod,
     reject_options,
     sampling_weights,
+    unwrap,
 )
 from synthmed.training.steps import GANSteps, StepConfig
 
@@ -43,10 +44,6 @@ def build_augment(cfg, default_policy: str | None, default_ada: bool) -> Adaptiv
         return None
     return AdaptiveAugment(policy, target=m.ada_target, interval=m.ada_interval,
                            speed_img=m.ada_speed_img, p=0.0 if ada else 1.0, adaptive=ada)
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return getattr(m, "module", m)
 
 
 def _noise(seeds: list[int], latent_dim: int) -> torch.Tensor:
@@ -116,19 +113,19 @@ class GANMethod(TrainingMethod):
         return {"aug_p": aug.p if aug is not None else None}
 
     def ema_network(self) -> nn.Module:
-        return _unwrap(self.steps.G)
+        return unwrap(self.steps.G)
 
     def state_dict(self) -> dict[str, Any]:
         s = self.steps
-        return {"generator": _unwrap(s.G).state_dict(),
-                "discriminator": _unwrap(s.D).state_dict(),
+        return {"generator": unwrap(s.G).state_dict(),
+                "discriminator": unwrap(s.D).state_dict(),
                 "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
                 "augment": s.augment.state_dict() if s.augment is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         s = self.steps
-        _unwrap(s.G).load_state_dict(state["generator"])
-        _unwrap(s.D).load_state_dict(state["discriminator"])
+        unwrap(s.G).load_state_dict(state["generator"])
+        unwrap(s.D).load_state_dict(state["discriminator"])
         s.opt_g.load_state_dict(state["opt_g"])
         s.opt_d.load_state_dict(state["opt_d"])
         if s.augment is not None and state.get("augment") is not None:

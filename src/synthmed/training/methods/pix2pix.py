@@ -26,14 +26,11 @@ from synthmed.training.method import (
     TrainingMethod,
     reject_options,
     sampling_weights,
+    unwrap,
 )
 
 GRID_PAIRS = 16  # mask | real | synthetic triplets in a training sample grid
 GRID_COLS = 6  # two triplets per grid row
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return getattr(m, "module", m)
 
 
 @contextlib.contextmanager
@@ -138,16 +135,16 @@ class Pix2PixMethod(TrainingMethod):
                 "loss_l1": loss_l1.detach()}
 
     def ema_network(self) -> nn.Module:
-        return _unwrap(self.G)
+        return unwrap(self.G)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": _unwrap(self.G).state_dict(),
-                "discriminator": _unwrap(self.D).state_dict(),
+        return {"generator": unwrap(self.G).state_dict(),
+                "discriminator": unwrap(self.D).state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _unwrap(self.G).load_state_dict(state["generator"])
-        _unwrap(self.D).load_state_dict(state["discriminator"])
+        unwrap(self.G).load_state_dict(state["generator"])
+        unwrap(self.D).load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
 

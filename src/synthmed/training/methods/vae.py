@@ -26,11 +26,8 @@ from synthmed.training.method import (
     TrainingMethod,
     reject_options,
     sampling_weights,
+    unwrap,
 )
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return getattr(m, "module", m)
 
 
 def make_vae(model_cfg, *, in_channels: int, image_size: int, n_classes: int) -> ConditionalVAE:
@@ -92,13 +89,13 @@ class VAEMethod(TrainingMethod):
         return {"loss_rec": rec.detach(), "loss_kl": kl.detach()}
 
     def ema_network(self) -> nn.Module:
-        return _unwrap(self.vae)
+        return unwrap(self.vae)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"vae": _unwrap(self.vae).state_dict(), "opt_vae": self.opt.state_dict()}
+        return {"vae": unwrap(self.vae).state_dict(), "opt_vae": self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _unwrap(self.vae).load_state_dict(state["vae"])
+        unwrap(self.vae).load_state_dict(state["vae"])
         self.opt.load_state_dict(state["opt_vae"])
 
     def grid_inputs(self, seed: int, n: int):
