@@ -2,8 +2,9 @@
 
 For each generator (all trained by the one engine, on the official train split at 32 px):
 
-1. train for ``--minutes`` of wall time, in three equal segments (each ends with SIGINT, which
-   the trainer turns into a checkpoint; the next segment resumes exactly), so the relative FD can
+1. train for ``--minutes`` of process CPU time (``--clock wall`` on a GPU), in three equal
+   segments (each ends with SIGINT, which the trainer turns into a checkpoint; the next segment
+   resumes exactly), so the relative FD can
    be read after 1/3, 2/3 and all of the budget: three points of the quality-vs-time curve;
 2. after each segment, generate a class-matched set (the training split's class counts, seeds
    0..n-1 per class) and score it with ``synthmed evaluate`` against the real test split (domain
@@ -16,8 +17,8 @@ Writes ``WORK/generators.md`` (the table), ``WORK/generators.json`` and one 8-co
 per generator (``WORK/grid-NAME.png``: 4 rows per class). ``--quick`` is a CPU smoke run (3.5-4.5
 minutes on a loaded 2-core machine; its numbers mean nothing); ``--device cuda`` sizes the same
 study for one GPU (90 s of training per generator, meant to finish in under 8 minutes; not yet run
-on a GPU). Wall time on a shared machine is not CPU time:
-the table reports the steps and images each generator reached, which is what to compare.
+on a GPU). The budget is CPU time by default, so a busy machine slows the run but does not
+change what each generator gets; the table also reports the steps each generator reached.
 
 Usage::
 
@@ -56,26 +57,32 @@ GENERATORS = {
 }
 
 
-def _stop_after(seconds: float, done: threading.Event) -> None:
-    """SIGINT this process after ``seconds``, but only once the trainer's own handler is in
-    place (a SIGINT during start-up would be a KeyboardInterrupt, not a clean checkpoint)."""
-    if done.wait(seconds):
-        return
-    while not done.wait(0.2):
+def _stop_after(seconds: float, done: threading.Event, clock=time.process_time) -> None:
+    """SIGINT this process once ``clock`` has advanced ``seconds``, but only once the trainer's
+    own handler is in place (a SIGINT during start-up would be a KeyboardInterrupt, not a clean
+    checkpoint). The default clock is the process's CPU time: on a shared machine every
+    generator then gets the same compute however busy the other cores are (with one thread,
+    CPU seconds are wall seconds of a quiet core)."""
+    start = clock()
+    while not done.wait(0.5):
+        if clock() - start < seconds:
+            continue
         handler = signal.getsignal(signal.SIGINT)  # SIG_IGN in a `cmd &` of a script
         if getattr(handler, "__module__", "").startswith("synthmed.training"):
             os.kill(os.getpid(), signal.SIGINT)
             return
 
 
-def train_for(minutes: float, cfg_or_run, overrides: list[str], runs: Path) -> tuple[Path, float]:
-    """Train (or resume a run) for ``minutes`` of wall time; SIGINT ends it with a checkpoint."""
+def train_for(minutes: float, cfg_or_run, overrides: list[str], runs: Path,
+              clock=time.process_time) -> tuple[Path, float]:
+    """Train (or resume a run) for ``minutes`` of ``clock`` time (CPU time by default);
+    SIGINT ends it with a checkpoint. Returns the run and the minutes of ``clock`` used."""
     from synthmed.config import load_config
     from synthmed.training import train
 
     done = threading.Event()
-    threading.Thread(target=_stop_after, args=(minutes * 60, done), daemon=True).start()
-    t0 = time.perf_counter()
+    threading.Thread(target=_stop_after, args=(minutes * 60, done, clock), daemon=True).start()
+    t0 = clock()
     try:
         if isinstance(cfg_or_run, Path):
             run = train(None, resume=cfg_or_run, progress=False)
@@ -83,7 +90,7 @@ def train_for(minutes: float, cfg_or_run, overrides: list[str], runs: Path) -> t
             run = train(load_config(None, overrides), runs_dir=runs, progress=False)
     finally:
         done.set()
-    return run, time.perf_counter() - t0
+    return run, clock() - t0
 
 
 def class_matched(run: Path, data: Path, out: Path, *, device: str, steps: int | None,
@@ -166,7 +173,8 @@ def run_generator(name: str, data: Path, work: Path, a, budget: list[float]) -> 
     out: dict = {"name": name, "points": []}
     run, trained = None, 0.0
     for i, minutes in enumerate(budget):
-        run, dt = train_for(minutes, run if run else None, base, work / "runs")
+        clock = time.perf_counter if a.clock == "wall" else time.process_time
+        run, dt = train_for(minutes, run if run else None, base, work / "runs", clock=clock)
         trained += dt
         from synthmed.training.checkpoint import load_checkpoint
 
@@ -209,7 +217,7 @@ def _auc(arm: dict | None) -> str:
 
 def table(results: list[dict], real_auc: dict | None, a, header: str) -> str:
     rows = [
-        ("training (wall min incl. start-up / steps / loop img/s)",
+        (f"training ({a.clock} min incl. start-up / steps / loop img/s)",
          lambda r: f"{r['train_s'] / 60:.1f} / {r['steps']} / {r['train_img_s']:.0f}"),
         ("sampling img/s (class-matched set)", lambda r: f"{r['sample_img_s']:.1f}"),
         (f"relative FD after 1/3, 2/3 (n = {a.curve_n}), 3/3 of the time (class-matched n)",
@@ -243,7 +251,10 @@ def table(results: list[dict], real_auc: dict | None, a, header: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="cgan vs ddpm vs vae at equal training time")
     p.add_argument("--minutes", type=float, default=None,
-                   help="training wall minutes per generator (default 15; cuda 1.5)")
+                   help="training minutes per generator (default 15; cuda 1.5)")
+    p.add_argument("--clock", choices=["cpu", "wall"], default=None,
+                   help="what a minute is: process CPU time (default on cpu: equal compute on "
+                        "a shared machine) or wall time (default on cuda)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quick", action="store_true", help="CPU smoke run (~4 min, meaningless)")
     p.add_argument("--threads", type=int, default=2)
@@ -261,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.minutes is None:
         a.minutes = 0.15 if a.quick else 1.5 if a.device.startswith("cuda") else 15.0
+    if a.clock is None:
+        a.clock = "wall" if a.device.startswith("cuda") else "cpu"
     if a.quick:
         a.seeds, a.epochs, a.ddim_steps = 2, 1, 5
     work = a.work / ("quick" if a.quick else a.device.split(":")[0])
@@ -279,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         real_auc = real_auc or arms.get("real")
         results.append(r)
         print(f"{name}: synthetic-only AUC {_auc(r['utility'])}", flush=True)
-    header = (f"### BreastMNIST 32 px, {a.minutes:g} training minutes per generator on "
+    header = (f"### BreastMNIST 32 px, {a.minutes:g} training {a.clock} minutes per generator on "
               f"{a.device} ({a.threads} threads){' (--quick: numbers meaningless)' * a.quick}")
     text = table(results, real_auc, a, header)
     (work / "generators.md").write_text(text, encoding="utf-8")
