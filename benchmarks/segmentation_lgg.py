@@ -18,11 +18,13 @@ trained on synthetic pairs alone was comparable to one trained on real data) and
 ADA study of FLAIR images with masks (+0.04 Dice on test with synthetic augmentation).
 
 Settings (defaults below), from costs measured on the shared 2-core development machine: pix2pix
-at 64 px, width 16, batch 16 trains 17-23 images/s (1000 steps: 12-16 min for all patients, less
-for the subsets); the U-Net segmenter takes 30-40 s per epoch over the 1097 training slices on one
-thread. Full arms (5 seeds x 3 epochs; the synthetic and duplicate arms are twice the size) cost
-about 7 x 15 x 35 s = 60 min on one thread, the low-data sets a third of that: expect 1.5-2 hours
-on 2 shared cores, above the 60-minute target; lower ``seeds`` or ``epochs`` to fit.
+at 64 px, width 16, batch 16 trains 17-23 images/s on one thread (800 steps for all patients,
+400 for each low-data subset); the U-Net segmenter takes 30-40 s per epoch over the 1097
+training slices on one thread. Full arms (5 seeds x 2 epochs; the synthetic and duplicate arms
+are twice the size) cost about 7 x 10 x 35 s = 40 min on one thread, the low-data sets a third of
+that, pix2pix about 20 min in all: about 70 CPU-minutes, which is within 60 minutes of wall time
+only with both cores (``--threads 2``) on an otherwise idle machine. The table's last line gives
+the CPU time that was measured.
 ``--quick`` (20-step pix2pix, 1 epoch, 2 seeds, 25 % low-data set only) checks the pipeline in
 about 15 minutes; its numbers mean nothing.
 
@@ -51,18 +53,20 @@ ARMS = "[real, real+classic, real+classic+synthetic, real+classic+duplicate, syn
 @dataclass
 class Settings:
     size: int = 64
-    gan_steps: int = 1000
+    gan_steps: int = 800
+    low_data_gan_steps: int = 400  # fewer patients, fewer distinct slices: fewer steps
     gan_width: int = 16
     gan_batch: int = 16
     pairs_per_real: float = 1.0
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 32
     seeds: int = 5
     low_data: list[float] = field(default_factory=lambda: [0.1, 0.25])
     threads: int = 2
 
 
-QUICK = dict(gan_steps=20, gan_width=8, epochs=1, seeds=2, low_data=[0.25], threads=1)
+QUICK = dict(gan_steps=20, low_data_gan_steps=20, gan_width=8, epochs=1, seeds=2, low_data=[0.25],
+             threads=1)
 
 
 def import_real(npz: Path, out: Path, size: int) -> Path:
@@ -91,14 +95,14 @@ def patient_subset(data: Path, out: Path, fraction: float, seed: int = 0) -> Pat
                           name=out.name, force=True)
 
 
-def train_pix2pix(data: Path, runs: Path, s: Settings, name: str) -> Path:
+def train_pix2pix(data: Path, runs: Path, s: Settings, name: str, steps: int) -> Path:
     from synthmed.config import load_config
     from synthmed.training import train
 
-    every = max(s.gan_steps // 4, 1)
+    every = max(steps // 4, 1)
     cfg = load_config(ROOT / "configs" / "lgg_pix2pix.yaml", [
         f"name={name}", f"data.path={data}", f"model.image_size={s.size}",
-        f"model.base_width={s.gan_width}", f"train.steps={s.gan_steps}",
+        f"model.base_width={s.gan_width}", f"train.steps={steps}",
         f"train.batch_size={s.gan_batch}", f"train.num_threads={s.threads}",
         f"train.sample_every={every}", f"train.checkpoint_every={every}"])
     return train(cfg, runs_dir=runs, progress=False)
@@ -150,10 +154,19 @@ def table(results: dict[str, dict], timings: dict[str, float], s: Settings, quic
     for setting, doc in results.items():
         lines += [f"- {setting}: {x}" for x in doc["result_lines"]]
     total = sum(timings.values())
+    cpu = _cpu_seconds()
     lines += ["", "Settings: " + json.dumps(asdict(s)) + f"; edits: {' '.join(EDITS)}",
-              "Time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) +
-              f", total {total:.0f} ({total / 60:.1f} min)", ""]
+              "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) +
+              f", total {total:.0f} ({total / 60:.1f} min); CPU time {cpu / 60:.1f} min "
+              f"(with {s.threads} thread(s); wall time on a shared machine overstates it)", ""]
     return "\n".join(lines)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         tag = "all" if frac == 1.0 else f"{round(frac * 100)}pct"  # run names: no '%'
         sub = data if frac == 1.0 else patient_subset(data, work / f"data-{tag}", frac)
         t = time.perf_counter()
-        run = train_pix2pix(sub, work / "runs", s, f"lgg-pix2pix-{tag}")
+        steps = s.gan_steps if frac == 1.0 else s.low_data_gan_steps
+        run = train_pix2pix(sub, work / "runs", s, f"lgg-pix2pix-{tag}", steps)
         timings[f"pix2pix {tag}"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = make_pairs(run, sub, work / f"pairs-{tag}", s)
