@@ -139,3 +139,34 @@ def test_python_refusals(runs, phantom_dataset, tmp_path):
     with pytest.raises(SynthmedError, match="no anatomy channel"):
         write_pairs(runs["ddpm-mask"], tmp_path / "t", masks_from=str(phantom_dataset), n=2,
                     edits=["transplant"])
+
+
+def test_report_shows_mask_real_synthetic_rows_per_class(runs, phantom_dataset, tmp_path):
+    """The pipeline report reads the pair set's files only: a class-conditional ddpm-mask set
+    gets mask | real and mask given | synthetic rows for each class, like a pix2pix set."""
+    from synthmed.report import collect, render_report
+
+    def marker(stage, outputs):
+        (tmp_path / "stages").mkdir(exist_ok=True)
+        (tmp_path / "stages" / f"{stage}.json").write_text(json.dumps(
+            {"stage": stage, "outputs": outputs, "seconds": 1.0}))
+
+    ds = PreparedDataset(phantom_dataset)
+    rows = ds.indices("train")[10:18]  # both classes (the phantom's train split is sorted)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "summary.json").write_text(json.dumps(  # as the import stage writes
+        {"path": str(ds.path), **ds.summary()}, default=str))
+    np.savez_compressed(tmp_path / "data" / "real_samples.npz", images=ds.images[rows],
+                        labels=ds.labels[rows], class_names=np.array(ds.class_names),
+                        masks=ds.masks[rows])
+    marker("train", {"train_run": str(runs["ddpm-mask"])})
+    write_pairs(runs["ddpm-mask"], tmp_path / "synthetic", masks_from=str(phantom_dataset),
+                seeds="10-15", edits=EDITS)  # source cases of both classes
+    marker("generate", {"synthetic": "synthetic"})
+    syn = collect.synthetic_section(tmp_path, collect.stages(tmp_path),
+                                    collect.dataset_section(tmp_path))
+    assert syn["paired"] and [c["name"] for c in syn["classes"]] == list(ds.class_names)
+    assert all(c["real_pairs"] and c["synthetic_pairs"] for c in syn["classes"])
+    html = render_report(tmp_path)
+    assert "mask given | synthetic image" in html and "mask | real image" in html
+    assert "mask-to-image diffusion model" in html and "translate -0.15, 0.15" in html
