@@ -68,6 +68,19 @@ def test_pairs_masks_are_the_edited_source_masks(runs, phantom_dataset, tmp_path
     assert sum(doc["classes"].values()) == 6
 
 
+def test_npz_and_png_pairs_agree_and_carry_the_classes(runs, phantom_dataset, tmp_path):
+    src = str(phantom_dataset)
+    png = load_synthetic(write_pairs(runs["ddpm-mask"], tmp_path / "png", masks_from=src,
+                                     seeds="10-15", edits=EDITS))
+    npz = load_synthetic(write_pairs(runs["ddpm-mask"], tmp_path / "npz", masks_from=src,
+                                     seeds="10-15", edits=EDITS, fmt="npz"))
+    ds = PreparedDataset(phantom_dataset)
+    want = [ds.class_names[int(ds.labels[int(r["source_row"])])] for r in _rows(tmp_path / "png")]
+    assert [png.class_names[k] for k in png.labels] == want and len(set(want)) == 2
+    assert np.array_equal(npz.labels, png.labels) and npz.class_names == png.class_names
+    assert np.array_equal(npz.images, png.images) and np.array_equal(npz.masks, png.masks)
+
+
 def test_the_mask_and_the_guidance_reach_the_image(runs):
     sampler = load_generator(runs["ddpm-mask"]).sampler
     a = torch.zeros(2, 1, 32, 32)

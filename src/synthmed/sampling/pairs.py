@@ -153,7 +153,8 @@ def write_pairs(run_dir: str | os.PathLike, out: str | os.PathLike, *, masks_fro
     info["micro_batch"] = int(micro_batch)
     with disk_errors(out, int(synth.nbytes + out_masks.nbytes) + (1 << 16)), \
             atomic_directory(out, force=True, kind="synthetic") as tmp:
-        _write(tmp, fmt, synth, out_masks, plan, loaded, int(meta.get("mask_labels", 1)))
+        _write(tmp, fmt, synth, out_masks, plan, loaded, int(meta.get("mask_labels", 1)),
+               gen.labels.numpy())
         (tmp / "generation.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
 
@@ -216,16 +217,17 @@ def _provenance(gen, fmt, synth, seeds, plan, spec, masks_from, ds, split, rows)
 
 
 def _write(tmp: Path, fmt: str, images: np.ndarray, masks: np.ndarray, plan: list[dict],
-           loaded: LoadedGenerator, mask_labels: int) -> None:
+           loaded: LoadedGenerator, mask_labels: int, labels: np.ndarray) -> None:
     from synthmed.sampling.writer import _series_uids, _write_dcm, _write_png
 
     stored = masks * 255 if mask_labels == 1 else masks
     if fmt == "npz":  # the MedMNIST layout of `generate --format npz`, plus train_masks
         arr = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
         np.savez_compressed(tmp / "synthetic.npz", train_images=arr,
-                            train_labels=np.full((len(images), 1), -1, np.int64),
+                            train_labels=labels.reshape(-1, 1).astype(np.int64),
                             seeds=np.array([p["seed"] for p in plan], np.int64),
-                            class_names=np.array([], dtype=str), train_masks=masks)
+                            class_names=np.array(loaded.class_names, dtype=str),
+                            train_masks=masks)
         files = [f"synthetic.npz#{i}" for i in range(len(images))]
         mask_files = [f"synthetic.npz#train_masks/{i}" for i in range(len(images))]
     else:
