@@ -147,11 +147,22 @@ def test_cli_refusals_are_one_line(runs, phantom_dataset, tmp_path, capsys, run,
 
 
 def test_python_refusals(runs, phantom_dataset, tmp_path):
+    from synthmed.data.dataset import write_prepared
+
     with pytest.raises(SynthmedError, match="mask-conditioned.*add --masks-from"):
         generate(runs["ddpm-mask"], n=1)
     with pytest.raises(SynthmedError, match="no anatomy channel"):
         write_pairs(runs["ddpm-mask"], tmp_path / "t", masks_from=str(phantom_dataset), n=2,
                     edits=["transplant"])
+    # masks of cases whose classes the class-conditional run does not know
+    ds = PreparedDataset(phantom_dataset)
+    other = write_prepared(tmp_path / "other", images=np.asarray(ds.images),
+                           labels=ds.labels, splits=[r["split"] for r in ds.manifest],
+                           class_names=("cyst", "solid"), masks=np.asarray(ds.masks),
+                           name="other")
+    with pytest.raises(SynthmedError, match="has class 'cyst', not one of the run's classes"):
+        write_pairs(runs["ddpm-mask"], tmp_path / "o", masks_from=str(other), n=2)
+    assert not (tmp_path / "o").exists()
 
 
 def test_report_shows_mask_real_synthetic_rows_per_class(runs, phantom_dataset, tmp_path):

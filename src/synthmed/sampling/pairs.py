@@ -138,11 +138,12 @@ def write_pairs(run_dir: str | os.PathLike, out: str | os.PathLike, *, masks_fro
     seed_list = parse_seeds(seeds, n)
     loaded = load_generator(run_dir, checkpoint, device, **options)
     meta = loaded.meta
-    if not isinstance(loaded.sampler, MaskSampler):
+    sampler = loaded.sampler
+    if not isinstance(sampler, MaskSampler):
         raise SynthmedError(f"--masks-from: run {run_dir} ({loaded.config.model.name}) is not "
                             "mask-conditioned; train model.name: pix2pix or ddpm-mask")
     images, masks = _resized(ds, rows, int(meta["image_size"]))
-    plan = plan_pairs(ds, rows, images, masks, seed_list, spec, bool(meta.get("anatomy_factor")))
+    plan = plan_pairs(ds, rows, images, masks, seed_list, spec, sampler.anatomy)
     labels = _classes(ds, plan, loaded, masks_from)
     synth = _sample(loaded, plan, images, labels, micro_batch)
     out_masks = np.stack([p["mask"] for p in plan])

@@ -42,10 +42,13 @@ class MaskSampler(ABC):
     ``synthmed generate --masks-from`` (:func:`synthmed.sampling.pairs.write_pairs`) picks and
     edits the masks and calls :meth:`from_masks` on fixed-size micro-batches; it does not care
     which method answers. Called like a class :data:`Sampler` (no masks) it refuses in one line.
-    ``options`` are the generation options in effect (recorded in generation.json).
+    ``options`` are the generation options in effect (recorded in generation.json); ``anatomy``
+    says the method uses the source case's image as an anatomy channel (then ``--edit
+    transplant`` can put a lesion into another case's anatomy).
     """
 
     model: str = "mask-conditioned"
+    anatomy: bool = False
     options: dict[str, Any]  # set by each subclass's __init__
 
     def __call__(self, seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:

@@ -60,6 +60,7 @@ class Pix2PixSampler(MaskSampler):
 
     def __init__(self, G: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
         self.G, self.meta, self.device, self.options = G, meta, device, {}
+        self.anatomy = bool(meta.get("anatomy_factor"))
 
     @torch.no_grad()
     def from_masks(self, seeds: list[int], masks: torch.Tensor,
