@@ -12,8 +12,8 @@ _TRAIN = ("With --exclude-near-copies: the training images to compare with, DATA
           "(default: the run's dataset and split).")
 
 
-_MASKS = ("pix2pix runs: make image+mask pairs from the masks of DATASET_DIR[:split] (default "
-          "split: train; val/test need --allow-eval-masks).")
+_MASKS = ("Mask-conditioned runs (pix2pix, ddpm-mask): make image+mask pairs from the masks of "
+          "DATASET_DIR[:split] (default split: train; val/test need --allow-eval-masks).")
 _EDIT = ("With --masks-from, repeatable: translate=F|LO:HI, rotate=DEG|LO:HI, scale=LO:HI, "
          "flip=h|v|hv, elastic=ALPHA[:SIGMA], transplant (see docs/training.md).")
 
@@ -56,12 +56,15 @@ def generate_cmd(
     if masks_from is not None:
         from synthmed.sampling.pairs import write_pairs
 
-        if per_class is not None or class_name is not None or exclude_near_copies or train:
-            raise SynthmedError("--masks-from: --per-class, --class, --exclude-near-copies and "
-                                "--train do not apply to image+mask pairs; drop them")
+        if per_class is not None or class_name is not None or exclude_near_copies or train \
+                or size is not None or match_train:
+            raise SynthmedError("--masks-from: --per-class, --class, --exclude-near-copies, "
+                                "--train, --size and --match-train do not apply to image+mask "
+                                "pairs; drop them")
         path = write_pairs(run_dir, out, masks_from=masks_from, n=n, seeds=seeds, edits=edit,
                            checkpoint=checkpoint, fmt=fmt, device=device, force=force,
-                           allow_eval_masks=allow_eval_masks)
+                           allow_eval_masks=allow_eval_masks, steps=steps, guidance=guidance,
+                           bf16=bf16 or None)
         console.print(f"image+mask pairs: {path}  (manifest.csv, generation.json)")
         return
     if edit or allow_eval_masks:

@@ -24,7 +24,8 @@ RATINGS = ("good", "borderline", "poor")
 KINDS = {"dcgan": "unconditional GAN (DCGAN)", "cgan": "class-conditional GAN",
          "acgan": "class-conditional GAN with auxiliary classifier (AC-GAN)",
          "stylegan2": "style-based GAN (StyleGAN2)", "ddpm": "diffusion model (DDPM)",
-         "vae": "variational autoencoder", "pix2pix": "mask-to-image GAN (pix2pix)"}
+         "vae": "variational autoencoder", "pix2pix": "mask-to-image GAN (pix2pix)",
+         "ddpm-mask": "mask-to-image diffusion model (DDPM, mask channel)"}
 ESTIMATE_RE = re.compile(r"\d{4}-\S+ (estimate: .*)$")
 SHORT_RE = re.compile(r"\d{4}-\S+ (stopped at step .* needs .*)$")
 

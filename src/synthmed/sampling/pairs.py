@@ -1,10 +1,16 @@
 """``synthmed generate RUN_DIR --masks-from DATASET_DIR[:split] [--edit ...]``: image+mask pairs
-from a mask-conditioned run (pix2pix), for segmentation augmentation and synthetic-only sharing.
+from a mask-conditioned run, for segmentation augmentation and synthetic-only sharing. Any
+training method whose sampler is a :class:`~synthmed.training.method.MaskSampler` (pix2pix,
+ddpm-mask) is driven the same way: this module picks and edits the masks, the method turns them
+into images.
 
 Image ``seed`` uses source mask ``rows[seed % len(rows)]`` of the split (rows with a mask, in
 dataset order), edit parameters drawn from ``numpy.random.default_rng(seed)`` (rejected draws
-redrawn from the same stream) and dropout noise from ``torch.manual_seed(seed)``: a pair is
-reproducible from (checkpoint, source mask, edit, seed). Layout, beside the usual
+redrawn from the same stream), the source case's class (class-conditional runs) and the method's
+noise from the seed (pix2pix: dropout under ``torch.manual_seed(seed)``; ddpm-mask: the starting
+noise of DDIM). The method is called on micro-batches of a fixed size, as in
+:mod:`synthmed.sampling.sampler`, so a pair is reproducible from (checkpoint, source mask, edit,
+seed[, steps, guidance]) whatever else is generated with it. Layout, beside the usual
 ``manifest.csv`` and ``generation.json``::
 
     images/seed<seed>.png | dicom/seed<seed>.dcm   the images (--format png | dicom)
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +41,14 @@ from synthmed.paths import check_output, ensure_inside
 from synthmed.sampling.io import FORMATS, relative_file
 from synthmed.sampling.masks import EditSpec, edit_mask, parse_edits
 from synthmed.sampling.sampler import (
+    MICRO_BATCH,
     GeneratedImages,
     LoadedGenerator,
+    _run_in_micro_batches,
     load_generator,
     parse_seeds,
 )
+from synthmed.training.method import MaskSampler
 
 HELD_OUT = {"val", "test", "all"}
 MANIFEST = ("file", "mask_file", "class", "seed", "source_id", "source_row", "anatomy_id",
@@ -111,8 +121,13 @@ def write_pairs(run_dir: str | os.PathLike, out: str | os.PathLike, *, masks_fro
                 n: int | None = None, seeds: str | None = None, edits: list[str] | None = None,
                 checkpoint: str = "latest", fmt: str = "png", device: str = "cpu",
                 force: bool = False, allow_eval_masks: bool = False,
-                batch_size: int = 64) -> Path:
-    """Generate and write an image+mask pair set atomically; returns ``out``."""
+                micro_batch: int = MICRO_BATCH, **options: Any) -> Path:
+    """Generate and write an image+mask pair set atomically; returns ``out``.
+
+    ``options`` go to the run's training method like those of
+    :func:`synthmed.sampling.sampler.generate` (``steps``, ``guidance``, ``bf16`` for
+    ddpm-mask; pix2pix takes none).
+    """
     out = Path(out)
     if fmt not in FORMATS:
         raise SynthmedError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -121,41 +136,75 @@ def write_pairs(run_dir: str | os.PathLike, out: str | os.PathLike, *, masks_fro
     check_output(out, force=force, kind="synthetic",
                  inputs={"run directory": run_dir, "--masks-from dataset": ds.path})
     seed_list = parse_seeds(seeds, n)
-    loaded = load_generator(run_dir, checkpoint, device)
+    loaded = load_generator(run_dir, checkpoint, device, **options)
     meta = loaded.meta
-    if not meta.get("mask_conditional"):
+    sampler = loaded.sampler
+    if not isinstance(sampler, MaskSampler):
         raise SynthmedError(f"--masks-from: run {run_dir} ({loaded.config.model.name}) is not "
-                            "mask-conditioned; train model.name: pix2pix")
+                            "mask-conditioned; train model.name: pix2pix or ddpm-mask")
     images, masks = _resized(ds, rows, int(meta["image_size"]))
-    plan = plan_pairs(ds, rows, images, masks, seed_list, spec, bool(meta.get("anatomy_factor")))
-    synth = _sample(loaded, plan, images, batch_size)
+    plan = plan_pairs(ds, rows, images, masks, seed_list, spec, sampler.anatomy)
+    labels = _classes(ds, plan, loaded, masks_from)
+    synth = _sample(loaded, plan, images, labels, micro_batch)
     out_masks = np.stack([p["mask"] for p in plan])
-    gen = GeneratedImages(torch.from_numpy(synth), torch.full((len(plan),), -1), torch.tensor(
-        seed_list), [], loaded)
+    gen = GeneratedImages(torch.from_numpy(synth), torch.tensor(
+        [-1] * len(plan) if labels is None else labels), torch.tensor(seed_list),
+        loaded.class_names, loaded)
     info = _provenance(gen, fmt, synth, seeds, plan, spec, masks_from, ds, split, rows)
+    info["micro_batch"] = int(micro_batch)
     with disk_errors(out, int(synth.nbytes + out_masks.nbytes) + (1 << 16)), \
             atomic_directory(out, force=True, kind="synthetic") as tmp:
-        _write(tmp, fmt, synth, out_masks, plan, loaded, int(meta.get("mask_labels", 1)))
+        _write(tmp, fmt, synth, out_masks, plan, loaded, int(meta.get("mask_labels", 1)),
+               gen.labels.numpy())
         (tmp / "generation.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
 
 
+def _classes(ds: PreparedDataset, plan: list[dict], loaded: LoadedGenerator,
+             masks_from: str) -> list[int] | None:
+    """The run's class id for each pair of a class-conditional run: its source case's class
+    (matched by name, so the mask dataset may order its classes differently); None otherwise.
+    Sets ``p["class"]`` for the manifest."""
+    names = loaded.class_names
+    if not loaded.meta.get("conditional"):
+        return None
+    out = []
+    for p in plan:
+        label = int(ds.labels[p["source_row"]])
+        name = ds.class_names[label] if 0 <= label < len(ds.class_names) else None
+        if name not in names:
+            raise DataError(f"--masks-from {masks_from}: case {p['source_id']} has class "
+                            f"{name!r}, not one of the run's classes ({', '.join(names)}); "
+                            "this run is class-conditional: use masks of labelled cases of "
+                            "those classes")
+        p["class"] = name
+        out.append(names.index(name))
+    return out
+
+
 def _sample(loaded: LoadedGenerator, plan: list[dict], images: torch.Tensor,
-            batch_size: int) -> np.ndarray:
-    chunks = []
-    for i in range(0, len(plan), batch_size):
-        part = plan[i:i + batch_size]
-        m = torch.from_numpy(np.stack([p["mask"] for p in part]).astype(np.float32))[:, None]
-        anat = images[[p["a"] for p in part]]
-        x = loaded.sampler.from_masks([p["seed"] for p in part], m, anat)
-        chunks.append(from_model_range(x.float().clamp(-1, 1).cpu()))
-    return np.concatenate(chunks)
+            labels: list[int] | None, micro_batch: int) -> np.ndarray:
+    """The method's images for the planned masks, in fixed-size micro-batches (each pair's bytes
+    then do not depend on the request; see :mod:`synthmed.sampling.sampler`)."""
+    seeds = [p["seed"] for p in plan]
+    y = None if labels is None else torch.tensor(labels, dtype=torch.long)
+    sampler: MaskSampler = loaded.sampler  # type: ignore[assignment]
+
+    def call(idx: torch.Tensor) -> torch.Tensor:
+        rows = idx.tolist()
+        m = torch.from_numpy(np.stack([plan[i]["mask"] for i in rows]).astype(np.float32))
+        return sampler.from_masks([seeds[i] for i in rows], m[:, None],
+                                  images[[plan[i]["a"] for i in rows]],
+                                  None if y is None else y[idx])
+
+    x = _run_in_micro_batches(call, len(plan), None, micro_batch=micro_batch, size=None)
+    return from_model_range(x)
 
 
 def _provenance(gen, fmt, synth, seeds, plan, spec, masks_from, ds, split, rows) -> dict:
     from synthmed.sampling.writer import _provenance as base
 
-    info = base(gen, fmt, synth, [""] * len(synth), seeds, None)
+    info = base(gen, fmt, synth, [p.get("class", "") for p in plan], seeds, None)
     info.update({"paired": True, "mask_labels": gen.source.meta.get("mask_labels", 1),
                  "masks_from": {"path": str(ds.path), "split": split,
                                 "dataset_hash": ds.content_hash, "n_masks": int(len(rows))},
@@ -169,16 +218,17 @@ def _provenance(gen, fmt, synth, seeds, plan, spec, masks_from, ds, split, rows)
 
 
 def _write(tmp: Path, fmt: str, images: np.ndarray, masks: np.ndarray, plan: list[dict],
-           loaded: LoadedGenerator, mask_labels: int) -> None:
+           loaded: LoadedGenerator, mask_labels: int, labels: np.ndarray) -> None:
     from synthmed.sampling.writer import _series_uids, _write_dcm, _write_png
 
     stored = masks * 255 if mask_labels == 1 else masks
     if fmt == "npz":  # the MedMNIST layout of `generate --format npz`, plus train_masks
         arr = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
         np.savez_compressed(tmp / "synthetic.npz", train_images=arr,
-                            train_labels=np.full((len(images), 1), -1, np.int64),
+                            train_labels=labels.reshape(-1, 1).astype(np.int64),
                             seeds=np.array([p["seed"] for p in plan], np.int64),
-                            class_names=np.array([], dtype=str), train_masks=masks)
+                            class_names=np.array(loaded.class_names, dtype=str),
+                            train_masks=masks)
         files = [f"synthetic.npz#{i}" for i in range(len(images))]
         mask_files = [f"synthetic.npz#train_masks/{i}" for i in range(len(images))]
     else:
@@ -188,7 +238,7 @@ def _write(tmp: Path, fmt: str, images: np.ndarray, masks: np.ndarray, plan: lis
             rel, mrel = relative_file(fmt, None, p["seed"]), f"masks/seed{p['seed']}.png"
             for r in (rel, mrel):
                 ensure_inside(tmp, tmp / r).parent.mkdir(parents=True, exist_ok=True)
-            tags = {"seed": p["seed"], "class": "", "number": i + 1,
+            tags = {"seed": p["seed"], "class": p.get("class", ""), "number": i + 1,
                     "checkpoint_sha256": loaded.checkpoint_sha256, **uids}
             (_write_png if fmt == "png" else _write_dcm)(tmp / rel, images[i], tags)
             Image.fromarray(stored[i]).save(tmp / mrel)
@@ -205,6 +255,6 @@ def _manifest(tmp: Path, files: list[str], mask_files: list[str], plan: list[dic
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(MANIFEST)
     for f, mf, p in zip(files, mask_files, plan, strict=True):
-        w.writerow([f, mf, "", p["seed"], p["source_id"], p["source_row"], p["anatomy_id"],
-                    json.dumps(p["params"], sort_keys=True), p["rejected"]])
+        w.writerow([f, mf, p.get("class", ""), p["seed"], p["source_id"], p["source_row"],
+                    p["anatomy_id"], json.dumps(p["params"], sort_keys=True), p["rejected"]])
     (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")

@@ -125,9 +125,9 @@ def load_source(path: str, ds: PreparedDataset, task: str, held_out_rows: np.nda
     if task == "segmentation":
         if masks is None:
             raise DataError(f"{p}: no masks; segmentation arms with synthetic data need "
-                            "image+mask pairs (generate --masks-from with a pix2pix run, or a "
-                            "prepared dataset with masks), or drop real+classic+synthetic and "
-                            "synthetic-only from utility.arms")
+                            "image+mask pairs (generate --masks-from with a pix2pix or ddpm-mask "
+                            "run, or a prepared dataset with masks), or drop "
+                            "real+classic+synthetic and synthetic-only from utility.arms")
         mapped = np.zeros(len(images), np.int64)
     else:
         mapped = _map_labels(p, np.asarray(labels), names, ds.class_names)

@@ -36,6 +36,38 @@ TRAINER_KEYS = frozenset({EMA_KEY, "stream", "step", "rng", "rng_per_rank", "con
 Sampler = Callable[[list[int], "torch.Tensor | None"], torch.Tensor]
 
 
+class MaskSampler(ABC):
+    """What ``build_sampler`` returns for a mask-conditioned method (pix2pix, ddpm-mask).
+
+    ``synthmed generate --masks-from`` (:func:`synthmed.sampling.pairs.write_pairs`) picks and
+    edits the masks and calls :meth:`from_masks` on fixed-size micro-batches; it does not care
+    which method answers. Called like a class :data:`Sampler` (no masks) it refuses in one line.
+    ``options`` are the generation options in effect (recorded in generation.json); ``anatomy``
+    says the method uses the source case's image as an anatomy channel (then ``--edit
+    transplant`` can put a lesion into another case's anatomy).
+    """
+
+    model: str = "mask-conditioned"
+    anatomy: bool = False
+    options: dict[str, Any]  # set by each subclass's __init__
+
+    def __call__(self, seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
+        raise SynthmedError(f"{self.model} runs are mask-conditioned (they make images from "
+                            "masks): add --masks-from DATASET_DIR[:split] to synthmed generate")
+
+    @abstractmethod
+    def from_masks(self, seeds: list[int], masks: torch.Tensor, images: torch.Tensor | None = None,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] for ``masks`` (N, 1, H, W) float32 label maps (0 is
+        background) at the run's image size.
+
+        ``images`` (N, C, H, W) in [-1, 1] are the source cases (the anatomy channel of runs that
+        have one; other methods ignore them); ``labels`` (N,) int64 are class ids for
+        class-conditional runs (None: unconditional). Image i must depend on (checkpoint, row i,
+        seeds[i], options) only.
+        """
+
+
 @dataclass
 class Batch:
     """One training batch on the training device (the rows ``indices`` of the training split)."""

@@ -4,7 +4,8 @@ Wires :mod:`synthmed.models.ddpm` (MONAI ``DiffusionModelUNet``, ``DDPMScheduler
 ``DDIMScheduler`` for sampling, classifier-free guidance) into the one engine: the trainer owns
 the loop, EMA (on by default: diffusion samples from the raw weights are visibly worse, Ho et al.
 2020 use decay 0.9999), checkpoints, exact resume and DDP. ``synthmed generate --steps N
---guidance S [--bf16]`` reach :meth:`DDPMMethod.build_sampler`.
+--guidance S [--bf16]`` reach :meth:`DDPMMethod.build_sampler`; for ``ddpm-mask`` it returns a
+:class:`DDPMMaskSampler`, which ``generate --masks-from`` drives like pix2pix's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from synthmed.training import distributed as ddp
 from synthmed.training.method import (
     METHODS,
     Batch,
+    MaskSampler,
     Sampler,
     TrainingMethod,
     reject_options,
@@ -57,6 +59,12 @@ def make_unet(model_cfg, *, in_channels: int, image_size: int, n_classes: int,
     return build_unet(in_channels=in_channels + mask_channels, out_channels=in_channels,
                       channels=channels, attention_levels=levels,
                       num_res_blocks=model_cfg.num_res_blocks, num_classes=n_classes)
+
+
+def mask_input(masks: torch.Tensor) -> torch.Tensor:
+    """The extra input channel of ``ddpm-mask``: the mask (N, 1, H, W) in {0, 1} -> {-1, 1},
+    the model range (the same map in training, grids and ``generate --masks-from``)."""
+    return masks.float() * 2 - 1
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -132,7 +140,7 @@ class DDPMMethod(TrainingMethod):
         """One Adam step on the DDPM loss of one batch."""
         b = batches[0]
         self.opt.zero_grad(set_to_none=True)
-        extra = b.masks * 2 - 1 if self.mask_channels else None  # {0, 1} -> {-1, 1}
+        extra = mask_input(b.masks) if self.mask_channels else None
         loss = diffusion_loss(self.unet, b.images, b.labels if self.n_classes else None,
                               scheduler=self.scheduler, num_classes=self.n_classes,
                               cond_drop=self.cfg.model.cond_drop, extra=extra,
@@ -166,7 +174,7 @@ class DDPMMethod(TrainingMethod):
         extra = None
         if self.grid_masks is not None:  # the first training masks, repeated
             reps = -(-len(noise) // len(self.grid_masks))
-            extra = (self.grid_masks.repeat(reps, 1, 1, 1)[:len(noise)] * 2 - 1).to(self.device)
+            extra = mask_input(self.grid_masks.repeat(reps, 1, 1, 1)[:len(noise)]).to(self.device)
         return ddim_sample(network, noise, y, diffusion=self.diffusion, steps=m.sample_steps,
                            guidance=m.guidance, num_classes=self.n_classes, extra=extra), None
 
@@ -174,36 +182,61 @@ class DDPMMethod(TrainingMethod):
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device, *,
                       steps: int | None = None, guidance: float | None = None,
                       bf16: bool | None = None, **options: Any) -> tuple[Sampler, nn.Module]:
+        """DDIM from per-seed noise; for a mask-conditioned run a :class:`DDPMMaskSampler`
+        (``generate --masks-from``), which refuses to sample without masks."""
         reject_options(options, cfg.model.name)
         meta = state["meta"]
-        if int(meta.get("mask_channels", 0)):
-            raise SynthmedError(f"{cfg.model.name}: this run is mask-conditioned; it samples "
-                                "from masks (synthmed.models.ddpm.ddim_sample(..., extra=masks) "
-                                "in Python), not from seeds alone")
         k = int(meta["n_classes"]) if meta["conditional"] else 0
+        mask_channels = int(meta.get("mask_channels", 0))
         steps, guidance, bf16 = check_generation_options(
             steps, guidance, bf16, model_cfg=cfg.model, conditional=k > 0, device=device)
         unet = make_unet(cfg.model, in_channels=meta["in_channels"],
-                         image_size=meta["image_size"], n_classes=k, mask_channels=0)
+                         image_size=meta["image_size"], n_classes=k, mask_channels=mask_channels)
         unet.load_state_dict(sampling_weights(state, "unet"))
         unet.to(device).eval()
         diffusion = diffusion_of(cfg.model)
         shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
 
-        def sampler(seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
+        def run(seeds: list[int], labels: torch.Tensor | None,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
             noise = seeded_noise(seeds, shape).to(device)
-            return ddim_sample(unet, noise, labels if k else None, diffusion=diffusion,
-                               steps=steps, guidance=guidance, num_classes=k, bf16=bf16)
+            y = labels.to(device) if k and labels is not None else None
+            return ddim_sample(unet, noise, y, diffusion=diffusion, steps=steps,
+                               guidance=guidance, num_classes=k, bf16=bf16,
+                               extra=None if extra is None else extra.to(device))
 
-        sampler.options = {"steps": steps, "guidance": guidance, "bf16": bf16}  # provenance
+        provenance = {"steps": steps, "guidance": guidance, "bf16": bf16}
+        if mask_channels:
+            return DDPMMaskSampler(run, cfg.model.name, provenance), unet
+
+        def sampler(seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
+            return run(seeds, labels)
+
+        sampler.options = provenance  # recorded in generation.json
         return sampler, unet
+
+
+class DDPMMaskSampler(MaskSampler):
+    """``ddpm-mask``'s :class:`~synthmed.training.method.MaskSampler`: DDIM from the seed's noise
+    with the mask concatenated at every step, in the source case's class (CFG applies to the
+    class; the mask is always given, as in training). Anatomy images are not used."""
+
+    def __init__(self, run, model: str, options: dict[str, Any]) -> None:
+        self.run, self.model, self.options = run, model, options
+
+    def from_masks(self, seeds: list[int], masks: torch.Tensor,
+                   images: torch.Tensor | None = None,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+        del images  # no anatomy channel
+        return self.run(seeds, labels, mask_input(masks))
 
 
 @METHODS.register("ddpm-mask")
 class MaskDDPMMethod(DDPMMethod):
     """DDPM with the segmentation mask as an extra input channel at every step (mask-to-image).
 
-    Trained by the same engine on a dataset imported with its masks; grids use training masks.
+    Trained by the same engine on a dataset imported with its masks; grids use training masks;
+    ``synthmed generate --masks-from DATASET [--edit ...]`` samples image+mask pairs.
     """
 
     needs_masks = True

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthmed.errors import SynthmedError
 from synthmed.models.pix2pix import build_condition, build_pix2pix, encode_mask
 from synthmed.training import distributed as ddp
 from synthmed.training.method import (
     METHODS,
     Batch,
+    MaskSampler,
     TrainingMethod,
     reject_options,
     sampling_weights,
@@ -52,21 +52,21 @@ def translate(G: nn.Module, cond: torch.Tensor, seeds: list[int]) -> torch.Tenso
     return torch.cat(out)
 
 
-class MaskSampler:
-    """What ``build_sampler`` returns for pix2pix: ``from_masks(seeds, masks, images)`` makes
-    images from label maps (``images``: the anatomy source, needed with an anatomy channel).
-    Called like a class sampler (no masks) it refuses in one line."""
+class Pix2PixSampler(MaskSampler):
+    """pix2pix's :class:`~synthmed.training.method.MaskSampler`: the encoded mask (and the
+    anatomy of ``images`` with an anatomy channel) through G, dropout noise from each seed."""
+
+    model = "pix2pix"
 
     def __init__(self, G: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
-        self.G, self.meta, self.device = G, meta, device
-
-    def __call__(self, seeds, labels):
-        raise SynthmedError("pix2pix runs make images from masks: add --masks-from "
-                            "DATASET_DIR[:split] to synthmed generate")
+        self.G, self.meta, self.device, self.options = G, meta, device, {}
+        self.anatomy = bool(meta.get("anatomy_factor"))
 
     @torch.no_grad()
     def from_masks(self, seeds: list[int], masks: torch.Tensor,
-                   images: torch.Tensor | None = None) -> torch.Tensor:
+                   images: torch.Tensor | None = None,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+        del labels  # pix2pix is not class-conditional
         cond = build_condition(masks.to(self.device), None if images is None else
                                images.to(self.device), self.meta["mask_labels"],
                                self.meta["anatomy_factor"])
@@ -169,11 +169,11 @@ class Pix2PixMethod(TrainingMethod):
 
     @classmethod
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
-                      **options: Any) -> tuple[MaskSampler, nn.Module]:
+                      **options: Any) -> tuple[Pix2PixSampler, nn.Module]:
         reject_options(options, "pix2pix")
         meta = state["meta"]
         G, _ = build_pix2pix(cfg.model, image_channels=meta["in_channels"],
                              image_size=meta["image_size"])
         G.load_state_dict(sampling_weights(state, "generator"))
         G.to(device).eval()
-        return MaskSampler(G, meta, device), G
+        return Pix2PixSampler(G, meta, device), G
