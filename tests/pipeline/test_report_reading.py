@@ -5,6 +5,7 @@ training."""
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ CI_METHOD = {"fid": "3/4-subsampling without replacement, Richardson bias-correc
 
 def _text(html: str) -> str:
     html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
 
 
 def _marker(rd: Path, stage: str, outputs: dict) -> None:
@@ -134,6 +135,12 @@ def test_fid_interval_sits_beside_the_bias_corrected_value_it_belongs_to(tmp_pat
     corrected = [k for k in by if k.startswith("FID, bias-corrected")]
     assert corrected and by[corrected[0]] == ("15.788", "[12.931, 18.645]")
     assert "extrapolated" in _text(render_report(tmp_path))
+
+
+def test_relative_fd_reading_names_the_matched_fid_it_divides(tmp_path):
+    _metrics(tmp_path, fid_matched=36.949)
+    assert "FID at the floor's image counts (36.949) divided by the floor" in _text(
+        render_report(tmp_path))
 
 
 def test_without_a_corrected_fid_the_interval_stays_on_fid(tmp_path):

@@ -15,7 +15,8 @@ from synthmed.report.collect import _outputs_path, read_json, verdict_lines
 # (label, value key, interval keys, real-vs-real floor key, reading)
 FIDELITY_ROWS = (
     ("FID", "fid", ("fid_ci_low", "fid_ci_high"), "fid_real_real",
-     "distance between feature distributions; lower is better, the floor is real vs real"),
+     "distance between feature distributions, all images; lower is better; the floor compares "
+     "two halves of the real test images"),
     ("relative FD", "relative_fd", None, None,
      "FID divided by the real-vs-real floor (see docs/metrics.md for what 1 means)"),
     ("KID", "kid_mean", ("kid_ci_low", "kid_ci_high"), "kid_real_real_mean",
@@ -85,6 +86,12 @@ def _fidelity_rows(m: dict) -> list[dict[str, str]]:
     synthmed.metrics.stats), which can lie far below the plain FID at small n: show the value the
     interval belongs to on its own row, so the interval never seems to miss its number."""
     rows = _rows(m, FIDELITY_ROWS)
+    if m.get("fid_matched") is not None:  # relative FD is not FID / floor at the full n
+        for r in rows:
+            if r["label"] == "relative FD":
+                r["reading"] = (f"FID at the floor's image counts ({fmt(m['fid_matched'])}) "
+                                "divided by the floor: 1 = as close as a second real sample of "
+                                "that size, 2 = twice as far")
     if m.get("fid_corrected") is None or not rows or rows[0]["label"] != "FID":
         return rows
     corrected = {"label": "FID, bias-corrected", "value": fmt(m["fid_corrected"]),
