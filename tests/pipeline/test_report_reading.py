@@ -174,3 +174,9 @@ def test_arms_that_differ_are_not_called_a_ceiling(tmp_path):
                          "real+classic+synthetic": (1.0, [0.95, 0.94, 0.96])})
     _utility(tmp_path, arms)
     assert "ceiling" not in _text(render_report(tmp_path))
+
+
+def test_the_caption_mentions_the_recipe_line_only_when_it_is_drawn(tmp_path):
+    """The dotted recipe line is drawn only within the curves' steps (figures.curves_uri)."""
+    _train(tmp_path, ["finished at step 1000", SHORT])
+    assert "dotted line" not in render_report(tmp_path)

@@ -129,6 +129,7 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "model": model, "kind": KINDS.get(model), "cfg": cfg, "steps_done": last,
         "losses": [fg.loss_label(k) for k in losses],
         "steps_planned": (cfg.get("train") or {}).get("steps"), "recipe_steps": recipe,
+        "recipe_line": fg.recipe_line_drawn(recipe, max((r["step"] for r in steps), default=None)),
         "seconds": secs, "duration": format_duration(secs) if secs else None,
         "steps_per_s": (last / secs) if last and secs else None,
         "img_per_s": float(np.median([r["img_per_s"] for r in steps if "img_per_s" in r]))
