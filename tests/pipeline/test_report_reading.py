@@ -180,3 +180,12 @@ def test_the_caption_mentions_the_recipe_line_only_when_it_is_drawn(tmp_path):
     """The dotted recipe line is drawn only within the curves' steps (figures.curves_uri)."""
     _train(tmp_path, ["finished at step 1000", SHORT])
     assert "dotted line" not in render_report(tmp_path)
+
+
+def test_warnings_point_to_the_per_class_note_not_to_json_keys(tmp_path):
+    _metrics(tmp_path, warnings=[
+        "per-class values left null for benign (n_real=26), malignant (n_real=13): too few real "
+        "test images for them (reasons under per_class.<class>.unreliable)"])
+    text = _text(render_report(tmp_path))
+    assert "per_class.<class>.unreliable" not in text
+    assert "too few real test images for them (see the note under the per-class table)" in text

@@ -190,7 +190,9 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "privacy": _rows(m, PRIVACY_ROWS), "per_class": per_class,
         "extractor": m.get("extractor"), "n_real": m.get("n_real"),
         "n_synthetic": m.get("n_synthetic"), "n_train": m.get("n_train"),
-        "warnings": m.get("warnings") or [],
+        "warnings": [w.replace("(reasons under per_class.<class>.unreliable)",
+                               "(see the note under the per-class table)")
+                     for w in m.get("warnings") or []],
         "pairs": fg.file_uri(ev / "closest_pairs.png"),
         "distances": fg.file_uri(ev / "nearest_distances.png"),
         "embedding": fg.embedding_uri(read_json(ev / "embedding.json") or {}),
