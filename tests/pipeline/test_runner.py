@@ -48,6 +48,27 @@ def test_every_stage_leaves_a_marker_and_its_outputs(tiny_run):
     assert "estimate: 20 steps" in log and "ETA" in log and "stopped at step 20" in log
 
 
+def test_the_run_log_has_the_estimate_and_the_short_of_recipe_line(tiny_run):
+    """RUN_DIR/log.txt, the log a `synthmed run` user reads, repeats training's estimate and the
+    'stopped before the recipe' line and names the training log that has the ETA lines."""
+    log = (tiny_run / "log.txt").read_text()
+    assert "train: estimate: 20 steps" in log
+    assert "train: stopped at step 20; this recipe (cgan) needs" in log
+    assert "train/00000-tiny/log.txt" in log
+
+
+def test_run_only_keys_never_invalidate_a_stage(TINY):
+    """Device and thread counts say how to run, not what: changing them re-runs nothing."""
+    from synthmed.pipeline.markers import inputs_hash, stage_inputs
+    from synthmed.pipeline.runner import resolve_config
+
+    for stage in STAGES:
+        a, b = (stage_inputs(stage, resolve_config(TINY, o), {}) for o in (
+            [], ["utility.num_threads=2", "utility.device=cpu", "train.num_threads=2",
+                 "pipeline.device=cuda", "train.log_every=7"]))
+        assert inputs_hash(a) == inputs_hash(b), stage
+
+
 def test_rerun_skips_everything(tiny_copy, TINY):
     before = _tokens(tiny_copy)
     run(TINY, run_dir=tiny_copy, progress=False)
@@ -153,3 +174,24 @@ def test_cli_prints_the_report_how_to_open_it_and_the_own_folder_line(tiny_copy,
     assert "pipeline.source=FOLDER" in out
     code, out, _ = _cli(["report", tiny_copy], capsys)
     assert code in (0, None) and "report.html" in out
+
+
+def test_a_mask_to_image_run_makes_pairs_and_a_segmentation_study(tmp_path, pipeline_cache):
+    """pix2pix (configs/lgg_pix2pix.yaml's model) through every stage: generate makes image+mask
+    pairs from the training split's masks, utility trains U-Nets on them, and the report shows
+    mask | image rows and the Dice table."""
+    cfg = {"name": "tinypix", "data": {"path": "phantom", "phantom_n": 40, "phantom_size": 64},
+           "model": {"name": "pix2pix", "base_width": 8, "mask_labels": 1},
+           "train": {"batch_size": 8, "steps": 4, "log_every": 2, "sample_every": 4,
+                     "checkpoint_every": 4, "num_threads": 1},
+           "utility": {"task": "segmentation", "seeds": 2, "epochs": 1, "num_threads": 1,
+                       "arms": ["real+classic", "real+classic+synthetic"]},
+           "pipeline": {"eval_bootstrap": 0, "eval_extractor_epochs": 1}}
+    rd = run(cfg, run_dir=tmp_path / "pix", progress=False)
+    gen = json.loads((rd / "synthetic" / "generation.json").read_text())
+    assert gen["paired"] and gen["n"] == read_marker(rd, "generate")["outputs"]["n"]
+    assert len(list((rd / "synthetic" / "masks").glob("*.png"))) == gen["n"]
+    u = json.loads((rd / read_marker(rd, "utility")["outputs"]["utility"]).read_text())
+    assert u["task"] == "segmentation"
+    html = (rd / "report.html").read_text(encoding="utf-8")
+    assert "mask given | synthetic image" in html and ">Dice<" in html

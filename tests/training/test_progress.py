@@ -38,3 +38,22 @@ def test_short_of_recipe():
                                                  "(docs/training.md)")
     assert short_of_recipe("dcgan", 2000, 64) is None
     assert short_of_recipe("not-a-model", 1, 64) is None
+
+
+def test_open_ended_runs_get_a_per_1000_steps_estimate():
+    """A huge train.steps used as 'train until stopped' (benchmarks/generators.py) gets the time
+    per 1,000 steps, not a meaningless whole-run figure."""
+    clock = RunClock(start=0, total=100_000_000, warmup=2)
+    clock.tick(1, now=0.0)
+    clock.tick(2, now=0.0773)
+    note = clock.tick(3, now=2 * 0.0773)
+    assert note.startswith("estimate: 1,000 steps ≈ 77 s on this machine"), note
+    assert "100,000,000 planned steps would take 89 days" in note
+    short = RunClock(start=0, total=2000, warmup=2)
+    short.tick(1, now=0.0), short.tick(2, now=1.0)
+    assert short.tick(3, now=2.0).startswith("estimate: 2,000 steps ≈ 33 min")
+
+
+def test_format_duration_in_days_beyond_two_days():
+    assert format_duration(89 * 86400) == "89 days"
+    assert format_duration(47 * 3600) == "47 h 00 min"

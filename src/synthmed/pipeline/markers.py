@@ -36,8 +36,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "evaluate": ("import", "generate"), "utility": ("import", "generate"),
     "report": ("import", "train", "generate", "evaluate", "utility"),
 }
-# Written into utility runs as the synthetic set; not a user key, so never part of a hash.
-_IGNORED = {"utility.synthetic"}
+# Written into utility runs as the synthetic set (not a user key), and the utility keys that say
+# how to run, not what: never part of a hash.
+_IGNORED = {"utility.synthetic", "utility.device", "utility.num_threads"}
 
 
 def _get(data: dict, dotted: str) -> Any:

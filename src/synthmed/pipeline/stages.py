@@ -106,6 +106,22 @@ def _train_runs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
+def _echo_training_log(ctx: Context, path: Path) -> None:
+    """Repeat this session's estimate and 'stopped before the recipe' lines in the run's log, and
+    name the training log that has the ETA at every log line."""
+    from synthmed.report.collect import ESTIMATE_RE, SHORT_RE
+
+    lines = (path / "log.txt").read_text(encoding="utf-8").splitlines() \
+        if (path / "log.txt").is_file() else []
+    start = max((i for i, x in enumerate(lines)  # this session: after its opening line
+                 if " run directory " in x or " resumed at step " in x), default=0)
+    for line in lines[start:]:
+        if m := ESTIMATE_RE.match(line) or SHORT_RE.match(line):
+            ctx.log(f"train: {m.group(1)}")
+    ctx.log(f"train: log (losses and ETA every train.log_every steps): "
+            f"{(path / 'log.txt').relative_to(ctx.run_dir)}")
+
+
 def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str = "") -> dict:
     """Train in RUN_DIR/train; a run started with the same inputs resumes from its checkpoint."""
     from synthmed.training import train
@@ -123,6 +139,7 @@ def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str =
     else:
         ctx.log(f"train: resuming {resume}")
     path = train(cfg, runs_dir=root, resume=resume, progress=ctx.progress)
+    _echo_training_log(ctx, path)
     step = int(load_checkpoint(path / "checkpoints" / "latest.pt")["step"])
     if step < cfg.train.steps:
         raise StageInterrupted(f"stage train stopped at step {step} of {cfg.train.steps}; run the "
@@ -131,12 +148,23 @@ def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str =
 
 
 def generate_stage(ctx: Context) -> dict[str, Any]:
-    """As many images as the training split (or ``pipeline.n_generate``), classes in its mix."""
+    """As many images as the training split (or ``pipeline.n_generate``), classes in its mix; a
+    mask-to-image model (pix2pix) makes image+mask pairs from the training split's masks
+    (``synthmed generate --masks-from DATASET:SPLIT``), which the segmentation study uses."""
     from synthmed.data.dataset import PreparedDataset
     from synthmed.sampling.writer import write_synthetic
+    from synthmed.training.method import resolve_method
 
     p = ctx.cfg.pipeline
     n = p.n_generate or len(PreparedDataset(ctx.dataset()).indices(ctx.cfg.data.split))
+    if resolve_method(ctx.cfg.model.name).needs_masks:
+        from synthmed.sampling.pairs import write_pairs
+
+        source = f"{ctx.dataset()}:{ctx.cfg.data.split}"
+        out = write_pairs(ctx.path("train", "train_run"), ctx.run_dir / "synthetic",
+                          masks_from=source, n=n, device=p.device, force=True)
+        ctx.log(f"synthetic set: {out} ({n} image+mask pairs from the masks of {source})")
+        return {"synthetic": "synthetic", "n": n}
     out = write_synthetic(ctx.path("train", "train_run"), ctx.run_dir / "synthetic", n=n,
                           device=p.device, force=True, match_train=p.class_counts == "match-train")
     ctx.log(f"synthetic set: {out} ({n} images, {p.class_counts})")

@@ -28,6 +28,7 @@ KINDS = {"dcgan": "unconditional GAN (DCGAN)", "cgan": "class-conditional GAN",
          "ddpm-mask": "mask-to-image diffusion model (DDPM, mask channel)"}
 ESTIMATE_RE = re.compile(r"\d{4}-\S+ (estimate: .*)$")
 SHORT_RE = re.compile(r"\d{4}-\S+ (stopped at step .* needs .*)$")
+END_RE = re.compile(r"\d{4}-\S+ ((finished|stopped by \S+) at step \d+.*)$")
 
 
 def read_json(path: Path) -> Any:
@@ -90,6 +91,20 @@ def _log_lines(path: Path, pattern: re.Pattern) -> list[str]:
             if (m := pattern.match(line))]
 
 
+def _short_note(path: Path) -> str | None:
+    """The short-of-recipe line of the last training session only: a run stopped early and then
+    resumed to the recipe's steps no longer is short (each session logs its end line, then the
+    note when it applies)."""
+    note = None
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if END_RE.match(line):
+                note = None
+            elif m := SHORT_RE.match(line):
+                note = m.group(1)
+    return note
+
+
 def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     from synthmed.training.progress import RECIPE_STEPS, format_duration
 
@@ -115,6 +130,7 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "model": model, "kind": KINDS.get(model), "cfg": cfg, "steps_done": last,
         "losses": [fg.loss_label(k) for k in losses],
         "steps_planned": (cfg.get("train") or {}).get("steps"), "recipe_steps": recipe,
+        "recipe_line": fg.recipe_line_drawn(recipe, max((r["step"] for r in steps), default=None)),
         "seconds": secs, "duration": format_duration(secs) if secs else None,
         "steps_per_s": (last / secs) if last and secs else None,
         "img_per_s": float(np.median([r["img_per_s"] for r in steps if "img_per_s" in r]))
@@ -123,7 +139,7 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "grids": [{"step": int(g.stem.split("-")[1]), "uri": fg.file_uri(g, trim=False)}
                   for g in grids],
         "estimate": _log_lines(path / "log.txt", ESTIMATE_RE),
-        "short": _log_lines(path / "log.txt", SHORT_RE),
+        "short": _short_note(path / "log.txt"),
         "env": read_json(path / "env.json") or {},
     }
 

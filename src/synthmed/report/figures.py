@@ -106,6 +106,11 @@ def loss_label(key: str) -> str:
     return LOSS_NAMES.get(name, name.replace("_", " "))
 
 
+def recipe_line_drawn(recipe_steps: int | None, last_step: int | None) -> bool:
+    """The recipe's step count is marked only inside the plotted steps (or just past them)."""
+    return bool(recipe_steps and last_step and recipe_steps <= last_step * 1.05)
+
+
 def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None) -> str | None:
     """Every logged loss (one panel; methods log different ones: GANs ``loss_d``/``loss_g``,
     pix2pix adds ``loss_l1``, diffusion its noise MSE) and the ADA probability p, by step."""
@@ -136,7 +141,7 @@ def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None) -> str |
         ax2.set_title("Augmentation probability (ADA)", fontsize=10)
     for a in axes[0]:
         a.spines[["top", "right"]].set_visible(False)
-        if recipe_steps and recipe_steps <= max(step) * 1.05:
+        if recipe_line_drawn(recipe_steps, max(step)):
             a.axvline(recipe_steps, color="grey", ls=":", lw=1)
     fig.tight_layout()
     return _fig_uri(fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from synthmed.report.collect import _outputs_path, read_json, verdict_lines
 # (label, value key, interval keys, real-vs-real floor key, reading)
 FIDELITY_ROWS = (
     ("FID", "fid", ("fid_ci_low", "fid_ci_high"), "fid_real_real",
-     "distance between feature distributions; lower is better, the floor is real vs real"),
+     "distance between feature distributions, all images; lower is better; the floor compares "
+     "two halves of the real test images"),
     ("relative FD", "relative_fd", None, None,
      "FID divided by the real-vs-real floor (see docs/metrics.md for what 1 means)"),
     ("KID", "kid_mean", ("kid_ci_low", "kid_ci_high"), "kid_real_real_mean",
@@ -42,6 +44,17 @@ PRIVACY_ROWS = (
 
 
 METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95 (px)", "auc": "AUC"}
+# Which numbers each ``ci_method`` entry gives intervals for (the note under the tables).
+CI_LABELS = {"fid": "FID", "kid": "KID",
+             "prdc": "precision, recall, density, coverage"}
+# Per-class columns of the report whose dashes need a reason (metrics.json per_class.unreliable).
+PER_CLASS_SHOWN = {"fid": "FID", "fid_real_real": "its real-vs-real floor",
+                   "precision": "precision", "recall": "recall", "coverage": "coverage"}
+# Bounded higher-is-better metrics; every seed of two compared arms at or above CEILING means the
+# test set cannot show a difference between them (a ceiling effect), whatever the test says.
+CEILING = 0.999
+BOUNDED = {"auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "dice",
+           "iou"}
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -66,6 +79,78 @@ def _rows(m: dict, spec) -> list[dict[str, str]]:
                     "interval": f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None
                     else "–", "floor": fmt(m.get(floor)) if floor else "–", "reading": reading})
     return out
+
+
+def _fidelity_rows(m: dict) -> list[dict[str, str]]:
+    """FID's interval is for the bias-corrected FID (Richardson extrapolation to n = infinity,
+    synthmed.metrics.stats), which can lie far below the plain FID at small n: show the value the
+    interval belongs to on its own row, so the interval never seems to miss its number."""
+    rows = _rows(m, FIDELITY_ROWS)
+    if m.get("fid_matched") is not None:  # relative FD is not FID / floor at the full n
+        for r in rows:
+            if r["label"] == "relative FD":
+                r["reading"] = (f"FID at the floor's image counts ({fmt(m['fid_matched'])}) "
+                                "divided by the floor: 1 = as close as a second real sample of "
+                                "that size, 2 = twice as far")
+    if m.get("fid_corrected") is None or not rows or rows[0]["label"] != "FID":
+        return rows
+    corrected = {"label": "FID, bias-corrected", "value": fmt(m["fid_corrected"]),
+                 "interval": rows[0]["interval"], "floor": "–",
+                 "reading": "FID extrapolated to unlimited images, removing most of FID's "
+                            "small-sample bias; the interval belongs to this value"}
+    rows[0] = {**rows[0], "interval": "–"}
+    return [rows[0], corrected, *rows[1:]]
+
+
+def _interval_notes(method: Any) -> list[str]:
+    """One short line per interval method: which numbers, calibrated or not, how."""
+    if isinstance(method, str):
+        return [method]
+    out = []
+    for key, text in (method or {}).items():
+        text = str(text)
+        calibrated = "calibrated" in text and "not calibrated" not in text
+        how = re.sub(r",?\s*not calibrated|\s*\(calibrated\)", "", text).strip()
+        out.append(f"{CI_LABELS.get(key, key)}: {'calibrated' if calibrated else 'not calibrated'}"
+                   f" — {how}")
+    return out
+
+
+def _needed(reason: str) -> int | None:
+    """Real test images a per-class number needs, from its ``unreliable`` reason
+    (synthmed.metrics.compare.small_n_reasons: "N real images < NEED ...", or "floor halves of
+    N images < feature dimension D", which needs 2 D)."""
+    hit = re.search(r"<\D*?(\d+)", reason)
+    if not hit:
+        return None
+    return int(hit.group(1)) * (2 if reason.startswith("floor halves") else 1)
+
+
+def _per_class_reasons(per_class: dict) -> dict[str, Any] | None:
+    """Why per-class cells are dashes: the real test images each number needs, and how many each
+    class has."""
+    need: dict[str, int] = {}
+    raw: list[str] = []
+    short = {}
+    for name, row in per_class.items():
+        why = {k: v for k, v in (row.get("unreliable") or {}).items() if k in PER_CLASS_SHOWN}
+        if why:
+            short[name] = row.get("n_real")
+        for k, reason in why.items():
+            n = _needed(str(reason))
+            if n is None:
+                raw.append(f"{name}, {PER_CLASS_SHOWN[k]}: {reason}")
+            else:
+                need[k] = max(n, need.get(k, 0))
+    if not short:
+        return None
+    by_n: dict[int, list[str]] = {}
+    for k in PER_CLASS_SHOWN:
+        if k in need:
+            by_n.setdefault(need[k], []).append(PER_CLASS_SHOWN[k])
+    parts = [f"{', '.join(labels)} {n:,}" for n, labels in by_n.items()]
+    return {"needed": "; ".join(parts), "raw": raw,
+            "classes": ", ".join(f"{c} has {fmt(n)}" for c, n in short.items())}
 
 
 def _interval(ci: Any) -> str:
@@ -95,20 +180,19 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
                                  "recall", "coverage", "ms_ssim", "ms_ssim_real")}}
                  for c, row in (m.get("per_class") or {}).items()]
     conf = m.get("confidence")
-    method = m.get("ci_method")
-    if isinstance(method, dict):
-        kinds = sorted({str(v) for v in method.values()})
-        method = kinds[0] if len(kinds) == 1 else ", ".join(f"{k} {v}" for k, v in method.items())
     return {
         "verdict": verdict_lines(m.get("verdict")),
         "sanity": _sanity(m.get("sanity")),
-        "interval_label": (f"{round(conf * 100)}% interval" if conf else "interval")
-        + (f" ({method})" if method else ""),
-        "fidelity": _rows(m, FIDELITY_ROWS), "diversity": _rows(m, DIVERSITY_ROWS),
+        "interval_label": f"{round(conf * 100)}% interval" if conf else "interval",
+        "interval_notes": _interval_notes(m.get("ci_method")),
+        "per_class_reasons": _per_class_reasons(m.get("per_class") or {}),
+        "fidelity": _fidelity_rows(m), "diversity": _rows(m, DIVERSITY_ROWS),
         "privacy": _rows(m, PRIVACY_ROWS), "per_class": per_class,
         "extractor": m.get("extractor"), "n_real": m.get("n_real"),
         "n_synthetic": m.get("n_synthetic"), "n_train": m.get("n_train"),
-        "warnings": m.get("warnings") or [],
+        "warnings": [w.replace("(reasons under per_class.<class>.unreliable)",
+                               "(see the note under the per-class table)")
+                     for w in m.get("warnings") or []],
         "pairs": fg.file_uri(ev / "closest_pairs.png"),
         "distances": fg.file_uri(ev / "nearest_distances.png"),
         "embedding": fg.embedding_uri(read_json(ev / "embedding.json") or {}),
@@ -137,21 +221,66 @@ def _arm_rows(u: dict) -> list[dict[str, str]]:
     return rows
 
 
+def _arm_name(arm: str, ratio: Any) -> str:
+    return arm + (f" ×{ratio:g}" if ratio else "")
+
+
+def _at_ceiling(u: dict, metric: str) -> tuple[set[tuple[str, float]], list[float]]:
+    """The (arm, ratio) pairs whose every seed scores ``metric`` >= CEILING, and all runs'
+    values: a paired test between two such arms cannot show a difference (a ceiling effect)."""
+    values: dict[tuple[str, float], list[float]] = {}
+    for r in u.get("runs") or []:
+        v = (r.get("test") or {}).get(metric)
+        if isinstance(v, (int, float)):
+            values.setdefault((r["arm"], float(r.get("ratio") or 0)), []).append(float(v))
+    top = {k for k, vals in values.items() if vals and min(vals) >= CEILING}
+    return top, [v for vals in values.values() for v in vals]
+
+
+def _ceiling_line(arms: list[str], label: str, every: list[float]) -> str:
+    spread = (f" (all arms: {fmt(min(every))} to {fmt(max(every))})"
+              if every and min(every) < CEILING else "")
+    names = arms[0] if len(arms) == 1 else f"{', '.join(arms[:-1])} and {arms[-1]}"
+    return (f"Ceiling: {names} score {label} \u2265 {CEILING} on every seed{spread}, "
+            "so the task is too easy for this test set to show whether synthetic data helps (a "
+            "ceiling effect); "
+            "the comparisons between these arms carry no information. A harder task or a "
+            "larger, more varied real test set is needed to see a difference.")
+
+
+def _comparisons(u: dict, metric: str) -> tuple[list[dict[str, str]], str | None]:
+    """The primary metric's paired comparisons, a comparison between two saturated arms called
+    a ceiling, and the plain line saying so (None when no compared arms saturate)."""
+    top, every = _at_ceiling(u, metric) if metric in BOUNDED else (set(), [])
+    label = METRIC_LABELS.get(metric, metric)
+    comps, capped = [], []
+    for c in u.get("comparisons") or []:
+        if c.get("metric") != metric:
+            continue
+        pair = [(c["arm"], float(c.get("ratio") or 0)),
+                (c["reference"], float(c.get("reference_ratio") or 0))]
+        ceiling = all(p in top for p in pair)
+        if ceiling:
+            capped += [_arm_name(*p) for p in pair if _arm_name(*p) not in capped]
+        comps.append({"arm": _arm_name(c["arm"], c.get("ratio")), "reference": c["reference"],
+                      "diff": fmt(c.get("mean_diff")), "ci": _interval(c.get("ci95")),
+                      "p": fmt(c.get("p")), "p_holm": fmt(c.get("p_holm")),
+                      "verdict": f"ceiling: both arms at {label} \u2265 {CEILING} on every seed"
+                      if ceiling else c.get("verdict") or "–"})
+    return comps, (_ceiling_line(capped, label, every) if capped else None)
+
+
 def utility_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     path = _outputs_path(run_dir, st, "utility", "utility")
     u = read_json(path) if path else None
     if not u:
         return None
     metric = u.get("primary_metric")
-    comps = [{"arm": c["arm"] + (f" ×{c['ratio']:g}" if c.get("ratio") else ""),
-              "reference": c["reference"], "diff": fmt(c.get("mean_diff")),
-              "ci": _interval(c.get("ci95")),
-              "p": fmt(c.get("p")), "p_holm": fmt(c.get("p_holm")),
-              "verdict": c.get("verdict") or "–"}
-             for c in u.get("comparisons") or [] if c.get("metric") == metric]
+    comps, ceiling = _comparisons(u, metric)
     files = set(u.get("files") or [])
     return {"task": u.get("task"), "model": u.get("model"), "metric": metric,
             "seeds": u.get("seeds"), "arms": _arm_rows(u), "comparisons": comps,
+            "ceiling": ceiling,
             "lines": u.get("result_lines") or [],
             "headline": [x for x in u.get("result_lines") or [] if x.startswith("synthetic")]
             or (u.get("result_lines") or []), "warnings": u.get("warnings") or [],

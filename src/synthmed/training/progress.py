@@ -88,15 +88,21 @@ def log_line(record: dict[str, Any], total: int, eta_s: float | None) -> str:
 # on the phantom and on 64 px ultrasound, from the runs in docs/training.md ("Steps you need").
 RECIPE_STEPS = {"dcgan": 2000, "acgan": 2000, "cgan": 2000}
 WARMUP_STEPS = 5  # timed steps behind the estimate; the first step (allocation) is not counted
+# A run longer than this is open-ended (a huge train.steps meaning 'until stopped', as in
+# benchmarks/generators.py): its estimate line gives the time per 1,000 steps instead.
+OPEN_ENDED_S = 7 * 86400
 
 
 def format_duration(seconds: float) -> str:
-    """``"42 s"``, ``"31 min"``, ``"2 h 05 min"``: the resolution a person plans with."""
+    """``"42 s"``, ``"31 min"``, ``"2 h 05 min"``, ``"89 days"``: the resolution a person plans
+    with."""
     s = max(0.0, float(seconds))
     if s < 90:
         return f"{s:.0f} s"
     if s < 5400:
         return f"{s / 60:.0f} min"
+    if s >= 48 * 3600:
+        return f"{s / 86400:,.0f} days"
     h, m = divmod(int(round(s / 60)), 60)
     return f"{h} h {m:02d} min"
 
@@ -126,9 +132,13 @@ class RunClock:
             return None
         self._estimated = True
         per_step = (now - self._t0) / (step - self._s0)
-        return (f"estimate: {self.total - self.start:,} steps \u2248 "
-                f"{format_duration(per_step * (self.total - self.start))} on this machine "
-                f"({per_step:.3g} s/step over {step - self._s0} timed steps)")
+        steps, timed = self.total - self.start, f"{per_step:.3g} s/step over {step - self._s0}"
+        whole = format_duration(per_step * steps)
+        if per_step * steps > OPEN_ENDED_S:
+            return (f"estimate: 1,000 steps \u2248 {format_duration(per_step * 1000)} on this "
+                    f"machine ({timed} timed steps; all {steps:,} planned steps would take "
+                    f"{whole})")
+        return f"estimate: {steps:,} steps \u2248 {whole} on this machine ({timed} timed steps)"
 
     def eta(self, step: int, now: float | None = None) -> float | None:
         import time

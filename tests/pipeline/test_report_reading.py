@@ -1,0 +1,191 @@
+"""What a reader sees: each note once, short interval headers with one note on the methods, the
+bias-corrected FID beside its interval, a plain ceiling line when every arm saturates, and why a
+per-class cell is empty. Hand-made run directories (values from a real quickstart run); no
+training."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from synthmed.report import render_report
+
+SHORT = ("stopped at step 1,000; this recipe (cgan) needs ~2,000 steps for usable samples at "
+         "32 px (docs/training.md)")
+CI_METHOD = {"fid": "3/4-subsampling without replacement, Richardson bias-corrected (calibrated)",
+             "kid": "3/4-subsampling without replacement of the all-pairs MMD^2 (calibrated)",
+             "prdc": "percentile bootstrap (sampling spread only, not calibrated)"}
+
+
+def _text(html: str) -> str:
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+def _marker(rd: Path, stage: str, outputs: dict) -> None:
+    (rd / "stages").mkdir(parents=True, exist_ok=True)
+    (rd / "stages" / f"{stage}.json").write_text(json.dumps(
+        {"stage": stage, "outputs": outputs, "seconds": 80.0, "finished": "2026-01-01T00:00"}))
+
+
+def _train(rd: Path, log: list[str]) -> None:
+    run = rd / "train" / "run1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "cgan"},
+                                                     "train": {"steps": 1000, "seed": 0}}))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "loss_d": 1.0, "loss_g": 0.5, "img_per_s": 400.0}) + "\n"
+        for s in (500, 1000)))
+    (run / "log.txt").write_text("".join(f"2026-11-30T23:47:{i:02d} {x}\n"
+                                         for i, x in enumerate(log)))
+    _marker(rd, "train", {"train_run": "train/run1"})
+
+
+def _metrics(rd: Path, **extra) -> None:
+    m = {"n_real": 39, "n_synthetic": 319, "n_train": 319, "extractor": "domain",
+         "feature_dim": 187, "prdc_k": 5, "fid": 24.705, "fid_corrected": 15.788,
+         "fid_ci_low": 12.931, "fid_ci_high": 18.645, "fid_real_real": 22.72,
+         "relative_fd": 1.626, "kid_mean": 0.104, "kid_ci_low": 0.0748, "kid_ci_high": 0.133,
+         "kid_real_real_mean": -0.0146, "precision": 0.273, "precision_ci_low": 0.185,
+         "precision_ci_high": 0.456, "recall": 0.41, "recall_ci_low": 0.179,
+         "recall_ci_high": 0.521, "confidence": 0.95, "ci_method": CI_METHOD,
+         "per_class": {c: {"n_real": n, "n_synthetic": 4 * n, "fid": None, "fid_real_real": None,
+                           "precision": None, "recall": None, "coverage": None,
+                           "ms_ssim": 0.2, "ms_ssim_real": 0.2,
+                           "unreliable": {
+                               "fid": f"{n} real images < feature dimension 187",
+                               "fid_real_real": f"floor halves of {n // 2} images < feature "
+                                                "dimension 187",
+                               "precision": f"{n} real images < 50 (= 10 x k=5)",
+                               "recall": f"{n} real images < 50 (= 10 x k=5)",
+                               "coverage": f"{n} real images < 50 (= 10 x k=5)"}}
+                       for c, n in (("benign", 26), ("malignant", 13))}, **extra}
+    (rd / "evaluate").mkdir(parents=True)
+    (rd / "evaluate" / "metrics.json").write_text(json.dumps(m))
+    _marker(rd, "evaluate", {"metrics": "evaluate/metrics.json"})
+
+
+ARMS = {"real+classic": (0.0, [1.0, 1.0, 1.0]), "real+classic+synthetic": (1.0, [1.0, 1.0, 1.0]),
+        "synthetic-only": (1.0, [0.997, 1.0, 0.997])}
+
+
+def _utility(rd: Path, arms: dict) -> None:
+    runs = [{"arm": a, "ratio": r, "seed": s, "test": {"auc": v}}
+            for a, (r, vals) in arms.items() for s, v in enumerate(vals)]
+    summary = [{"arm": a, "ratio": r, "metric": "auc", "n": 3, "mean": sum(v) / 3,
+                "ci95": [min(v), 1.0]} for a, (r, v) in arms.items()]
+    same = arms["real+classic+synthetic"][1] == arms["real+classic"][1]
+    comp = {"arm": "real+classic+synthetic", "ratio": 1.0, "reference": "real+classic",
+            "reference_ratio": 0.0, "metric": "auc", "n": 3, "mean_diff": 0.0 if same else 0.03,
+            "ci95": [0.0, 0.0] if same else [0.01, 0.05], "p": None if same else 0.02,
+            "p_holm": None if same else 0.04,
+            "verdict": "n/a: identical differences on every seed (no variance to test)" if same
+            else "better"}
+    line = ("synthetic augmentation (1x): AUC +0.000 [0.000, 0.000] vs real+classic — no test "
+            "(paired t n/a: identical differences on every seed (no variance to test), 3 seeds)")
+    (rd / "utility").mkdir(parents=True)
+    (rd / "utility" / "utility.json").write_text(json.dumps(
+        {"task": "classification", "model": "small-resnet", "primary_metric": "auc",
+         "seeds": [0, 1, 2], "summary": summary, "comparisons": [comp], "runs": runs,
+         "result_lines": [line], "files": []}))
+    _marker(rd, "utility", {"utility": "utility/utility.json"})
+
+
+def _section(html: str, name: str) -> str:
+    return html.split(f'<section id="{name}">')[1].split("</section>")[0]
+
+
+def test_the_short_of_recipe_note_appears_once_in_summary_and_once_in_training(tmp_path):
+    _train(tmp_path, ["estimate: 1,000 steps ≈ 77 s on this machine", "finished at step 1000",
+                      SHORT])
+    html = render_report(tmp_path)
+    assert _text(_section(html, "summary")).count("needs ~2,000 steps") == 1
+    assert _text(_section(html, "training")).count("needs ~2,000") == 1
+
+
+def test_a_stale_short_note_from_an_earlier_session_is_not_shown(tmp_path):
+    """Stopped early, then resumed to the recipe's steps: the old note no longer applies."""
+    _train(tmp_path, ["stopped by SIGINT at step 114", SHORT.replace("1,000", "114"),
+                      "finished at step 2000"])
+    assert "stopped at step 114" not in _text(render_report(tmp_path))
+
+
+def test_interval_header_is_short_and_methods_are_one_note(tmp_path):
+    _metrics(tmp_path)
+    html = render_report(tmp_path)
+    q = _section(html, "quality")
+    headers = re.findall(r"<th[^>]*>([^<]*interval[^<]*)</th>", q)
+    assert headers and set(headers) == {"95% interval"}
+    text = _text(q)
+    assert text.count("Richardson") == 1 and text.count("percentile bootstrap") == 1
+    assert re.search(r"FID[^.;]*: calibrated", text) and re.search(r"KID[^.;]*: calibrated", text)
+    assert re.search(r"precision, recall[^.;]*: not calibrated", text)
+
+
+def test_fid_interval_sits_beside_the_bias_corrected_value_it_belongs_to(tmp_path):
+    _metrics(tmp_path)
+    rows = re.findall(r"<tr><td>([^<]*)</td><td class=\"num\">([^<]*)</td>"
+                      r"<td class=\"num\">([^<]*)</td>", render_report(tmp_path))
+    by = {label: (value, ci) for label, value, ci in rows}
+    assert by["FID"] == ("24.705", "–")
+    corrected = [k for k in by if k.startswith("FID, bias-corrected")]
+    assert corrected and by[corrected[0]] == ("15.788", "[12.931, 18.645]")
+    assert "extrapolated" in _text(render_report(tmp_path))
+
+
+def test_relative_fd_reading_names_the_matched_fid_it_divides(tmp_path):
+    _metrics(tmp_path, fid_matched=36.949)
+    assert "FID at the floor's image counts (36.949) divided by the floor" in _text(
+        render_report(tmp_path))
+
+
+def test_without_a_corrected_fid_the_interval_stays_on_fid(tmp_path):
+    _metrics(tmp_path, fid_corrected=None, ci_method={"fid": "percentile bootstrap"})
+    html = render_report(tmp_path)
+    assert "bias-corrected" not in html
+    assert re.search(r"<td>FID</td><td class=\"num\">24.705</td><td class=\"num\">"
+                     r"\[12.931, 18.645\]</td>", html)
+
+
+def test_per_class_dashes_say_why_and_how_many_images_are_needed(tmp_path):
+    _metrics(tmp_path)
+    text = _text(_section(render_report(tmp_path), "quality")).split("Per class")[1]
+    assert "too few real test images" in text
+    for needed in ("187", "374", "50"):
+        assert re.search(rf"\b{needed}\b", text), needed
+    assert "benign" in text and "26" in text and "malignant" in text and "13" in text
+
+
+def test_saturated_arms_are_called_a_ceiling_in_summary_and_utility(tmp_path):
+    _utility(tmp_path, ARMS)
+    html = render_report(tmp_path)
+    for name in ("summary", "utility"):
+        text = _text(_section(html, name))
+        assert "too easy" in text and "ceiling" in text, name
+    assert "ceiling" in _text(_section(html, "utility")).split("Paired comparisons")[1]
+
+
+def test_arms_that_differ_are_not_called_a_ceiling(tmp_path):
+    arms = dict(ARMS, **{"real+classic": (0.0, [0.9, 0.92, 0.91]),
+                         "real+classic+synthetic": (1.0, [0.95, 0.94, 0.96])})
+    _utility(tmp_path, arms)
+    assert "ceiling" not in _text(render_report(tmp_path))
+
+
+def test_the_caption_mentions_the_recipe_line_only_when_it_is_drawn(tmp_path):
+    """The dotted recipe line is drawn only within the curves' steps (figures.curves_uri)."""
+    _train(tmp_path, ["finished at step 1000", SHORT])
+    assert "dotted line" not in render_report(tmp_path)
+
+
+def test_warnings_point_to_the_per_class_note_not_to_json_keys(tmp_path):
+    _metrics(tmp_path, warnings=[
+        "per-class values left null for benign (n_real=26), malignant (n_real=13): too few real "
+        "test images for them (reasons under per_class.<class>.unreliable)"])
+    text = _text(render_report(tmp_path))
+    assert "per_class.<class>.unreliable" not in text
+    assert "too few real test images for them (see the note under the per-class table)" in text
