@@ -38,12 +38,19 @@ from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
 from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
-from synthmed.metrics.imagestats import fit_standardization, image_stats, stats_dim
+from synthmed.metrics.imagestats import (
+    STATS_VERSION,
+    block_dim,
+    fit_block,
+    image_stats,
+    layout_columns,
+    layout_radius,
+)
 from synthmed.metrics.sanity import MIN_IMAGES, run_ladder
 from synthmed.seed import seed_everything
 
 FORMAT = "synthmed-domain-extractor"
-TRAINING_VERSION = 3  # bump when training changes, so cached extractors are retrained
+TRAINING_VERSION = 4  # bump when training changes, so cached extractors are retrained
 MAX_SIDE = 64
 MODES = ("auto", "supervised", "simclr", "simclr+supervised")
 LADDER_MAX_IMAGES = 1000
@@ -68,15 +75,18 @@ class DomainFeatureNet(nn.Module):
     covariance algebra stays as cheap as with the old 128-d features).
 
     ``image_stats`` appends the fixed, non-learned block of :mod:`synthmed.metrics.imagestats`
-    (power spectrum, gradient, local sd, grey-level quantiles, low-frequency layout), standardized
-    on the training images (buffers ``stat_shift``, ``stat_scale``, :func:`standardize_stats`):
-    the learned block alone left blurred and tile-shuffled images inside the real manifold.
+    (power spectrum, gradient, local sd, grey-level quantiles, low-frequency layout), fitted on
+    the training images (:func:`standardize_stats`): the learned block alone left blurred and
+    tile-shuffled images inside the real manifold. ``stats_version`` 2 (now): log-scale
+    statistics plus the layout's typicality radius, whitened (buffers ``stat_shift``,
+    ``stat_scale``, ``stat_proj``, ``layout_shift``, ``layout_proj``); 1 (``training_version``
+    3 files): linear statistics scaled one by one (``stat_shift``, ``stat_scale``).
     """
 
     def __init__(self, *, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 0,
                  channels: tuple[int, ...] = (16, 32, 64, 128), proj_dim: int = 0,
-                 feature_pool: str = "gap", out_dim: int = 128, image_stats: bool = False
-                 ) -> None:
+                 feature_pool: str = "gap", out_dim: int = 128, image_stats: bool = False,
+                 stats_version: int = STATS_VERSION) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("DomainFeatureNet supports spatial_dims=2 only")
@@ -100,10 +110,16 @@ class DomainFeatureNet(nn.Module):
             self.register_buffer("feat_shift", torch.zeros(d))
             self.register_buffer("feat_scale", torch.ones(d))
             self.register_buffer("feat_proj", torch.eye(d, self.learned_dim))
-        self.stats_dim = stats_dim(in_channels) if image_stats else 0
+        self.stats_version = stats_version
+        self.stats_dim = block_dim(in_channels, stats_version) if image_stats else 0
         if image_stats:
             self.register_buffer("stat_shift", torch.zeros(self.stats_dim))
             self.register_buffer("stat_scale", torch.ones(self.stats_dim))
+        if image_stats and stats_version >= 2:
+            n_lay = len(layout_columns(in_channels))
+            self.register_buffer("stat_proj", torch.eye(self.stats_dim))
+            self.register_buffer("layout_shift", torch.zeros(n_lay))
+            self.register_buffer("layout_proj", torch.eye(n_lay))
         self.feature_dim = self.learned_dim + self.stats_dim
         self.head = nn.Linear(d, out_channels) if out_channels > 0 else None
         self.proj = (nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
@@ -131,8 +147,17 @@ class DomainFeatureNet(nn.Module):
         else:
             out = ((f - self.feat_shift) * self.feat_scale) @ self.feat_proj
         if self.stats_dim:
-            out = torch.cat([out, (image_stats(x) - self.stat_shift) * self.stat_scale], dim=1)
+            out = torch.cat([out, self.stats_block(x)], dim=1)
         return (out, self.head(f)) if self.head is not None else out
+
+
+    def stats_block(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_channels, H, W) in [-1, 1] -> the fitted statistics block (B, stats_dim)."""
+        if self.stats_version < 2:
+            return (image_stats(x, log_scale=False) - self.stat_shift) * self.stat_scale
+        s = image_stats(x)
+        v = torch.cat([s, layout_radius(s, self.layout_shift, self.layout_proj)], dim=1)
+        return ((v - self.stat_shift) * self.stat_scale) @ self.stat_proj
 
 
 @torch.no_grad()
@@ -162,14 +187,15 @@ def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 25
 
 def standardize_stats(net: DomainFeatureNet, x: torch.Tensor, learned_var: float, *,
                       weight: float = STATS_WEIGHT, batch: int = 256) -> None:
-    """Standardize the net's statistics block on the training images ``x`` only, its total
-    variance ``weight`` x ``learned_var`` (:func:`synthmed.metrics.imagestats.fit_standardization`).
-    :data:`STATS_WEIGHT` = 4 (docs/metrics.md: 1 and 2 left DDTI's shuffled tiles inside the real
-    manifold; the learned block alone misses blur and shuffled tiles)."""
+    """Fit the net's statistics block on the training images ``x`` only, its total variance
+    ``weight`` x ``learned_var`` (:func:`synthmed.metrics.imagestats.fit_block`).
+    :data:`STATS_WEIGHT` = 4 (docs/metrics.md: with per-statistic scaling, 1 and 2 left DDTI's
+    shuffled tiles inside the real manifold; whitened, 2 to 8 all pass the ladder)."""
     if net.stats_dim:
-        shift, scale = fit_standardization(x, weight * learned_var, batch=batch)
-        net.stat_shift.copy_(shift)
-        net.stat_scale.copy_(scale)
+        if net.stats_version < 2:
+            raise ValueError("stats_version 1 blocks are only loaded, no longer fitted")
+        for name, value in fit_block(x, weight * learned_var, batch=batch).items():
+            getattr(net, name).copy_(value)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, strong: bool) -> torch.Tensor:
@@ -238,6 +264,7 @@ def _training_config(data, split: str, *, epochs: int, seed: int, mode: str,
         "proj_dim": 64 if contrastive else 0,
         "feature_pool": "multiscale" if contrastive else "gap", "image_stats": contrastive,
         "stats_weight": STATS_WEIGHT if contrastive else 0.0,
+        "stats_version": STATS_VERSION if contrastive else 0,
         "aux_weight": AUX_WEIGHT if mode == "simclr+supervised" else 0.0,
         "epochs": int(epochs), "seed": int(seed),
         "batch_size": int(batch_size), "lr": float(lr), "training_version": TRAINING_VERSION,
@@ -250,7 +277,8 @@ def build_domain_net(config: dict[str, Any]) -> DomainFeatureNet:
     return DomainFeatureNet(in_channels=config["in_channels"], out_channels=n_out,
                             channels=tuple(config["channels"]), proj_dim=config["proj_dim"],
                             feature_pool=config.get("feature_pool", "gap"),
-                            image_stats=bool(config.get("image_stats", False)))
+                            image_stats=bool(config.get("image_stats", False)),
+                            stats_version=int(config.get("stats_version", 1)))
 
 
 def _class_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:
