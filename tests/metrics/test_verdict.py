@@ -27,6 +27,20 @@ def test_rules_on_known_numbers():
     assert verdict({**HELD_OUT, "membership_auc": 0.7})["privacy"]["rating"] == "borderline"
 
 
+def test_density_far_below_real_makes_fidelity_poor():
+    """BreastMNIST's cgan after 90 steps (default extractor): relative FD 2.05 but density 0.13;
+    most of its images lie off the real manifold, which a person sees at a glance."""
+    cgan90 = verdict({**HELD_OUT, "relative_fd": 2.05, "density": 0.13, "recall": 0.15,
+                      "coverage": 0.28})
+    assert cgan90["fidelity"]["rating"] == "poor" and cgan90["overall"] == "poor"
+    assert "density 0.13" in lines(cgan90)[0]
+    assert verdict({**HELD_OUT, "density": 1.01})["fidelity"]["rating"] == "good"
+    assert verdict({**HELD_OUT, "density": 0.6})["fidelity"]["rating"] == "good"
+    assert verdict({**HELD_OUT, "relative_fd": 2.5, "density": 0.9})["fidelity"]["rating"] == \
+        "borderline"
+    assert verdict({**HELD_OUT, "density": None})["fidelity"]["rating"] == "good"  # FD alone
+
+
 def test_failed_sanity_ladder_means_fidelity_cannot_be_judged():
     v = verdict({**HELD_OUT, "sanity": {"passed": False, "rungs": {}}})
     assert v["fidelity"]["rating"] == UNJUDGED and "sanity ladder" in v["fidelity"]["reason"]
