@@ -20,7 +20,7 @@ DOCUMENTED_KEYS = (
     "fid_matched", "relative_fd_full_n", "copy_rate_features", "membership_auc_features",
     "fid_corrected", "kid_all_pairs", "verdict", "n_heldout_duplicates", "notices", "sanity",
     "extractors", "per_class", "warnings", "real", "synthetic", "train", "preprocessing",
-    "ci_subsample",
+    "ci_subsample", "matched_n", "fid_real_real_matched",
 )
 
 

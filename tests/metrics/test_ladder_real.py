@@ -1,6 +1,7 @@
 """The default domain extractor passes its sanity ladder on real data: PneumoniaMNIST, the set on
 which it failed before ``training_version`` 4 (blur precision 0.49, the constant mean image 1.00;
-docs/metrics.md). Skips when ../shared/datasets is absent."""
+docs/metrics.md), and in its feature space held-out real images are still judged good and noise
+poor. Skips when ../shared/datasets is absent."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def test_default_extractor_passes_the_ladder_on_pneumoniamnist(shared_datasets, 
     data = write_prepared(tmp_path / "sub", images=np.asarray(full.images[rows]),
                           labels=full.labels[rows], splits=full.splits[rows].tolist(),
                           class_names=full.class_names, name="pneumonia-sub")
-    ex = load_domain_extractor(train_domain_extractor(data, "train", seed=0,
-                                                      cache_dir=tmp_path / "cache"))
+    path = train_domain_extractor(data, "train", seed=0, cache_dir=tmp_path / "cache")
+    ex = load_domain_extractor(path)
     ladder = ex.info["sanity"]
     assert ladder["n_per_half"] == 500 and ladder["source"].startswith("held-out")
     assert ladder["passed"], ladder["rungs"]
@@ -34,3 +35,14 @@ def test_default_extractor_passes_the_ladder_on_pneumoniamnist(shared_datasets, 
     assert real["precision"] > 0.7 and 0.8 < real["density"] < 1.2  # real still scores well
     for name in ("blur", "constant"):  # the two rungs that failed before, with a margin
         assert ladder["rungs"][name]["precision"] < 0.35 * real["precision"], name
+    from synthmed.metrics.evaluate import evaluate
+
+    def judged(synthetic, out):
+        m = evaluate(f"{data}:test", synthetic, train=f"{data}:train", extractor=path,
+                     metrics="fid,prdc", out=tmp_path / out, n_bootstrap=0, plots=False)
+        return m["verdict"]["fidelity"]["rating"], m["verdict"]["diversity"]["rating"]
+
+    assert judged(f"{data}:val", "real") == ("good", "good")
+    noise = np.random.default_rng(0).integers(0, 256, (300, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "noise.npz", images=noise)
+    assert judged(tmp_path / "noise.npz", "noise") == ("poor", "poor")
