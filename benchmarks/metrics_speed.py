@@ -3,7 +3,8 @@
 Builds a phantom dataset of 64x64 images (500 train, 1,000 test, patient-grouped) and a synthetic
 set of 1,000 PNGs in ``synthmed generate``'s layout (another phantom seed), then times:
 
-- training the domain extractor on the 500 training images (default settings);
+- training the domain extractor on the 500 training images (default settings, sanity ladder on
+  the 1,000 held-out images included), and, as the reference, the old ``supervised`` mode;
 - features/s of the domain extractor, and of the Inception path when torch-fidelity and the
   weights are present (else the one-line reason it is skipped), each also as a ratio to a bare
   reference on the same batch (one 3x3 conv, 1->32 channels, at the extractor's input size), so
@@ -12,7 +13,10 @@ set of 1,000 PNGs in ``synthmed generate``'s layout (another phantom seed), then
   cold (extractor trained and every feature computed), with a given extractor file (features not
   cached) and warm (cached extractor and real features).
 
-    .venv/bin/python benchmarks/metrics_speed.py [--repeat 3] [--threads N]
+Every step prints wall and CPU seconds (this process, all threads): on a machine shared with other
+jobs the CPU seconds are the stable number.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/metrics_speed.py [--repeat 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -63,6 +67,13 @@ def make_inputs(root: Path, n_real: int, n_synth: int) -> tuple[Path, Path]:
     return data, out
 
 
+def timed(fn):
+    """(result, wall seconds, CPU seconds of this process) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
 def best(fn, repeat: int) -> float:
     """Best wall time of ``repeat`` single calls (the least disturbed by other jobs)."""
     return min(timeit.repeat(fn, number=1, repeat=repeat))
@@ -99,10 +110,17 @@ def main() -> int:
         root = Path(tmp)
         data, syn = make_inputs(root, 1000, 1000)
         cache = root / "cache"
-        t0 = time.perf_counter()
-        ext = train_domain_extractor(data, "train", cache_dir=cache)
-        print(f"domain extractor training (500 images, 64x64, default 15 epochs): "
-              f"{time.perf_counter() - t0:.1f} s")
+        runs = {}
+        for mode in ("supervised", "auto"):
+            runs[mode] = timed(lambda m=mode: train_domain_extractor(data, "train", mode=m,
+                                                                     cache_dir=cache))
+            sanity = load_domain_extractor(runs[mode][0]).info["sanity"]
+            print(f"domain extractor training, mode {mode} (500 images, 64x64, 15 epochs, ladder "
+                  f"on {2 * sanity['n_per_half']} held-out images included): "
+                  f"{runs[mode][1]:.1f} s wall, {runs[mode][2]:.1f} s CPU; ladder "
+                  f"{'passed' if sanity['passed'] else 'FAILED'}")
+        print(f"  default / supervised CPU time: {runs['auto'][2] / runs['supervised'][2]:.1f}x")
+        ext = runs["auto"][0]
         ex = load_domain_extractor(ext)
         images = np.load(data / "images.npy")[:1000]
         time_extractor(ex, images, args.repeat)
@@ -118,11 +136,10 @@ def main() -> int:
                                                       "extractor": ext}),
             ("warm (cached extractor and real features)", {"cache_dir": cache}),
         ):
-            t0 = time.perf_counter()
-            m = evaluate(f"{data}:test", syn, out=root / "eval", **kw)
-            wall = time.perf_counter() - t0
+            m, wall, cpu = timed(lambda kw=kw: evaluate(f"{data}:test", syn,
+                                                        out=root / "eval", **kw))
             print(f"evaluate {m['n_synthetic']} vs {m['n_real']} (n_train {m['n_train']}), "
-                  f"{label}: {wall:.1f} s")
+                  f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU")
         print(f"  fid {m['fid']:.4g} [{m['fid_ci_low']:.4g}, {m['fid_ci_high']:.4g}], "
               f"floor {m['fid_real_real']:.4g}, relative FD {m['relative_fd']:.3g}, "
               f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, "

@@ -14,6 +14,12 @@ whole. About 3 minutes on 2 CPU cores (on a machine shared with other jobs use o
 threads on an oversubscribed machine made an 11 s step take 3 minutes):
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sanity_ladder.py --threads 1 [--work DIR]
+
+``--verdicts`` instead runs ``evaluate`` on BreastMNIST (``--real breast:test``, the default
+extractor trained on ``train``; FID, KID, PRDC, privacy, 30 resamples) for sets whose verdict is
+known: held-out real (``val``), uniform noise, dark 4x4 blocks, 16 exact training copies plus
+``val``, and a real generator after 90 steps (``configs/breastmnist_cgan.yaml``, 156 images in
+the training class mix), and prints the docs/metrics.md table (about 3 CPU minutes).
 """
 
 from __future__ import annotations
@@ -100,13 +106,81 @@ def table(name: str, res: dict[str, tuple[dict, float, int]], n_train: int) -> s
     return "\n".join(lines)
 
 
+def _verdict_sets(data: Path, work: Path) -> dict[str, str]:
+    """The sets of ``--verdicts``: name -> what ``evaluate --synthetic`` reads."""
+    from synthmed.config import load_config
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.sampling.sampler import generate
+    from synthmed.training import train
+
+    ds = PreparedDataset(data)
+    rng = np.random.default_rng(0)
+    val = np.asarray(ds.images[ds.indices("val")])[:, 0]
+    train_imgs = np.asarray(ds.images[ds.indices("train")])[:, 0]
+    sets = {"held-out real (`breast:val`, 78)": f"{data}:val"}
+    arrays = {
+        "uniform noise (.npz, 156)": rng.integers(0, 256, (156, 28, 28), dtype=np.uint8),
+        "dark 4x4 blocks (.npz, 156)": np.kron(rng.integers(0, 40, (156, 7, 7)),
+                                               np.ones((4, 4))).astype(np.uint8),
+        "16 exact training copies + 78 val (.npz)": np.concatenate(
+            [train_imgs[rng.choice(len(train_imgs), 16, replace=False)], val]),
+    }
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "breastmnist_cgan.yaml",
+                      [f"data.path={data}", "train.steps=90", "train.sample_every=90",
+                       "train.checkpoint_every=90", "train.log_every=30", "train.num_threads=1"])
+    run = train(cfg, runs_dir=work / "runs", progress=False)
+    gen = generate(run, n=156, match_train=True, size=28)
+    arrays["cgan after 90 steps (156)"] = \
+        ((gen.images[:, 0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+    for name, imgs in arrays.items():
+        path = work / f"set{len(sets)}.npz"
+        np.savez(path, images=imgs)
+        sets[name] = str(path)
+    return sets
+
+
+def verdicts(work: Path) -> str:
+    """Known-verdict sets through ``evaluate`` on BreastMNIST, as a Markdown table."""
+    from synthmed.metrics.evaluate import evaluate
+
+    data = prepare("BreastMNIST", work, None)
+    if data is None:
+        return ""
+    lines = ["| synthetic set | relative FD | FID corrected [95 % CI] | precision / density "
+             "| recall / coverage | copy rate pixel / features | verdict (fidelity / diversity "
+             "/ privacy) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, ref in _verdict_sets(data, work).items():
+        m = evaluate(f"{data}:test", ref, train=f"{data}:train", metrics="fid,kid,prdc,privacy",
+                     out=work / "eval", cache_dir=work / "cache", n_bootstrap=30, plots=False)
+        v = m["verdict"]
+        lines.append(
+            f"| {name} | {m['relative_fd']:.3g} | {m['fid_corrected']:.3g} "
+            f"[{m['fid_ci_low']:.3g}, {m['fid_ci_high']:.3g}] | {m['precision']:.2f} / "
+            f"{m['density']:.2f} | {m['recall']:.2f} / {m['coverage']:.2f} | "
+            f"{m['copy_rate']:.3f} / {m['copy_rate_features']:.3f} | "
+            f"{' / '.join(v[k]['rating'] for k in ('fidelity', 'diversity', 'privacy'))} |")
+    sanity = m["sanity"]
+    lines.append(f"\nextractor {m['extractor']} ({m['feature_dim']}-d), ladder "
+                 f"{'passed' if sanity and sanity['passed'] else 'failed'}; "
+                 f"n_heldout_duplicates {m['n_heldout_duplicates']}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp dir).")
     ap.add_argument("--pneumonia-train", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--verdicts", action="store_true",
+                    help="Evaluate known-verdict sets on BreastMNIST instead of the ladders.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.verdicts:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.process_time()
+            print(verdicts(args.work or Path(tmp)))
+            print(f"{time.process_time() - t0:.0f} s CPU, {args.threads} threads")
+        return 0
     from synthmed.data.dataset import PreparedDataset
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,6 +75,27 @@ def test_headline_relative_fd_is_the_matched_one():
     assert 0.8 < np.mean(rels) < 1.25 and 0.35 < np.mean(fulls) < 0.65
 
 
+def test_a_synthetic_set_smaller_than_the_floor_half_still_gets_a_headline():
+    """100 synthetic images against 624 real ones (half = 312): the matched FD uses 100-image
+    samples on both sides, so a perfect generator still scores about 1 and a bad one far more,
+    while ``fid_real_real`` stays the synthetic-independent floor."""
+    real = _gauss(624, 8, 0.0, 1)
+    full, _ = compare_features(real, _gauss(400, 8, 0.0, 2), metrics={"fid"}, n_bootstrap=0)
+    assert full["fid_real_real_matched"] is None and full["matched_n"] == 312
+    rels = []
+    for seed in range(4):
+        out, warns = compare_features(real, _gauss(100, 8, 0.0, 10 + seed), metrics={"fid"},
+                                      n_bootstrap=0)
+        assert out["fid_real_real"] == full["fid_real_real"] and out["matched_n"] == 100
+        assert out["relative_fd"] == pytest.approx(out["fid_matched"]
+                                                   / out["fid_real_real_matched"])
+        assert any("smaller than half" in w for w in warns)
+        rels.append(out["relative_fd"])
+    assert 0.8 < np.mean(rels) < 1.25
+    bad, _ = compare_features(real, _gauss(100, 8, 1.0, 3), metrics={"fid"}, n_bootstrap=0)
+    assert bad["relative_fd"] > 4
+
+
 def test_fid_and_kid_intervals_cover_the_population_value():
     """The old percentile bootstrap covered the population FID 0 of 40 times at n = 156 in 16-d;
     the half-sampling interval of the bias-corrected FID must cover it most of the time (the

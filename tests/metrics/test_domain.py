@@ -14,7 +14,7 @@ from synthmed.metrics.domain import (
     nt_xent,
     train_domain_extractor,
 )
-from synthmed.metrics.imagestats import PER_CHANNEL
+from synthmed.metrics.imagestats import PER_CHANNEL, block_dim
 
 
 @pytest.mark.parametrize("size", [28, 32, 64])
@@ -79,7 +79,8 @@ def test_default_extractor_is_contrastive_with_posteriors(tiny_extractor, phanto
     assert ex.info["mode"] == "simclr+supervised" and ex.input_size == (32, 32)
     assert ex.info["trained_on"]["split"] == "train"
     out = ex.extract(PreparedDataset(phantom_dataset).images[:5])
-    assert out.features.shape == (5, ex.info["feature_dim"]) == (5, 128 + PER_CHANNEL)
+    assert out.features.shape == (5, ex.info["feature_dim"]) == (5, 128 + block_dim(1))
+    assert block_dim(1) == PER_CHANNEL + 1  # the statistics and the layout's typicality
     assert out.probs.shape == (5, 2)
 
 
@@ -100,7 +101,7 @@ def test_unlabelled_data_trains_self_supervised(tmp_path):
     ex = load_domain_extractor(train_domain_extractor(path, epochs=1, cache_dir=tmp_path / "c"))
     assert ex.info["mode"] == "simclr"
     out = ex.extract(np.zeros((3, 1, 16, 16), np.uint8))
-    assert out.features.shape == (3, 128 + PER_CHANNEL) and out.probs is None
+    assert out.features.shape == (3, 128 + block_dim(1)) and out.probs is None
     with pytest.raises(SynthmedError, match="two or more labelled classes"):
         train_domain_extractor(path, mode="supervised", cache_dir=tmp_path / "c")
 
@@ -124,3 +125,29 @@ def test_bad_training_arguments(phantom_dataset, tmp_path):
         train_domain_extractor(phantom_dataset, mode="dino")
     with pytest.raises(SynthmedError, match="epochs 0"):
         train_domain_extractor(phantom_dataset, epochs=0)
+
+
+def test_files_of_training_version_3_still_load_with_their_linear_block(tiny_extractor,
+                                                                         tmp_path):
+    """A ``training_version`` 3 file (no ``stats_version``: linear statistics scaled one by one,
+    no whitening, no typicality) loads and computes its features as it did."""
+    from synthmed.metrics.features import state_dict_sha256
+    from synthmed.metrics.imagestats import image_stats
+
+    payload = torch.load(tiny_extractor, weights_only=True)
+    cfg = {k: v for k, v in payload["config"].items() if k != "stats_version"}
+    cfg["training_version"] = 3
+    old = domain.build_domain_net(cfg)
+    assert old.stats_version == 1 and old.stats_dim == PER_CHANNEL
+    state = {k: v for k, v in payload["state_dict"].items()
+             if k not in ("stat_proj", "layout_shift", "layout_proj")}
+    state["stat_shift"], state["stat_scale"] = torch.rand(PER_CHANNEL), torch.rand(PER_CHANNEL)
+    torch.save({"format": domain.FORMAT, "state_dict": state, "config": cfg,
+                "sha256": state_dict_sha256(state)}, tmp_path / "v3.pt")
+    ex = load_domain_extractor(tmp_path / "v3.pt")
+    x = np.random.default_rng(0).integers(0, 256, (4, 1, 32, 32), np.uint8)
+    out = ex.extract(x).features
+    assert out.shape == (4, 128 + PER_CHANNEL) == (4, ex.info["feature_dim"])
+    xm = torch.from_numpy(x).float() / 255 * 2 - 1
+    expect = (image_stats(xm, log_scale=False) - state["stat_shift"]) * state["stat_scale"]
+    assert torch.allclose(torch.as_tensor(out[:, 128:]).float(), expect, atol=1e-4)

@@ -10,7 +10,7 @@ import pytest
 
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.metrics.evaluate import evaluate, parse_features, parse_metrics
-from synthmed.metrics.imagestats import PER_CHANNEL
+from synthmed.metrics.imagestats import block_dim
 
 DOCUMENTED_KEYS = (
     "fid", "fid_real_real", "relative_fd", "kid_mean", "kid_std", "is_mean", "is_std",
@@ -20,7 +20,7 @@ DOCUMENTED_KEYS = (
     "fid_matched", "relative_fd_full_n", "copy_rate_features", "membership_auc_features",
     "fid_corrected", "kid_all_pairs", "verdict", "n_heldout_duplicates", "notices", "sanity",
     "extractors", "per_class", "warnings", "real", "synthetic", "train", "preprocessing",
-    "ci_subsample",
+    "ci_subsample", "matched_n", "fid_real_real_matched",
 )
 
 
@@ -51,7 +51,7 @@ def test_metrics_json_has_every_documented_key(full_run):
     assert on_disk["fid_ci_low"] <= on_disk["fid_ci_high"]
     assert 1.0 <= on_disk["is_mean"] <= 2.0  # two classes
     group = on_disk["extractors"]["domain"]
-    assert group["fid"] == on_disk["fid"] and group["feature_dim"] == 128 + PER_CHANNEL
+    assert group["fid"] == on_disk["fid"] and group["feature_dim"] == 128 + block_dim(1)
     assert any("below the feature dimension" in w for w in on_disk["warnings"])
 
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
 from synthmed.metrics import domain
 from synthmed.metrics.domain import DomainFeatureNet
-from synthmed.metrics.imagestats import GROUPS, N_BANDS, PER_CHANNEL, image_stats, stats_dim
+from synthmed.metrics.imagestats import (
+    GROUPS,
+    N_BANDS,
+    PER_CHANNEL,
+    SCALE_FLOOR,
+    block_dim,
+    fit_block,
+    image_stats,
+    layout_columns,
+    layout_radius,
+    stats_dim,
+)
 
 
 def _offsets() -> dict[str, slice]:
@@ -43,10 +55,16 @@ def test_blur_lowers_high_band_energy_and_gradients():
 
 
 def test_flat_image_has_zero_texture_stats_and_its_grey_level():
-    s = image_stats(torch.full((2, 1, 28, 28), 0.25))
+    s = image_stats(torch.full((2, 1, 28, 28), 0.25), log_scale=False)
     o = _offsets()
     assert torch.allclose(s[:, o["gradient"]], torch.zeros(2, GROUPS["gradient"]))
     assert torch.allclose(s[:, o["local_sd"]], torch.zeros(2, GROUPS["local_sd"]), atol=1e-6)
+    logged = image_stats(torch.full((2, 1, 28, 28), 0.25))  # the default: log10(v + 1e-4)
+    floor = float(np.log10(SCALE_FLOOR))
+    assert torch.allclose(logged[:, o["gradient"]], torch.full((2, GROUPS["gradient"]), floor))
+    assert torch.allclose(logged[:, o["local_sd"]], torch.full((2, GROUPS["local_sd"]), floor),
+                          atol=1e-3)
+    assert torch.allclose(logged[:, :o["gradient"].start], s[:, :o["gradient"].start])
     assert (s[:, o["spectrum"]] <= -7.9).all()  # only the floor: no energy off DC
     assert torch.allclose(s[:, o["intensity"]][:, :5], torch.full((2, 5), 0.25))
     lay = s[:, o["layout"]]
@@ -67,7 +85,7 @@ def test_layout_sees_position_that_the_other_statistics_do_not():
 def test_statistics_block_is_standardized_on_the_training_images_only():
     torch.manual_seed(0)
     net = DomainFeatureNet(feature_pool="multiscale", image_stats=True).eval()
-    assert net.feature_dim == net.learned_dim + PER_CHANNEL == 128 + PER_CHANNEL
+    assert net.feature_dim == net.learned_dim + block_dim(1) == 128 + PER_CHANNEL + 1
     train = _textured(40, seed=1)
     domain.standardize_features(net, train)
     with torch.no_grad():
@@ -102,6 +120,62 @@ def test_trained_extractor_fits_the_statistics_on_its_training_split(tiny_extrac
                            input_range="model")
         return image_stats(x).double().mean(0)
 
-    assert torch.allclose(shift, mean_stats(data.indices("train")), atol=1e-4)
+    assert payload["config"]["stats_version"] == 2 and len(shift) == PER_CHANNEL + 1
+    assert torch.allclose(shift[:PER_CHANNEL], mean_stats(data.indices("train")), atol=1e-4)
     others = np.flatnonzero(data.splits != "train")
-    assert len(others) > 0 and not torch.allclose(shift, mean_stats(others), atol=1e-3)
+    assert len(others) > 0 and not torch.allclose(shift[:PER_CHANNEL], mean_stats(others),
+                                                  atol=1e-3)
+
+
+def _smooth_fields(n: int, seed: int, size: int = 16) -> torch.Tensor:
+    """Random smooth images: correlated statistics, like real ones."""
+    rng = np.random.default_rng(seed)
+    x = gaussian_filter(rng.normal(size=(n, 1, size, size)), sigma=(0, 0, 1.5, 1.5))
+    x = x / x.std(axis=(1, 2, 3), keepdims=True) * rng.uniform(0.1, 0.4, (n, 1, 1, 1))
+    return torch.from_numpy(x).float().clamp(-1, 1)
+
+
+def test_block_is_whitened_on_the_training_images():
+    """Distances in the block are Mahalanobis distances: on its (many) training images the block's
+    covariance is close to a multiple of the identity, though the raw statistics are strongly
+    correlated (contrast moves every one of them)."""
+    x = _smooth_fields(600, seed=0)
+    raw = image_stats(x).double()
+    alive = raw.std(0) > 1e-6
+    corr = torch.corrcoef(raw[:, alive].T).abs()
+    assert corr[~torch.eye(len(corr), dtype=torch.bool)].max() > 0.9
+    buf = fit_block(x, target_var=10.0)
+    s = torch.cat([raw.float(), layout_radius(raw.float(), buf["layout_shift"],
+                                              buf["layout_proj"])], 1)
+    z = ((s - buf["stat_shift"]) * buf["stat_scale"]) @ buf["stat_proj"]
+    assert float(z.double().var(0).sum()) == pytest.approx(10.0, rel=1e-3)
+    cov = torch.cov(z.double().T)
+    keep = cov.diagonal() > 1e-6
+    cov = cov[keep][:, keep]
+    off = cov - torch.diag(cov.diagonal())
+    assert float(off.abs().max()) < 0.2 * float(cov.diagonal().mean())
+    moved = fit_block(x * 0.5, target_var=10.0)  # the fit follows the training images
+    assert not torch.allclose(moved["stat_shift"], buf["stat_shift"])
+
+
+def test_the_mean_image_is_atypical():
+    """Real images lie at about sqrt(D) from their mean layout, never at it; the pixel-wise mean
+    image (what a generator that regresses to the average makes) lies at it, so its typicality
+    radius is below every training image's (Nalisnick et al., 2019)."""
+    x = _smooth_fields(200, seed=1) + torch.linspace(-0.3, 0.3, 16).view(1, 1, 1, 16)
+    buf = fit_block(x, target_var=1.0)
+    s = image_stats(x)
+    r = layout_radius(s, buf["layout_shift"], buf["layout_proj"])[:, 0]
+    mean = x.mean(0, keepdim=True)
+    r_mean = layout_radius(image_stats(mean), buf["layout_shift"], buf["layout_proj"])[0, 0]
+    assert float(r_mean) < float(r.min()) - 0.3  # log10: over 2x closer than any real image
+    assert len(layout_columns(3)) == 3 * GROUPS["layout"] and block_dim(3) == stats_dim(3) + 1
+
+
+def test_quantiles_match_torch_quantile():
+    from synthmed.metrics.imagestats import _quantiles
+
+    v = torch.rand(5, 999, dtype=torch.float64)
+    qs = (0.05, 0.5, 0.9, 0.99)
+    expect = torch.quantile(v, torch.tensor(qs, dtype=torch.float64), dim=1).T
+    assert torch.allclose(_quantiles(v, qs), expect, rtol=0, atol=1e-12)

@@ -27,6 +27,20 @@ def test_rules_on_known_numbers():
     assert verdict({**HELD_OUT, "membership_auc": 0.7})["privacy"]["rating"] == "borderline"
 
 
+def test_density_far_below_real_makes_fidelity_poor():
+    """BreastMNIST's cgan after 90 steps (default extractor): relative FD 2.05 but density 0.13;
+    most of its images lie off the real manifold, which a person sees at a glance."""
+    cgan90 = verdict({**HELD_OUT, "relative_fd": 2.05, "density": 0.13, "recall": 0.15,
+                      "coverage": 0.28})
+    assert cgan90["fidelity"]["rating"] == "poor" and cgan90["overall"] == "poor"
+    assert "density 0.13" in lines(cgan90)[0]
+    assert verdict({**HELD_OUT, "density": 1.01})["fidelity"]["rating"] == "good"
+    assert verdict({**HELD_OUT, "density": 0.6})["fidelity"]["rating"] == "good"
+    assert verdict({**HELD_OUT, "relative_fd": 2.5, "density": 0.9})["fidelity"]["rating"] == \
+        "borderline"
+    assert verdict({**HELD_OUT, "density": None})["fidelity"]["rating"] == "good"  # FD alone
+
+
 def test_failed_sanity_ladder_means_fidelity_cannot_be_judged():
     v = verdict({**HELD_OUT, "sanity": {"passed": False, "rungs": {}}})
     assert v["fidelity"]["rating"] == UNJUDGED and "sanity ladder" in v["fidelity"]["reason"]
@@ -96,3 +110,27 @@ def test_held_out_real_is_good_and_noise_and_blocky_dark_are_poor(phantom_world,
         assert bad["verdict"]["fidelity"]["rating"] == "poor", (name, bad["relative_fd"])
         assert bad["verdict"]["overall"] == "poor"
         assert bad["notices"][0].startswith("read 100 images")
+
+
+@pytest.mark.slow
+def test_a_generator_trained_90_steps_is_poor(phantom_world, tmp_path):
+    """The issue's case with a real generator, not a proxy: a cgan trained for 90 steps (tiny
+    widths, 32 px phantom) through the library API; its samples must be called poor."""
+    from synthmed.config import load_config
+    from synthmed.sampling.sampler import generate
+    from synthmed.training import train
+
+    data, _ = phantom_world
+    cfg = load_config(None, [f"data.path={data}", "model.name=cgan", "name=g90",
+                             "model.base_width=8", "model.latent_dim=16", "train.batch_size=16",
+                             "train.steps=90", "train.log_every=30", "train.sample_every=90",
+                             "train.checkpoint_every=90", "train.num_threads=1"])
+    run = train(cfg, runs_dir=tmp_path / "runs", progress=False)
+    gen = generate(run, n=100)
+    assert gen.source.step == 90
+    images = ((gen.images[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    np.savez(tmp_path / "g90.npz", images=images, labels=gen.labels.numpy(),
+             class_names=np.array(gen.class_names))
+    res = _run(data, tmp_path / "g90.npz", tmp_path / "o")
+    assert res["verdict"]["fidelity"]["rating"] == "poor", res["relative_fd"]
+    assert res["verdict"]["overall"] == "poor"

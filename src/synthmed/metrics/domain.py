@@ -13,8 +13,9 @@ manifold"; the sanity ladder (:mod:`synthmed.metrics.sanity`) showed it and is n
 extractor built, on the dataset's images outside the training split, and stored in the file.
 Features: multiscale pooled and standardized (see :class:`DomainFeatureNet`), plus a fixed block
 of image statistics (:mod:`synthmed.metrics.imagestats`: spectrum, gradients, local sd, grey
-levels, low-frequency layout) that no training can talk away. Small on purpose:
-~500 28-64 px images train in 10-30 s on two CPU cores, fully offline, deterministic per seed.
+levels, low-frequency layout and its typicality, whitened on the training images) that no
+training can talk away. Small on purpose: ~500 28-64 px images train in about 8-24 CPU seconds
+(one thread, ladder included), fully offline, deterministic per seed.
 
 The file is a ``torch.save`` dict: ``state_dict``, ``config`` (architecture, training settings and
 the dataset's content hash and split, and the ladder under ``sanity``) and ``sha256`` of the
@@ -23,7 +24,6 @@ weights; loaded with weights_only=True.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,21 @@ from synthmed import __version__
 from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
+from synthmed.metrics.contrastive import augment, nt_xent
 from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
-from synthmed.metrics.imagestats import fit_standardization, image_stats, stats_dim
+from synthmed.metrics.imagestats import (
+    STATS_VERSION,
+    block_dim,
+    fit_block,
+    image_stats,
+    layout_columns,
+    layout_radius,
+)
 from synthmed.metrics.sanity import MIN_IMAGES, run_ladder
 from synthmed.seed import seed_everything
 
 FORMAT = "synthmed-domain-extractor"
-TRAINING_VERSION = 3  # bump when training changes, so cached extractors are retrained
+TRAINING_VERSION = 4  # bump when training changes, so cached extractors are retrained
 MAX_SIDE = 64
 MODES = ("auto", "supervised", "simclr", "simclr+supervised")
 LADDER_MAX_IMAGES = 1000
@@ -68,15 +76,18 @@ class DomainFeatureNet(nn.Module):
     covariance algebra stays as cheap as with the old 128-d features).
 
     ``image_stats`` appends the fixed, non-learned block of :mod:`synthmed.metrics.imagestats`
-    (power spectrum, gradient, local sd, grey-level quantiles, low-frequency layout), standardized
-    on the training images (buffers ``stat_shift``, ``stat_scale``, :func:`standardize_stats`):
-    the learned block alone left blurred and tile-shuffled images inside the real manifold.
+    (power spectrum, gradient, local sd, grey-level quantiles, low-frequency layout), fitted on
+    the training images (:func:`standardize_stats`): the learned block alone left blurred and
+    tile-shuffled images inside the real manifold. ``stats_version`` 2 (now): log-scale
+    statistics plus the layout's typicality radius, whitened (buffers ``stat_shift``,
+    ``stat_scale``, ``stat_proj``, ``layout_shift``, ``layout_proj``); 1 (``training_version``
+    3 files): linear statistics scaled one by one (``stat_shift``, ``stat_scale``).
     """
 
     def __init__(self, *, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 0,
                  channels: tuple[int, ...] = (16, 32, 64, 128), proj_dim: int = 0,
-                 feature_pool: str = "gap", out_dim: int = 128, image_stats: bool = False
-                 ) -> None:
+                 feature_pool: str = "gap", out_dim: int = 128, image_stats: bool = False,
+                 stats_version: int = STATS_VERSION) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("DomainFeatureNet supports spatial_dims=2 only")
@@ -100,10 +111,16 @@ class DomainFeatureNet(nn.Module):
             self.register_buffer("feat_shift", torch.zeros(d))
             self.register_buffer("feat_scale", torch.ones(d))
             self.register_buffer("feat_proj", torch.eye(d, self.learned_dim))
-        self.stats_dim = stats_dim(in_channels) if image_stats else 0
+        self.stats_version = stats_version
+        self.stats_dim = block_dim(in_channels, stats_version) if image_stats else 0
         if image_stats:
             self.register_buffer("stat_shift", torch.zeros(self.stats_dim))
             self.register_buffer("stat_scale", torch.ones(self.stats_dim))
+        if image_stats and stats_version >= 2:
+            n_lay = len(layout_columns(in_channels))
+            self.register_buffer("stat_proj", torch.eye(self.stats_dim))
+            self.register_buffer("layout_shift", torch.zeros(n_lay))
+            self.register_buffer("layout_proj", torch.eye(n_lay))
         self.feature_dim = self.learned_dim + self.stats_dim
         self.head = nn.Linear(d, out_channels) if out_channels > 0 else None
         self.proj = (nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
@@ -131,8 +148,17 @@ class DomainFeatureNet(nn.Module):
         else:
             out = ((f - self.feat_shift) * self.feat_scale) @ self.feat_proj
         if self.stats_dim:
-            out = torch.cat([out, (image_stats(x) - self.stat_shift) * self.stat_scale], dim=1)
+            out = torch.cat([out, self.stats_block(x)], dim=1)
         return (out, self.head(f)) if self.head is not None else out
+
+
+    def stats_block(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_channels, H, W) in [-1, 1] -> the fitted statistics block (B, stats_dim)."""
+        if self.stats_version < 2:
+            return (image_stats(x, log_scale=False) - self.stat_shift) * self.stat_scale
+        s = image_stats(x)
+        v = torch.cat([s, layout_radius(s, self.layout_shift, self.layout_proj)], dim=1)
+        return ((v - self.stat_shift) * self.stat_scale) @ self.stat_proj
 
 
 @torch.no_grad()
@@ -162,56 +188,15 @@ def standardize_features(net: DomainFeatureNet, x: torch.Tensor, batch: int = 25
 
 def standardize_stats(net: DomainFeatureNet, x: torch.Tensor, learned_var: float, *,
                       weight: float = STATS_WEIGHT, batch: int = 256) -> None:
-    """Standardize the net's statistics block on the training images ``x`` only, its total
-    variance ``weight`` x ``learned_var`` (:func:`synthmed.metrics.imagestats.fit_standardization`).
-    :data:`STATS_WEIGHT` = 4 (docs/metrics.md: 1 and 2 left DDTI's shuffled tiles inside the real
-    manifold; the learned block alone misses blur and shuffled tiles)."""
+    """Fit the net's statistics block on the training images ``x`` only, its total variance
+    ``weight`` x ``learned_var`` (:func:`synthmed.metrics.imagestats.fit_block`).
+    :data:`STATS_WEIGHT` = 4 (docs/metrics.md: with per-statistic scaling, 1 and 2 left DDTI's
+    shuffled tiles inside the real manifold; whitened, 2 to 8 all pass the ladder)."""
     if net.stats_dim:
-        shift, scale = fit_standardization(x, weight * learned_var, batch=batch)
-        net.stat_shift.copy_(shift)
-        net.stat_scale.copy_(scale)
-
-
-def augment(x: torch.Tensor, gen: torch.Generator, *, strong: bool) -> torch.Tensor:
-    """Random flip, affine (zoom/rotate/shift), gamma, contrast/brightness and noise on [-1, 1].
-
-    ``strong`` is SimCLR's "crop and distort" regime adapted to grey-level images: a zoom of up to
-    1/0.7 (random resized crop), horizontal flip, +-10 degrees, gamma 0.7-1.4, contrast and
-    brightness, faint noise; no colour jitter (one channel) and *no blur*: views must not teach the
-    network that blurred or noisy images are the same as sharp ones, or blurred GAN samples would
-    look real in its feature space. The weak regime only regularizes supervision.
-    """
-    n = len(x)
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(n, generator=gen) * (hi - lo) + lo
-
-    scale = u(0.7, 1.0) if strong else u(0.9, 1.1)
-    angle = u(-10, 10) * (math.pi / 180) if strong else u(-5, 5) * (math.pi / 180)
-    shift = 0.1 if strong else 0.06
-    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([flip * cos, -sin, u(-shift, shift)], 1),
-                         torch.stack([flip * sin, cos, u(-shift, shift)], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if strong:
-        gamma = torch.exp(u(math.log(0.7), math.log(1.4))).view(n, 1, 1, 1)
-        x = ((x + 1) / 2).clamp(0.0, 1.0).pow(gamma) * 2 - 1
-    contrast = (u(0.7, 1.3) if strong else u(0.9, 1.1)).view(n, 1, 1, 1)
-    bright = (u(-0.15, 0.15) if strong else u(-0.05, 0.05)).view(n, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=gen) * 0.02
-    return (x * contrast + bright + noise).clamp(-1.0, 1.0)
-
-
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    """SimCLR's normalized-temperature cross-entropy: each view must find its partner."""
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.T / temperature
-    sim.fill_diagonal_(float("-inf"))
-    n = len(z1)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
+        if net.stats_version < 2:
+            raise ValueError("stats_version 1 blocks are only loaded, no longer fitted")
+        for name, value in fit_block(x, weight * learned_var, batch=batch).items():
+            getattr(net, name).copy_(value)
 
 
 def _default_size(h: int, w: int) -> list[int]:
@@ -238,6 +223,7 @@ def _training_config(data, split: str, *, epochs: int, seed: int, mode: str,
         "proj_dim": 64 if contrastive else 0,
         "feature_pool": "multiscale" if contrastive else "gap", "image_stats": contrastive,
         "stats_weight": STATS_WEIGHT if contrastive else 0.0,
+        "stats_version": STATS_VERSION if contrastive else 0,
         "aux_weight": AUX_WEIGHT if mode == "simclr+supervised" else 0.0,
         "epochs": int(epochs), "seed": int(seed),
         "batch_size": int(batch_size), "lr": float(lr), "training_version": TRAINING_VERSION,
@@ -250,7 +236,8 @@ def build_domain_net(config: dict[str, Any]) -> DomainFeatureNet:
     return DomainFeatureNet(in_channels=config["in_channels"], out_channels=n_out,
                             channels=tuple(config["channels"]), proj_dim=config["proj_dim"],
                             feature_pool=config.get("feature_pool", "gap"),
-                            image_stats=bool(config.get("image_stats", False)))
+                            image_stats=bool(config.get("image_stats", False)),
+                            stats_version=int(config.get("stats_version", 1)))
 
 
 def _class_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:

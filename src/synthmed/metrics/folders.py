@@ -94,7 +94,10 @@ def load_npz(path: Path) -> ImageSet:
         raw = _nchw(np.asarray(z[key]), str(path))
         labels = np.asarray(z["labels"], np.int64).reshape(-1) if "labels" in keys else None
         names = [str(c) for c in z["class_names"]] if "class_names" in keys else []
-    if labels is None or len(labels) != len(raw):
+    if labels is not None and len(labels) != len(raw):
+        raise DataError(f"{path}: {len(labels)} labels for {len(raw)} images; save one label per "
+                        "image (or no labels=)")
+    if labels is None:
         labels = np.full(len(raw), -1, np.int64)
     elif not names:
         names = [str(k) for k in range(int(labels.max()) + 1)] if len(labels) else []

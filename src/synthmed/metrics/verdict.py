@@ -3,7 +3,11 @@ poor, with the rule that gave it. The rules (docs/metrics.md, "The verdict"):
 
 - fidelity: the headline ``relative_fd`` (matched-n FID over the real-vs-real floor; 1 = as close
   as a second real sample of the same size): good <= 2 < borderline <= 4 < poor (a
-  real-vs-real ratio itself scatters by +-0.5 at n = 60). It cannot be
+  real-vs-real ratio itself scatters by +-0.5 at n = 60); also poor when the density (Naeem et
+  al. 2020; its expected value for real images is 1) is below 0.5, the sanity ladder's own
+  "clearly worse" factor: at small n FID is mostly bias, so a generator whose images a person
+  tells from real at a glance can stay within 2-3x the floor (BreastMNIST's cgan after 90 steps:
+  2.05) while most of its images lie off the real manifold (density 0.13). It cannot be
   judged when the feature extractor failed its sanity ladder (noise, blur, shuffled tiles or a
   constant image scored as well as real held-out images) or there is no floor;
 - diversity: recall and coverage (Kynkäänniemi et al. 2019; Naeem et al. 2020): good when
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FIDELITY = {"good": 2.0, "poor": 4.0}
+FIDELITY = {"good": 2.0, "poor": 4.0, "density_poor": 0.5}
 DIVERSITY = {"good": {"recall": 0.5, "coverage": 0.7}, "poor": {"recall": 0.25, "coverage": 0.4}}
 PRIVACY = {"good": {"copy_rate": 0.10, "membership_auc": 0.60},
            "poor": {"copy_rate": 0.25, "membership_auc": 0.75}}
@@ -37,19 +41,23 @@ def _worst(*values: float | None) -> float | None:
 
 
 def fidelity(m: dict[str, Any]) -> dict[str, Any]:
-    rel, sanity = m.get("relative_fd"), m.get("sanity")
-    rule = f"relative FD (matched n; 1 = real-vs-real floor): good <= {FIDELITY['good']:g}, " \
-           f"poor > {FIDELITY['poor']:g}"
+    rel, dens, sanity = m.get("relative_fd"), m.get("density"), m.get("sanity")
+    rule = (f"relative FD (matched n; 1 = real-vs-real floor): good <= {FIDELITY['good']:g}, "
+            f"poor > {FIDELITY['poor']:g}; also poor when density < "
+            f"{FIDELITY['density_poor']:g} (real images: about 1)")
+    out = {"rule": rule, "relative_fd": rel, "density": dens, "reason": None}
     if isinstance(sanity, dict) and sanity.get("passed") is False:
-        return {"rating": UNJUDGED, "rule": rule, "relative_fd": rel,
+        return {**out, "rating": UNJUDGED,
                 "reason": "the feature extractor failed its sanity ladder (degraded images "
                           "scored like real ones), so its FID cannot tell good from bad"}
     if rel is None:
-        return {"rating": UNJUDGED, "rule": rule, "relative_fd": None,
+        return {**out, "rating": UNJUDGED,
                 "reason": "no relative FD (FID not requested, or too few real images for a floor)"}
     rating = ("good" if rel <= FIDELITY["good"] else
               "borderline" if rel <= FIDELITY["poor"] else "poor")
-    return {"rating": rating, "rule": rule, "relative_fd": rel, "reason": None}
+    if dens is not None and dens < FIDELITY["density_poor"]:
+        rating = "poor"
+    return {**out, "rating": rating}
 
 
 def diversity(m: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +108,8 @@ def verdict(m: dict[str, Any]) -> dict[str, Any]:
 def lines(v: dict[str, Any]) -> list[str]:
     """The three plain lines the CLI ends with."""
     f, d, p = v["fidelity"], v["diversity"], v["privacy"]
-    out = [f"fidelity: {f['rating']} - relative FD {_f(f['relative_fd'])} ({f['rule']})",
+    out = [f"fidelity: {f['rating']} - relative FD {_f(f['relative_fd'])}, density "
+           f"{_f(f.get('density'))} ({f['rule']})",
            f"diversity: {d['rating']} - recall {_f(d['recall'])}, coverage {_f(d['coverage'])} "
            f"({d['rule']})",
            f"privacy: {p['rating']} - copy rate {_f(p['copy_rate'])}, membership AUC "
