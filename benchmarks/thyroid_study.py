@@ -25,10 +25,11 @@ Writes ``WORK/thyroid.md`` (table), ``WORK/thyroid.json`` and grids ``WORK/grid-
 per class; ``grid-real.png``: the 46 training ROIs). ``--quick`` is a smoke run of a few minutes
 whose numbers mean nothing; ``--prepare-only`` just writes ``WORK/data`` for ``synthmed run``.
 
-Usage (one thread, as run for docs/results.md)::
+Usage (one thread; docs/results.md was run with ``--minutes 5 --pilot 1.5``, 12 CPU minutes in
+all; the defaults 8 and 2 take about 20)::
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/thyroid_study.py --minutes 8 \\
-        --pilot 2 --threads 1
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/thyroid_study.py --minutes 5 \\
+        --pilot 1.5 --threads 1
     .venv/bin/python benchmarks/thyroid_study.py --quick
 """
 
