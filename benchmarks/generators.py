@@ -74,9 +74,10 @@ def _stop_after(seconds: float, done: threading.Event, clock=time.process_time) 
 
 
 def train_for(minutes: float, cfg_or_run, overrides: list[str], runs: Path,
-              clock=time.process_time) -> tuple[Path, float]:
+              clock=time.process_time, config: str | Path | None = None) -> tuple[Path, float]:
     """Train (or resume a run) for ``minutes`` of ``clock`` time (CPU time by default);
-    SIGINT ends it with a checkpoint. Returns the run and the minutes of ``clock`` used."""
+    SIGINT ends it with a checkpoint. A new run reads the YAML ``config`` (default: none) with
+    ``overrides`` on top. Returns the run and the seconds of ``clock`` used."""
     from synthmed.config import load_config
     from synthmed.training import train
 
@@ -87,7 +88,7 @@ def train_for(minutes: float, cfg_or_run, overrides: list[str], runs: Path,
         if isinstance(cfg_or_run, Path):
             run = train(None, resume=cfg_or_run, progress=False)
         else:
-            run = train(load_config(None, overrides), runs_dir=runs, progress=False)
+            run = train(load_config(config, overrides), runs_dir=runs, progress=False)
     finally:
         done.set()
     return run, clock() - t0
