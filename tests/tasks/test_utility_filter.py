@@ -22,6 +22,14 @@ def test_select_classifier_agree_keeps_only_agreeing_labels():
     assert keep.tolist() == [True, True, False, False]
 
 
+def test_classifier_agree_judges_with_equal_priors():
+    probs = np.array([[0.7, 0.3], [0.9, 0.1]])  # a classifier trained on 80 % class 0
+    labels = np.array([1, 1])
+    assert not select_synthetic(probs, labels, "classifier-agree").any()
+    keep = select_synthetic(probs, labels, "classifier-agree", priors=np.array([0.8, 0.2]))
+    assert keep.tolist() == [True, False]  # 0.3/0.2 > 0.7/0.8; 0.1/0.2 < 0.9/0.8
+
+
 def test_select_confidence_topk_keeps_a_fraction_per_class():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.45, 0.55]])
     labels = np.array([0, 0, 0, 1, 1, 1])

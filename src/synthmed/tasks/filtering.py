@@ -8,7 +8,10 @@ and He et al. ("Is synthetic data from generative models ready for image recogni
 about, before training on them.
 
 - ``none`` (default): every synthetic image is used.
-- ``classifier-agree``: keep an image when the classifier's arg-max class is its intended label.
+- ``classifier-agree``: keep an image when the classifier's most likely class is its intended
+  label, judged with equal class priors (probabilities divided by the real train class
+  frequencies): a classifier trained on an imbalanced set otherwise favours the majority class and
+  rejects minority-class images wholesale, the very images augmentation is meant to add.
 - ``confidence-topk``: keep, per class, the ``ceil(synthetic_filter_keep x n_class)`` images with
   the highest predicted probability of the intended label (a class never empties, and the class
   balance of the source is kept).
@@ -40,14 +43,18 @@ if TYPE_CHECKING:
 FILTERS = ("none", "classifier-agree", "confidence-topk")
 
 
-def select_synthetic(probs: np.ndarray, labels: np.ndarray, method: str, *, keep: float = 0.5
-                     ) -> np.ndarray:
+def select_synthetic(probs: np.ndarray, labels: np.ndarray, method: str, *, keep: float = 0.5,
+                     priors: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of the synthetic images to keep, from the filtering classifier's class
-    probabilities ``probs`` (N, K) and the images' intended ``labels`` (N,)."""
-    probs, labels = np.asarray(probs), np.asarray(labels, np.int64)
+    probabilities ``probs`` (N, K) and the images' intended ``labels`` (N,). ``priors`` (K,):
+    the class frequencies the classifier was trained with; ``classifier-agree`` divides them out
+    (equal priors)."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.int64)
     if method == "none":
         return np.ones(len(labels), bool)
     if method == "classifier-agree":
+        if priors is not None:
+            probs = probs / np.maximum(np.asarray(priors, np.float64), 1e-12)
         return probs.argmax(1) == labels
     if method == "confidence-topk":
         conf = probs[np.arange(len(labels)), labels]
@@ -96,6 +103,8 @@ def filter_sources(study: Study, jobs: list[Job], log: Callable[[str], None] | N
     if u.synthetic_filter == "none" or not used:
         return
     model, clf = train_filter_classifier(study)
+    train_labels = study.real.labels[study.rows["train"]]
+    priors = np.bincount(train_labels, minlength=len(study.class_names)) / len(train_labels)
     for info in study.source_info:
         name = info["name"]
         if name not in used:
@@ -104,7 +113,7 @@ def filter_sources(study: Study, jobs: list[Job], log: Callable[[str], None] | N
         probs = predict(model, src, np.arange(len(src)), task="classification",
                         device=study.device)
         keep = select_synthetic(probs, src.labels, u.synthetic_filter,
-                                keep=u.synthetic_filter_keep)
+                                keep=u.synthetic_filter_keep, priors=priors)
         before = _counts(src.labels, study.class_names)
         kept = _counts(src.labels[keep], study.class_names)
         emptied = [c for c in study.class_names if before[c] and not kept[c]]
