@@ -35,6 +35,7 @@ from synthmed.tasks.arms import (
     check_no_leak,
 )
 from synthmed.tasks.augment import classic_augmentation
+from synthmed.tasks.filtering import filter_sources
 from synthmed.tasks.metrics import (
     CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
@@ -176,6 +177,10 @@ def prepare_study(cfg: ExperimentConfig) -> Study:
         raise ConfigError(f"utility.select_metric: {study.select!r}; choose one of "
                           f"{', '.join(study.metrics)}")
     synthetic = [u.synthetic] if isinstance(u.synthetic, str) else list(u.synthetic or [])
+    if u.synthetic_filter != "none" and (not synthetic or u.task != "classification"):
+        raise ConfigError(f"utility.synthetic_filter: {u.synthetic_filter} filters the labelled "
+                          "synthetic images of a classification study; set utility.synthetic "
+                          "(classification), or synthetic_filter: none")
     if u.arms is not None and USES_SYNTHETIC & set(arms) and not synthetic:
         raise ConfigError("utility.synthetic: the chosen arms need a synthetic set; set "
                           "utility.synthetic or drop real+classic+synthetic and synthetic-only")
@@ -420,6 +425,7 @@ def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
     try:
         if cfg.utility.num_threads:
             torch.set_num_threads(cfg.utility.num_threads)
+        filter_sources(study, jobs, say)  # synthetic pools only; real arms untouched
         records = _run_all(study, jobs, run, say)
     finally:
         torch.set_num_threads(threads)
