@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthmed.errors import ConfigError
 
@@ -113,7 +113,9 @@ class UtilityConfig(Section):
     """``synthmed utility``: does a downstream model trained with synthetic images get better on
     real test patients? Arms, model and seeds; see docs/utility.md."""
 
-    task: Literal["classification", "segmentation"] = "classification"
+    task: Literal["classification", "segmentation"] = Field(
+        "classification", description="segmentation by default when model.name is a "
+        "mask-to-image model (pix2pix, ddpm-mask)")
     model: str | None = Field(None, description="fridadar-cnn | resnet18 | small-resnet | unet; "
                               "default small-resnet, or unet for segmentation")
     weights: str | None = Field(None, description="local state-dict file (transfer learning)")
@@ -148,6 +150,13 @@ class UtilityConfig(Section):
 
 
 STAGES = ("import", "train", "generate", "evaluate", "utility", "report")
+#: ``model.name`` of the mask-to-image generators (the training methods with ``needs_masks``; a
+#: test keeps the two in step). ``synthmed run`` makes image+mask pairs with them, and their
+#: utility task defaults to segmentation: the pairs are segmentation training data (issue 10).
+MASK_MODELS = frozenset({"pix2pix", "ddpm-mask"})
+#: ``pipeline.edits`` default: moved, turned, resized, mirrored and deformed lesions, the label-map
+#: editing of the brain-MRI pix2pix study (as in benchmarks/segmentation_lgg.py).
+DEFAULT_EDITS = ["translate=0.1", "rotate=20", "scale=0.8:1.25", "flip=h", "elastic=3"]
 
 
 class PipelineConfig(Section):
@@ -169,6 +178,9 @@ class PipelineConfig(Section):
     eval_bootstrap: int = Field(100, ge=0, description="evaluate --bootstrap")
     eval_extractor_epochs: int = Field(15, gt=0, description="evaluate --extractor-epochs")
     device: str = Field("cpu", description="device for generate and evaluate")
+    edits: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EDITS), description="mask-to-image runs: generate "
+        "--edit list for the pairs made from the training split's masks; [] = unedited")
 
 
 class ExperimentConfig(Section):
@@ -178,6 +190,26 @@ class ExperimentConfig(Section):
     train: TrainConfig = TrainConfig()
     utility: UtilityConfig = UtilityConfig()
     pipeline: PipelineConfig = PipelineConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mask_models_default_to_segmentation(cls, data: Any) -> Any:
+        """A mask-to-image model's utility task is segmentation unless the config says one."""
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model")
+        name = model.get("name") if isinstance(model, dict) else getattr(model, "name", None)
+        if name not in MASK_MODELS:
+            return data
+        u = data.get("utility")
+        if u is None:
+            return {**data, "utility": {"task": "segmentation"}}
+        if isinstance(u, dict) and "task" not in u:
+            return {**data, "utility": {**u, "task": "segmentation"}}
+        if isinstance(u, UtilityConfig) and "task" not in u.model_fields_set:
+            return {**data, "utility": {**u.model_dump(exclude_unset=True),
+                                        "task": "segmentation"}}
+        return data
 
 
 def _describe(value: Any) -> str:

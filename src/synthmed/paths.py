@@ -113,7 +113,7 @@ KINDS: dict[str, OutputKind] = {k.kind: k for k in (
                           "manifest.csv"})),
     OutputKind("synthetic", "generate", "a synthetic set", "generation.json",
                frozenset({"generation.json", "manifest.csv", "images", "dicom",
-                          "synthetic.npz"}), allow_empty=True),
+                          "synthetic.npz", "masks"}), allow_empty=True),  # masks: pair sets
     OutputKind("export", "data export", "an exported dataset", "export.json",
                frozenset({"export.json", "manifest.csv", "images", "masks"}), (".nii.gz",)),
     OutputKind("phantom", "data phantom", "a raw phantom folder", "phantom.json",

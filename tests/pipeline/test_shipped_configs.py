@@ -13,7 +13,7 @@ import pytest
 
 from synthmed.config import load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 THYROID = sorted(CONFIGS.glob("thyroid_*.yaml"))
 

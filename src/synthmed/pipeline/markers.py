@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from synthmed.config import STAGES, ExperimentConfig
+from synthmed.config import MASK_MODELS, STAGES, ExperimentConfig
 from synthmed.fileio import atomic_write_json
 
 # Config keys each stage reads. Keys that only say how to run (device, threads, log interval)
@@ -25,7 +25,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "train": ("data.split", "model", "train.batch_size", "train.steps", "train.lr_g",
               "train.lr_d", "train.betas", "train.d_steps", "train.seed", "train.sample_every",
               "train.amp", "train.channels_last"),
-    "generate": ("pipeline.n_generate", "pipeline.class_counts"),
+    "generate": ("pipeline.n_generate", "pipeline.class_counts", "pipeline.edits"),
     "evaluate": ("pipeline.eval_features", "pipeline.eval_metrics", "pipeline.eval_bootstrap",
                  "pipeline.eval_extractor_epochs", "train.seed"),
     "utility": ("utility",),
@@ -52,6 +52,8 @@ def stage_inputs(stage: str, cfg: ExperimentConfig, tokens: dict[str, str]) -> d
     """The values that decide whether ``stage`` must run again."""
     data = cfg.model_dump(mode="json")
     values = {k: _get(data, k) for k in STAGE_KEYS[stage]}
+    if stage == "generate" and cfg.model.name not in MASK_MODELS:
+        del values["pipeline.edits"]  # only pairs are edited; other runs keep their old hashes
     if isinstance(values.get("utility"), dict):
         values["utility"] = {k: v for k, v in values["utility"].items()
                              if f"utility.{k}" not in _IGNORED}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.config import (
+    MASK_MODELS,
     STAGES,
     ExperimentConfig,
     apply_overrides,
@@ -38,6 +39,30 @@ def resolve_config(config: ExperimentConfig | str | os.PathLike | dict | None,
     if isinstance(config, dict):
         return config_from_dict(apply_overrides(json.loads(json.dumps(config)), overrides))
     return load_config(config, overrides)
+
+
+def check_run_config(cfg: ExperimentConfig) -> None:
+    """Refuse, before anything runs, what a mask-to-image run cannot finish: its synthetic set is
+    image+mask pairs from the training split's masks, which a segmentation utility uses. A
+    classification utility is refused rather than guessed at (pix2pix pairs carry no classes;
+    a class-conditional ddpm-mask's do, and ``synthmed utility`` takes them directly)."""
+    from synthmed.sampling.masks import parse_edits
+
+    name, stages = cfg.model.name, cfg.pipeline.stages
+    if name not in MASK_MODELS:
+        return
+    if "utility" in stages and cfg.utility.task == "classification":
+        raise ConfigError(f"utility.task: classification with model.name {name}: a mask-to-image "
+                          "run makes image+mask pairs for segmentation; set utility.task: "
+                          "segmentation (the default for mask models) or drop utility from "
+                          "pipeline.stages")
+    if "generate" in stages and cfg.data.split != "train":
+        raise ConfigError(f"data.split: {cfg.data.split!r} with model.name {name}: the pairs are "
+                          "made from the training split's masks, never val/test; use train")
+    try:
+        parse_edits(list(cfg.pipeline.edits))
+    except SynthmedError as e:
+        raise ConfigError(f"pipeline.edits: {str(e).removeprefix('--edit ')}") from None
 
 
 def _open_run_dir(run_dir: Path) -> None:
@@ -95,6 +120,7 @@ def run(config: ExperimentConfig | str | os.PathLike | dict | None = None, *,
     interrupted training resumes from its checkpoint; ``from_stage`` re-runs that stage and every
     later one."""
     cfg = resolve_config(config, overrides)
+    check_run_config(cfg)
     if from_stage is not None and from_stage not in STAGES:
         raise ConfigError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
     rd = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
