@@ -149,8 +149,9 @@ def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str =
 
 def generate_stage(ctx: Context) -> dict[str, Any]:
     """As many images as the training split (or ``pipeline.n_generate``), classes in its mix; a
-    mask-to-image model (pix2pix) makes image+mask pairs from the training split's masks
-    (``synthmed generate --masks-from DATASET:SPLIT``), which the segmentation study uses."""
+    mask-to-image model (pix2pix, ddpm-mask) makes image+mask pairs from the training split's
+    masks edited with ``pipeline.edits`` (``synthmed generate --masks-from DATASET:SPLIT --edit``),
+    which the segmentation study uses."""
     from synthmed.data.dataset import PreparedDataset
     from synthmed.sampling.writer import write_synthetic
     from synthmed.training.method import resolve_method
@@ -162,8 +163,10 @@ def generate_stage(ctx: Context) -> dict[str, Any]:
 
         source = f"{ctx.dataset()}:{ctx.cfg.data.split}"
         out = write_pairs(ctx.path("train", "train_run"), ctx.run_dir / "synthetic",
-                          masks_from=source, n=n, device=p.device, force=True)
-        ctx.log(f"synthetic set: {out} ({n} image+mask pairs from the masks of {source})")
+                          masks_from=source, n=n, device=p.device, force=True,
+                          edits=list(p.edits))
+        ctx.log(f"synthetic set: {out} ({n} image+mask pairs from the masks of {source}, "
+                f"edits: {' '.join(p.edits) or 'none'})")
         return {"synthetic": "synthetic", "n": n}
     out = write_synthetic(ctx.path("train", "train_run"), ctx.run_dir / "synthetic", n=n,
                           device=p.device, force=True, match_train=p.class_counts == "match-train")
