@@ -169,3 +169,12 @@ def test_breastmnist_ten_percent_copies(noise):
     res = _pixel_audit(_ten_percent_copies(train, n=200, noise=noise), train, held)
     assert res.summary()["n_heldout_duplicates"] >= 1
     assert res.threshold > 0 and res.copy_rate == pytest.approx(0.10)
+
+
+@pytest.mark.parametrize(("space", "label"), [("pixel", "pixel space"),
+                                              ("domain_features", "domain-feature space"),
+                                              ("inception_features", "inception-feature space")])
+def test_space_label_reads_as_words(space, label):
+    from synthmed.metrics.privacy import space_label
+
+    assert space_label(space) == label

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.fileio import atomic_save
-from synthmed.metrics.privacy import PrivacyResult
+from synthmed.metrics.privacy import PrivacyResult, space_label
 
 
 def _plt():
@@ -44,7 +44,7 @@ def distance_histograms(results: list[PrivacyResult], out: str | os.PathLike) ->
                        label=f"copy threshold (copy rate {res.copy_rate:.3f})")
         unit = "RMS intensity" if res.space == "pixel" else "feature distance"
         ax.set_xlabel(f"distance to nearest training image ({unit})")
-        ax.set_title(f"{res.space} space", fontsize=9)
+        ax.set_title(space_label(res.space), fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)

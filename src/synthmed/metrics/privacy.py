@@ -37,6 +37,14 @@ COPY_PERCENTILE = 5.0
 DUPLICATE_RMS = 0.01  # pixel RMS (1 % of the range, ~2.5 grey levels of 255): a duplicate image
 
 
+def space_label(space: str) -> str:
+    """A distance space as a reader says it: ``pixel`` -> "pixel space", ``domain_features`` ->
+    "domain-feature space" (plot titles, not JSON keys)."""
+    if space.endswith("_features"):
+        return f"{space.removesuffix('_features')}-feature space"
+    return f"{space} space"
+
+
 def pixel_vectors(images: np.ndarray, *, size: tuple[int, int], channels: int) -> torch.Tensor:
     """(N, C, H, W) images -> (N, channels*H*W) float32 in [0, 1] at ``size`` (training size)."""
     x = prepare_images(np.asarray(images), size=size, channels=channels, input_range="unit")
@@ -189,7 +197,7 @@ def closest_pairs_grid(synthetic: np.ndarray, train: np.ndarray, result: Privacy
                        out: str | os.PathLike, *, k: int = 12, pairs_per_row: int = 2) -> Path:
     """PNG of the ``k`` synthetic images closest to a training image, each pair shown as
     synthetic | nearest training image (synthetic resized to the training size), with indices
-    and distance; red labels mark near copies. One montage, so it stays fast for many pairs."""
+    and distance; "COPY" labels (white on red) mark near copies. One montage, so it stays fast for many pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -213,13 +221,18 @@ def closest_pairs_grid(synthetic: np.ndarray, train: np.ndarray, result: Privacy
                                   input_range="unit")[0].numpy()
             canvas[y:y + h, x0:x0 + w] = tile.transpose(1, 2, 0)
         flagged = bool(result.flagged[s])
-        ax.text(x, y + h - 1, f"syn {s} | train {t}  d={result.synth_nn_dist[s]:.3g}",
-                fontsize=6, color="red" if flagged else "yellow", va="bottom",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+        # a flagged copy: white on solid red, so the label reads on dark and bright images alike
+        ax.text(x, y + h - 1, ("COPY " if flagged else "")
+                + f"syn {s} | train {t}  d={result.synth_nn_dist[s]:.3g}", fontsize=6,
+                color="white" if flagged else "yellow", va="bottom",
+                fontweight="bold" if flagged else "normal",
+                bbox={"facecolor": "#c00000" if flagged else "black",
+                      "alpha": 0.9 if flagged else 0.5, "pad": 1, "lw": 0})
     ax.imshow(canvas[..., 0] if ch == 1 else canvas, cmap="gray", vmin=0, vmax=1,
               interpolation="nearest")
     ax.axis("off")
-    ax.set_title(f"closest synthetic | training pairs ({result.space} space)", fontsize=9)
+    ax.set_title(f"closest synthetic | training pairs ({space_label(result.space)}; "
+                 "COPY = below the copy threshold)", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     atomic_save(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
