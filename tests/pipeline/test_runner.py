@@ -195,3 +195,16 @@ def test_a_mask_to_image_run_makes_pairs_and_a_segmentation_study(tmp_path, pipe
     assert u["task"] == "segmentation"
     html = (rd / "report.html").read_text(encoding="utf-8")
     assert "mask given | synthetic image" in html and ">Dice<" in html
+
+
+def test_train_and_generate_alone_use_data_path(tmp_path, TINY, pipeline_cache):
+    """pipeline.stages without import: data.path (here the phantom) is the dataset; with a
+    pipeline.source set, the missing import stage is a one-line error."""
+    cfg = {**TINY, "train": {**TINY["train"], "steps": 2},
+           "pipeline": {**TINY["pipeline"], "stages": ["train", "generate"], "n_generate": 8}}
+    rd = run(cfg, run_dir=tmp_path / "r", progress=False)
+    assert read_marker(rd, "import") is None and read_marker(rd, "generate") is not None
+    assert len(list((rd / "synthetic" / "images").rglob("*.png"))) == 8
+    cfg["pipeline"] = {**cfg["pipeline"], "source": str(tmp_path / "raw")}
+    with pytest.raises(SynthmedError, match="add import to pipeline.stages"):
+        run(cfg, run_dir=tmp_path / "r2", progress=False)

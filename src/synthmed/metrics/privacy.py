@@ -197,7 +197,8 @@ def closest_pairs_grid(synthetic: np.ndarray, train: np.ndarray, result: Privacy
                        out: str | os.PathLike, *, k: int = 12, pairs_per_row: int = 2) -> Path:
     """PNG of the ``k`` synthetic images closest to a training image, each pair shown as
     synthetic | nearest training image (synthetic resized to the training size), with indices
-    and distance; "COPY" labels (white on red) mark near copies. One montage, so it stays fast for many pairs."""
+    and distance; "COPY" labels (white on red) mark near copies. One montage, so it stays fast
+    for many pairs."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -34,11 +34,17 @@ class Context:
     log: Callable[[str], None] = print
 
     def dataset(self) -> str:
+        """The import stage's dataset; without that stage, ``data.path`` itself (a prepared
+        dataset or the phantom), so ``pipeline.stages: [train, generate]`` needs no import."""
         out = self.outputs.get("import")
-        if not out:
-            raise SynthmedError("no dataset: the import stage has not run (add it to "
-                                "pipeline.stages)")
-        return str(out["dataset"])
+        if out:
+            return str(out["dataset"])
+        if self.cfg.pipeline.source is not None:
+            raise SynthmedError("no dataset: pipeline.source is set but the import stage has not "
+                                "run (add import to pipeline.stages)")
+        from synthmed.training.data import resolve_dataset
+
+        return str(Path(resolve_dataset(self.cfg.data).path).resolve())
 
     def path(self, stage: str, key: str) -> Path:
         out = self.outputs.get(stage)
