@@ -17,15 +17,12 @@ Anchors: the brain-MRI pix2pix study (synthetic augmentation improved tumour Dic
 trained on synthetic pairs alone was comparable to one trained on real data) and a 2023 StyleGAN2-
 ADA study of FLAIR images with masks (+0.04 Dice on test with synthetic augmentation).
 
-Settings (defaults below), from costs measured on the shared 2-core development machine: pix2pix
-at 64 px, width 16, batch 16 trains 17-23 images/s on one thread (800 steps for all patients,
-400 for each low-data subset); the U-Net segmenter takes 30-40 s per epoch over the 1097
-training slices on one thread. Full arms (4 arms, 5 seeds x 3 epochs at batch 16; the synthetic
-and duplicate arms are twice the size) cost about 6 x 15 x 30 s = 45 min on one thread, the
-low-data sets a third of that, pix2pix about 20 min in all: about 75 CPU-minutes, which is
-within 60 minutes of wall time only with both cores (``--threads 2``) on an otherwise idle
-machine. The table's last line gives
-the CPU time that was measured.
+Settings (defaults below): pix2pix at 64 px, width 16, batch 16, 3,000 steps on all patients
+and 1,500 on each low-data subset; U-Net 8 epochs at batch 16, 4 arms x 5 seeds. Measured on
+the shared 2-core machine with one thread (1 Dec 2026): 25.7 CPU-minutes in all (38 min wall at
+load 3; pix2pix ~170 images/s, U-Net ~5 s per epoch per 1,000 slices), well within 60 minutes.
+The table's last line gives the CPU time measured. ``--gan-steps`` sets the pix2pix steps (the
+subsets get half), ``--epochs``, ``--seeds`` and ``--arms`` the rest.
 ``--quick`` (20-step pix2pix, 1 epoch, 2 seeds, 25 % low-data set only) checks the pipeline in
 about 15 minutes; its numbers mean nothing.
 
