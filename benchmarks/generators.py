@@ -224,9 +224,12 @@ def table(results: list[dict], real_auc: dict | None, a, header: str) -> str:
         (f"relative FD after 1/3, 2/3 (n = {a.curve_n}), 3/3 of the time (class-matched n)",
          lambda r: ", ".join(
             _get(p, "relative_fd", fmt="{:.2f}") for p in r["points"])),
-        ("FID [95% CI]", lambda r: f"{_get(r['metrics'], 'fid', fmt='{:.1f}')} "
+        # the interval belongs to the bias-corrected FID (docs/metrics.md), not the plain one
+        ("FID plain / bias-corrected [95% CI]",
+         lambda r: f"{_get(r['metrics'], 'fid', fmt='{:.1f}')}"
+         f" / {_get(r['metrics'], 'fid_corrected', fmt='{:.1f}')} "
          f"[{_get(r['metrics'], 'fid_ci_low', fmt='{:.1f}')}, "
-         f"{_get(r['metrics'], 'fid_ci_high', fmt='{:.1f}')}] (floor "
+         f"{_get(r['metrics'], 'fid_ci_high', fmt='{:.1f}')}] (half-size floor "
          f"{_get(r['metrics'], 'fid_real_real', fmt='{:.1f}')})"),
         ("KID mean ± std", lambda r: f"{_get(r['metrics'], 'kid_mean')} ± "
          f"{_get(r['metrics'], 'kid_std')}"),

@@ -140,7 +140,8 @@ def main() -> int:
                                                         out=root / "eval", **kw))
             print(f"evaluate {m['n_synthetic']} vs {m['n_real']} (n_train {m['n_train']}), "
                   f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU")
-        print(f"  fid {m['fid']:.4g} [{m['fid_ci_low']:.4g}, {m['fid_ci_high']:.4g}], "
+        print(f"  fid {m['fid']:.4g}, bias-corrected {m['fid_corrected']:.4g} "
+              f"[{m['fid_ci_low']:.4g}, {m['fid_ci_high']:.4g}], "
               f"floor {m['fid_real_real']:.4g}, relative FD {m['relative_fd']:.3g}, "
               f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
               f"copy rate {m['copy_rate']:.3f}, membership AUC {m['membership_auc']:.3f}")

@@ -177,7 +177,8 @@ def table(results: dict, pilot: dict, a) -> str:
          f"{_fmt(m, 'is_std', '{:.2f}')} ({_fmt(m, 'is_real_mean', '{:.2f}')})"),
         ("relative FD (matched FD / floor)", lambda r, m: f"{_fmt(m, 'relative_fd', '{:.2f}')} "
          f"({_fmt(m, 'fid_matched', '{:.1f}')} / {_fmt(m, 'fid_real_real', '{:.1f}')})"),
-        ("FD, all 550 vs 91 [95% CI]", lambda r, m: f"{_fmt(m, 'fid', '{:.1f}')} "
+        ("FD, all 550 vs 91: plain / bias-corrected [95% CI]", lambda r, m:
+         f"{_fmt(m, 'fid', '{:.1f}')} / {_fmt(m, 'fid_corrected', '{:.1f}')} "
          f"[{_fmt(m, 'fid_ci_low', '{:.1f}')}, {_fmt(m, 'fid_ci_high', '{:.1f}')}]"),
         ("KID [95% CI] (real-real)", lambda r, m: f"{_fmt(m, 'kid_mean')} "
          f"[{_fmt(m, 'kid_ci_low')}, {_fmt(m, 'kid_ci_high')}] "
