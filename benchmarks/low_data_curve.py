@@ -23,13 +23,14 @@ sensitivity/specificity of real+classic vs real+classic+synthetic beside the stu
 ``lowdata_<dataset>.png``, test AUC against fraction, 95 % CI over seeds). Each (dataset,
 fraction) is cached in ``WORK/<dataset>/frac-<pct>.json``, so an interrupted run resumes.
 
-Settings (defaults): 32 px; cgan width 16, batch 32, 1 CPU-minute per subset; pool 2x; the
-liver study's CNN (``fridadar-cnn``), 5 epochs of batch 64, AdamW 1e-3; 5 seeds; filtered arms
+Settings (defaults): 32 px; cgan width 16, batch 32, 2 CPU-minutes per subset; pool 2x; the
+liver study's CNN (``fridadar-cnn``), 15 epochs of batch 64, AdamW 1e-3; 5 seeds; filtered arms
 classifier-agree and confidence-topk (keep 0.5); DDTI benign
 (TI-RADS 2-3) vs suspicious (4a-5), crops without TI-RADS dropped, patient-level 60/20/20 split
 (seed 0), so val and test hold ~14 benign crops each. Measured on the shared 2-core machine with
-one thread: see docs/results.md (about 20 CPU-minutes per dataset); with ``--threads 2`` the
-whole script fits in 60 minutes on 2 cores. ``--quick`` (2 fractions, 1 epoch, 2 seeds, 6 CPU-
+one thread (1 Dec 2026): BreastMNIST 27.4 CPU-minutes, DDTI 17.6 (58 min wall for both, side
+by side with two other benchmarks); see docs/results.md. 5 epochs and 1 CPU-minute of GAN (an
+earlier run, 17.5 CPU-minutes in all) left the classifier under-trained. ``--quick`` (2 fractions, 1 epoch, 2 seeds, 6 CPU-
 seconds of GAN) checks the plumbing in a few minutes; its numbers mean nothing.
 
 Usage::
@@ -71,12 +72,12 @@ MEDMNIST = {"accuracy_argmax": 0.863, "auc": 0.901}  # MedMNIST v2 ResNet-18 (28
 class Settings:
     size: int = 32
     fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
-    gan_minutes: float = 1.0
+    gan_minutes: float = 2.0
     gan_width: int = 16
     gan_batch: int = 32
     pool: float = 2.0
     model: str = "fridadar-cnn"
-    epochs: int = 5
+    epochs: int = 15
     batch_size: int = 64
     ratio: float = 1.0
     seeds: int = 5
