@@ -30,8 +30,9 @@ classifier-agree and confidence-topk (keep 0.5); DDTI benign
 (seed 0), so val and test hold ~14 benign crops each. Measured on the shared 2-core machine with
 one thread (1 Dec 2026): BreastMNIST 27.4 CPU-minutes, DDTI 17.6 (58 min wall for both, side
 by side with two other benchmarks); see docs/results.md. 5 epochs and 1 CPU-minute of GAN (an
-earlier run, 17.5 CPU-minutes in all) left the classifier under-trained. ``--quick`` (2 fractions, 1 epoch, 2 seeds, 6 CPU-
-seconds of GAN) checks the plumbing in a few minutes; its numbers mean nothing.
+earlier run, 17.5 CPU-minutes in all) left the classifier under-trained. ``--quick`` (2
+fractions, 1 epoch, 2 seeds, 6 CPU-seconds of GAN) checks the plumbing in a few
+minutes; its numbers mean nothing.
 
 Usage::
 

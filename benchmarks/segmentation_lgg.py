@@ -131,6 +131,18 @@ def utility(data: Path, pairs: Path, runs: Path, s: Settings, name: str) -> dict
     return json.loads((run / "utility.json").read_text(encoding="utf-8"))
 
 
+def feature_audit(data: Path, pairs: Path, out: Path) -> dict:
+    """The audit in pixels *and* features (``synthmed evaluate --metrics privacy``: the domain
+    extractor trained on the train split, the test patients as the held-out side), because the
+    anonymization claim needs both; the utility's own audit is pixel-only (val+test held out)."""
+    from synthmed.metrics.evaluate import evaluate
+
+    m = evaluate(f"{data}:test", pairs, train=f"{data}:train", metrics="privacy", out=out,
+                 cache_dir=out.parent / "cache")
+    return {k: m.get(k) for k in ("copy_rate", "membership_auc", "copy_rate_features",
+                                  "membership_auc_features")}
+
+
 def _cell(summary: list[dict], arm: str, metric: str) -> str:
     for x in summary:
         if x["arm"] == arm and x["metric"] == metric and x["mean"] is not None:
@@ -154,6 +166,12 @@ def table(results: dict[str, dict], timings: dict[str, float], s: Settings, quic
               "| anchor: 2023 StyleGAN2-ADA FLAIR+mask | synthetic augmentation | +0.04 | | |", ""]
     for setting, doc in results.items():
         lines += [f"- {setting}: {x}" for x in doc["result_lines"]]
+        if doc.get("feature_audit"):
+            a = doc["feature_audit"]
+            lines.append(f"- {setting}: audit against the test patients (synthmed evaluate): copy "
+                         f"rate pixel {a['copy_rate']:.3f} / features {a['copy_rate_features']:.3f}"
+                         f", membership AUC pixel {a['membership_auc']:.3f} / features "
+                         f"{a['membership_auc_features']:.3f}")
     total = sum(timings.values())
     cpu = _cpu_seconds()
     lines += ["", "Settings: " + json.dumps(asdict(s)) + f"; edits: {' '.join(EDITS)}",
@@ -209,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         results[f"{tag} train patients"] = utility(sub, pairs, work / "runs", s, f"lgg-{tag}")
         timings[f"utility {tag}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        results[f"{tag} train patients"]["feature_audit"] = feature_audit(
+            sub, pairs, work / f"audit-{tag}")
+        timings[f"audit {tag}"] = time.perf_counter() - t
     text = table(results, timings, s, args.quick)
     (work / "benchmark.md").write_text(text, encoding="utf-8")
     print(text)

@@ -328,3 +328,20 @@ def test_label_helpers():
     assert names == ["benign", "malignant"] and merged.tolist() == [0, 0, 1]
     with pytest.raises(DataError, match="VALUE=NAME"):
         parse_class_names("=x")
+
+
+def test_npz_skip_empty_slices_drops_empty_masks(tmp_path):
+    """DDTI has 7 empty nodule masks; --skip-empty-slices was silently ignored for .npz sources."""
+    n = 10
+    masks = np.zeros((n, 16, 16), np.uint8)
+    masks[[0, 2, 3, 5, 6, 8, 9], 4:9, 4:9] = 1  # records 1, 4 and 7 have empty masks
+    np.savez(tmp_path / "m.npz", images=RNG.integers(0, 256, (n, 16, 16), dtype=np.uint8),
+             masks=masks, names=np.array([f"case{i}" for i in range(n)]))
+    out = import_dataset(tmp_path / "m.npz", tmp_path / "o", npz_keys=["ids=names"],
+                         no_labels=True, skip_empty_slices=True, split="1,0,0")
+    ds = PreparedDataset(out)
+    assert len(ds) == 7 and np.asarray(ds.masks).reshape(7, -1).max(axis=1).min() == 1
+    assert ds.meta["source"]["empty_slices_skipped"] == 3
+    assert any("dropped 3 record(s) with an empty mask" in x for x in ds.meta["source"]["notices"])
+    assert len(PreparedDataset(import_dataset(tmp_path / "m.npz", tmp_path / "all",
+                                              no_labels=True, split="1,0,0"))) == n

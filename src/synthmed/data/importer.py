@@ -114,7 +114,7 @@ def _open_source(source, *, medmnist, medmnist_size, npz_keys, labels_csv, no_la
             if value is not None:
                 raise DataError(f"{flag}: does not apply to .npz sources; map arrays with "
                                 "--npz-key (e.g. --npz-key masks=seg)")
-        return NpzSource(path, keys=parse_npz_keys(npz_keys))
+        return NpzSource(path, keys=parse_npz_keys(npz_keys), skip_empty=skip_empty_slices)
     if npz_keys:
         raise DataError("--npz-key: applies only to .npz sources")
     known = set(class_map) if class_map is not None else None

@@ -121,8 +121,11 @@ def _labels(arr: np.ndarray, n: int, where: str) -> list[str | None]:
 class NpzSource:
     """Records from one ``.npz`` file; ``class_names`` holds names stored in the file, if any."""
 
-    def __init__(self, path: str | Path, *, keys: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: str | Path, *, keys: Mapping[str, str] | None = None,
+                 skip_empty: bool = False) -> None:
         self.path = Path(path)
+        self.notices: list[str] = []
+        self.n_empty_skipped = 0
         if not self.path.is_file():
             raise DataError(f"{self.path}: path does not exist")
         keys = dict(keys or {})
@@ -144,11 +147,33 @@ class NpzSource:
         else:
             self.kind = "npz"
             self._parts = [self._generic_part(data, keys)]
+        if skip_empty:
+            self._skip_empty()
         self.n = sum(len(p["images"]) for p in self._parts)
         self.group_source = f"npz array {keys.get('groups', 'groups')!r}"
         self.info = {"type": self.kind, "path": str(self.path), "keys": sorted(data),
                      "key_mapping": keys, "labels": "npz" if self._has_labels() else "none",
                      "masks": "npz" if any("masks" in p for p in self._parts) else "none"}
+
+    def _skip_empty(self) -> None:
+        """``--skip-empty-slices``: drop records whose mask is empty (without masks: whose image
+        is constant), e.g. DDTI's 7 empty nodule masks, and say how many in a notice."""
+        dropped = 0
+        for part in self._parts:
+            flat = (part["masks"] if "masks" in part else part["images"]).reshape(
+                len(part["images"]), -1)
+            keep = flat.max(axis=1) > 0 if "masks" in part else flat.min(axis=1) < flat.max(axis=1)
+            dropped += int((~keep).sum())
+            for role in ("images", "masks", "labels"):
+                if role in part:
+                    part[role] = part[role][keep]
+            for role in ("ids", "groups"):
+                if role in part:
+                    part[role] = [v for v, k in zip(part[role], keep, strict=True) if k]
+        self.n_empty_skipped = dropped
+        what = "an empty mask" if any("masks" in p for p in self._parts) else "a constant image"
+        if dropped:
+            self.notices.append(f"--skip-empty-slices: dropped {dropped} record(s) with {what}")
 
     def _has_labels(self) -> bool:
         return any("labels" in p for p in self._parts)
