@@ -120,7 +120,8 @@ def evaluate_cmd(
     no_plots: bool = typer.Option(False, "--no-plots", help="Only metrics.json and nearest.csv."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
 ) -> None:
-    """Fidelity (FID, KID, IS, PRDC), diversity (MS-SSIM) and privacy (copies, membership)."""
+    """Fidelity (FID, KID, IS, precision/density), diversity (recall/coverage; MS-SSIM as a
+    check on realistic sets only) and privacy (copies, membership)."""
     from synthmed.metrics.evaluate import evaluate
     from synthmed.metrics.features import import_extractor
 
