@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from synthmed.config import ExperimentConfig, PipelineConfig, UtilityConfig, config_from_dict
+from synthmed.config import (
+    MASK_MODELS,
+    ExperimentConfig,
+    PipelineConfig,
+    UtilityConfig,
+    config_from_dict,
+)
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.fileio import atomic_write_json
 
@@ -160,14 +166,13 @@ def generate_stage(ctx: Context) -> dict[str, Any]:
     which the segmentation study uses."""
     from synthmed.data.dataset import PreparedDataset
     from synthmed.sampling.writer import write_synthetic
-    from synthmed.training.method import resolve_method
 
-    p = ctx.cfg.pipeline
-    n = p.n_generate or len(PreparedDataset(ctx.dataset()).indices(ctx.cfg.data.split))
-    if resolve_method(ctx.cfg.model.name).needs_masks:
+    p, dataset = ctx.cfg.pipeline, ctx.dataset()
+    n = p.n_generate or len(PreparedDataset(dataset).indices(ctx.cfg.data.split))
+    if ctx.cfg.model.name in MASK_MODELS:  # the same test as check_run_config and the markers
         from synthmed.sampling.pairs import write_pairs
 
-        source = f"{ctx.dataset()}:{ctx.cfg.data.split}"
+        source = f"{dataset}:{ctx.cfg.data.split}"
         out = write_pairs(ctx.path("train", "train_run"), ctx.run_dir / "synthetic",
                           masks_from=source, n=n, device=p.device, force=True,
                           edits=list(p.edits))
