@@ -12,7 +12,7 @@ import contextlib
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,7 +25,13 @@ Split = Literal["train", "val", "test", "all"]
 class Section(BaseModel):
     """Base for config sections: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never a meaningful setting (train.lr_g=inf trained nan losses to exit 0).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+#: A seed every RNG accepts (torch takes up to 2**64-1, numpy's legacy seeding 2**32; synthmed
+#: reduces it where needed): 0 to 2**63-1, as ``generate --seeds``.
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
 
 
 class DataConfig(Section):
@@ -33,7 +39,7 @@ class DataConfig(Section):
     split: Split = "train"
     phantom_n: int = Field(600, gt=0, description="images in the built-in phantom")
     phantom_size: int = Field(64, gt=0, description="phantom side length in pixels")
-    phantom_seed: int = 0
+    phantom_seed: Seed = 0
 
 
 class ModelConfig(Section):
@@ -90,9 +96,10 @@ class TrainConfig(Section):
     steps: int = Field(2000, gt=0, description="generator steps")
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.5, 0.999)
     d_steps: int = Field(1, gt=0, description="discriminator steps per generator step")
-    seed: int = 0
+    seed: Seed = 0
     sample_every: int = Field(500, gt=0)
     checkpoint_every: int = Field(500, gt=0)
     keep_checkpoints: int = Field(3, ge=1)
@@ -126,7 +133,7 @@ class UtilityConfig(Section):
         "real", description="extras follow real class frequencies | equal per class | fill the "
         "minority classes first")
     synthetic_only_ratio: float = Field(1.0, gt=0, description="synthetic-only size / real train")
-    seeds: int | list[int] = Field(5, description="a count (seeds 0..N-1) or a list of seeds")
+    seeds: int | list[Seed] = Field(5, description="a count (seeds 0..N-1) or a list of seeds")
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -323,12 +330,16 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: config file not found; pass an existing YAML file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8"
+                          ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
-    if data is None:
-        return {}
+    if data is None:  # an empty file started a default 2,000-step training on the phantom
+        raise ConfigError(f"{path}: the config is empty; give at least one section (e.g. "
+                          "data: {path: DATASET}), or start from configs/quickstart.yaml")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return data

@@ -118,6 +118,26 @@ def _labels(arr: np.ndarray, n: int, where: str) -> list[str | None]:
     return [str(v).strip() or None for v in arr]
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of ``path``; one line for a file that is no zip (a text file named .npz was
+    called "pickled data" by numpy) or a member that is not a .npy array (was an AttributeError).
+    """
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .npz file (no zip archive inside); re-download it, or "
+                        "save the arrays with numpy.savez")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz ({' '.join(str(e).split())[:100]}); "
+                        "re-download or re-save it") from None
+    bad = sorted(k for k, v in data.items() if not isinstance(v, np.ndarray))
+    if bad:
+        raise DataError(f"{path}: member {bad[0]!r} is not a NumPy array (.npy); re-save the "
+                        "file with numpy.savez")
+    return data
+
+
 class NpzSource:
     """Records from one ``.npz`` file; ``class_names`` holds names stored in the file, if any."""
 
@@ -129,12 +149,7 @@ class NpzSource:
         if not self.path.is_file():
             raise DataError(f"{self.path}: path does not exist")
         keys = dict(keys or {})
-        try:
-            with np.load(self.path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"{self.path}: not a readable .npz ({' '.join(str(e).split())[:100]}); "
-                            "re-download or re-save it") from None
+        data = _read_npz(self.path)
         self.class_names = None
         if "class_names" in data or "class_names" in keys:
             self.class_names = [str(x) for x in self._get(data, keys, "class_names")]

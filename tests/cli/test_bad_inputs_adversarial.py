@@ -1,0 +1,85 @@
+"""Bad-input corpus, adversarial cases of issue 19: each failed before its fix (a traceback, a
+kernel kill, a silent success on garbage). Exit 2 with one ``error:`` line, or exit 0 with the
+notice the user needs; nothing written outside the output folder."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def one_error(code: int, err: str) -> str:
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert "Traceback" not in err, err
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
+    return lines[0]
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path, phantom_dataset):
+    """A config that trains in a second on the session phantom; extra YAML lines appended."""
+
+    def make(extra: str = "", name: str = "tiny.yaml"):
+        path = tmp_path / name
+        path.write_text(f"data:\n  path: {phantom_dataset}\nmodel:\n  base_width: 8\n"
+                        "  latent_dim: 8\ntrain:\n  batch_size: 8\n  steps: 2\n"
+                        f"  log_every: 1\n  num_threads: 1\n{extra}")
+        return path
+
+    return make
+
+
+# Configs -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_empty_config_is_refused(cli, tmp_path, text):
+    (tmp_path / "e.yaml").write_text(text)
+    line = one_error(*cli(["train", tmp_path / "e.yaml", "--runs-dir", tmp_path / "runs"])[::2])
+    assert "e.yaml" in line and "empty" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_not_utf8_is_one_line(cli, tmp_path):
+    (tmp_path / "l.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    line = one_error(*cli(["train", tmp_path / "l.yaml", "--runs-dir", tmp_path / "runs"])[::2])
+    assert "l.yaml" in line and "UTF-8" in line
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.seed=99999999999999999999999", "train.seed"),
+    ("train.seed=-1", "train.seed"),
+    ("train.betas=[2,3]", "train.betas"),
+    ("train.betas=[0.5,1.5]", "train.betas"),
+    ("train.lr_g=inf", "train.lr_g"),
+    ("train.lr_d=.inf", "train.lr_d"),
+    ("train.lr_g=nan", "train.lr_g"),
+    ("utility.lr=inf", "utility.lr"),
+])
+def test_bad_train_values_are_one_line(cli, tmp_path, tiny_yaml, override, needle):
+    code, _, err = cli(["train", tiny_yaml(), "--set", override, "--runs-dir", tmp_path / "runs",
+                        "--no-progress"])
+    assert needle in one_error(code, err)
+    assert not (tmp_path / "runs").exists()
+
+
+# .npz sources --------------------------------------------------------------------------------
+
+def _zip_with(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: _zip_with(p, {"images.npy": b"not an array at all"}), "'images' is not a NumPy"),
+    (lambda p: p.write_text("just some text\n"), "not a .npz file"),
+])
+def test_broken_npz_is_one_line(cli, tmp_path, make, needle):
+    src = tmp_path / "data.npz"
+    make(src)
+    code, _, err = cli(["data", "import", src, "--out", tmp_path / "out"])
+    line = one_error(code, err)
+    assert needle in line and str(src) in line and "pickle" not in line
+    assert not (tmp_path / "out").exists()
