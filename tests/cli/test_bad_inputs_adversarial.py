@@ -83,3 +83,60 @@ def test_broken_npz_is_one_line(cli, tmp_path, make, needle):
     line = one_error(code, err)
     assert needle in line and str(src) in line and "pickle" not in line
     assert not (tmp_path / "out").exists()
+
+
+# Diverged training and generation ------------------------------------------------------------
+
+@pytest.mark.parametrize("log_every", [1, 100])  # found in a logged record / before a checkpoint
+def test_nan_losses_stop_training(cli, tmp_path, tiny_yaml, log_every):
+    """lr_g=1e10 made the losses nan from step 5 to the end with exit 0 (and generate then wrote
+    black images with exit 0)."""
+    config = tiny_yaml("  lr_g: 1.0e+10\n  lr_d: 1.0e+10\n  checkpoint_every: 2\n"
+                       "  sample_every: 100\n").read_text().replace("steps: 2", "steps: 30")
+    config = config.replace("log_every: 1", f"log_every: {log_every}")
+    (tmp_path / "nan.yaml").write_text(config)
+    code, _, err = cli(["train", tmp_path / "nan.yaml", "--set", "model.name=cgan",
+                        "--runs-dir", tmp_path / "runs", "--no-progress"])
+    line = one_error(code, err)
+    step = int(line.split(" step ")[1].split(":")[0])
+    if log_every == 1:
+        assert line.startswith("error: training diverged at step ") and "is nan" in line
+    else:
+        assert line.startswith("error: training diverged by step ") and "NaN or Inf" in line
+    run = next((tmp_path / "runs").iterdir())
+    assert "training diverged" in (run / "log.txt").read_text()
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("step-*.pt"))
+    assert all(int(p[5:13]) < step for p in ckpts)  # none of the diverged weights
+    if ckpts:
+        assert ckpts[-1] in line
+    else:
+        assert "no checkpoint was written" in line
+
+
+def test_generate_refuses_nan_outputs(cli, tmp_path, tiny_yaml, monkeypatch):
+    code, _, err = cli(["train", tiny_yaml(), "--runs-dir", tmp_path / "runs", "--no-progress"])
+    assert code == 0, err
+    run = next((tmp_path / "runs").iterdir())
+    import synthmed.models.dcgan as dcgan
+
+    forward = dcgan.DCGANGenerator.forward
+    monkeypatch.setattr(dcgan.DCGANGenerator, "forward",
+                        lambda self, *a, **k: forward(self, *a, **k) * float("nan"))
+    code, _, err = cli(["generate", run, "--n", 4, "--out", tmp_path / "out"])
+    assert "NaN or Inf" in one_error(code, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_match_train_alone_generates_the_training_split(cli, tmp_path, tiny_yaml,
+                                                        phantom_dataset):
+    from synthmed.data.dataset import PreparedDataset
+
+    code, _, err = cli(["train", tiny_yaml(), "--set", "model.name=cgan",
+                        "--runs-dir", tmp_path / "runs", "--no-progress"])
+    assert code == 0, err
+    run = next((tmp_path / "runs").iterdir())
+    code, _, err = cli(["generate", run, "--match-train", "--out", tmp_path / "out"])
+    assert code == 0, err
+    n_train = len(PreparedDataset(phantom_dataset).indices("train"))
+    rows = (tmp_path / "out" / "manifest.csv").read_text().splitlines()[1:]
+    assert len(rows) == n_train

@@ -35,7 +35,8 @@ def generate_cmd(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT."),
     size: int = typer.Option(None, "--size", help="Image side in px (default: the training size)."),
     match_train: bool = typer.Option(
-        False, "--match-train", help="With --n: class counts follow the training split's."),
+        False, "--match-train", help="Class counts follow the training split's; alone (no "
+        "--n/--seeds): as many images as the training split."),
     steps: int = typer.Option(None, "--steps", help="Diffusion models: DDIM steps "
                               "(default: the run's model.sample_steps, 50)."),
     guidance: float = typer.Option(None, "--guidance", help="Diffusion models: classifier-free "

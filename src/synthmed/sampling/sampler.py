@@ -189,6 +189,14 @@ def match_train_labels(loaded: LoadedGenerator, n: int) -> list[int]:
     return [k for k, c in enumerate(take) for _ in range(int(c))]
 
 
+def _train_split_size(loaded: LoadedGenerator) -> int:
+    from synthmed.training.data import resolve_dataset
+
+    data = loaded.config.data
+    ds = resolve_dataset(data)
+    return len(ds) if data.split == "all" else len(ds.indices(data.split))
+
+
 @torch.no_grad()
 def _run_in_micro_batches(call, n: int, labels: torch.Tensor | None, *, micro_batch: int,
                           size: int | None) -> torch.Tensor:
@@ -206,6 +214,11 @@ def _run_in_micro_batches(call, n: int, labels: torch.Tensor | None, *, micro_ba
             x = call(padded)[:len(idx)].float()
             if size is not None:
                 x = resize_tensor(x, size)
+            if not bool(torch.isfinite(x).all()):  # a diverged checkpoint gave black images
+                raise SynthmedError("the generator returned NaN or Inf values (its training "
+                                    "diverged); generate from an earlier checkpoint "
+                                    "(--checkpoint step-XXXXXXXX) or retrain with lower "
+                                    "learning rates")
             x = x.clamp_(-1, 1).cpu()
             if out is None:
                 out = torch.empty((n, *x.shape[1:]), dtype=torch.float32)
@@ -270,8 +283,13 @@ def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int
     check_size(size)
     if isinstance(seeds, list):
         seeds = ",".join(str(int(s)) for s in seeds)
-    seed_list = parse_seeds(seeds, per_class if per_class is not None else n)
+    # --match-train alone means what `synthmed run` does by default: as many images as the
+    # training split, in its class mix
+    by_train = match_train and n is None and seeds is None and per_class is None
+    seed_list = [] if by_train else parse_seeds(seeds, per_class if per_class is not None else n)
     loaded = load_generator(run_dir, checkpoint, device, **options)
+    if by_train:
+        seed_list = parse_seeds(None, _train_split_size(loaded))
     seed_list, labels = plan_labels(loaded, seed_list, n=n, per_class=per_class,
                                     class_name=class_name)
     if match_train and loaded.meta["conditional"] and per_class is None and class_name is None:

@@ -63,6 +63,11 @@ class LossMeter:
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.n += 1
 
+    def finite(self) -> bool:
+        """Whether the interval's losses so far are all finite (one host sync; called only where
+        the host waits anyway: before a checkpoint)."""
+        return all(bool(torch.isfinite(v).all()) for v in self.sums.values())
+
     def record(self, step: int, images_per_step: int) -> dict[str, Any]:
         """The interval's mean losses and img/s; starts the next interval."""
         dt = time.perf_counter() - self.t0

@@ -12,6 +12,7 @@ Design choices, each for a reason:
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ from torch.optim.swa_utils import AveragedModel
 
 from synthmed import __version__
 from synthmed.config import ExperimentConfig
-from synthmed.errors import ConfigError
+from synthmed.errors import ConfigError, SynthmedError
 from synthmed.runs import Run
 from synthmed.seed import rng_state, seed_everything
 from synthmed.training import distributed as ddp
-from synthmed.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from synthmed.training.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
 from synthmed.training.data import BatchStream, TrainingData, draw_batches, load_training_data
 from synthmed.training.ema import build_ema
 from synthmed.training.method import EMA_KEY, TRAINER_KEYS, TrainingMethod, resolve_method
@@ -34,6 +35,10 @@ from synthmed.training.resume import resolve_config, restore, run_lock
 from synthmed.training.samples import GRID_IMAGES, write_sample_grid
 from synthmed.training.steps import GANSteps
 from synthmed.training.stopping import StopAgreement, stop_on_signals
+
+
+class TrainingDiverged(SynthmedError):
+    """A loss became NaN or Inf; no checkpoint of the diverged weights was written."""
 
 
 def build_method(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
@@ -171,6 +176,30 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
                      progress)
 
 
+def _stop_if_diverged(losses: dict[str, Any] | LossMeter, step: int, run: Run | None,
+                      run_path: Path) -> None:
+    """Stop on a NaN or Inf loss (e.g. ``train.lr_g=1e10``; before, nan losses trained to the end
+    and exited 0) with one line naming the step and the last good checkpoint. ``losses`` is a
+    logged record (already on the host) or, before a checkpoint, the meter (one host sync)."""
+    if isinstance(losses, LossMeter):
+        if losses.finite():
+            return
+        what = f"by step {step}: a loss is NaN or Inf"
+    else:
+        bad = next((f"{k} is {v}" for k, v in losses.items()
+                    if k.startswith("loss_") and v is not None and not math.isfinite(v)), None)
+        if bad is None:
+            return
+        what = f"at step {step}: {bad}"
+    good = list_checkpoints(run_path / "checkpoints")
+    last = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written"
+    msg = (f"training diverged {what}; {last}; lower train.lr_g and train.lr_d (or change the "
+           "loss) and train again")
+    if run:
+        run.log(msg)
+    raise TrainingDiverged(msg)
+
+
 def _loop(cfg, method, ema, data, stream, meta, info, device, run, run_path, start,
           progress) -> Path:
     t = cfg.train
@@ -212,13 +241,16 @@ def _loop(cfg, method, ema, data, stream, meta, info, device, run, run_path, sta
                 if run:
                     run.log_metrics(rec)
                     run.log(log_line(rec, t.steps, clock.eta(step)))
+                _stop_if_diverged(rec, step, run, run_path)
                 bar.update(step, rec)
             else:
                 bar.update(step)
             if info.is_main and (step % t.sample_every == 0 or step == t.steps):
                 sample_grid(step)
             if step % t.checkpoint_every == 0 and step < t.steps:
+                _stop_if_diverged(meter, step, run, run_path)
                 checkpoint(step, periodic=True)
+    _stop_if_diverged(meter, step, run, run_path)  # never a checkpoint of diverged weights
     if info.is_main and last_grid[0] != step:  # a stopped run shows where it stopped
         sample_grid(step)
     checkpoint(step, periodic=True)
