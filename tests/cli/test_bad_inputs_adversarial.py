@@ -140,3 +140,32 @@ def test_match_train_alone_generates_the_training_split(cli, tmp_path, tiny_yaml
     n_train = len(PreparedDataset(phantom_dataset).indices("train"))
     rows = (tmp_path / "out" / "manifest.csv").read_text().splitlines()[1:]
     assert len(rows) == n_train
+
+
+# Checkpoints ---------------------------------------------------------------------------------
+
+def _flip_a_weight_bit(path) -> None:
+    """Flip one bit in the middle of the checkpoint's largest tensor (not in the zip headers)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    at = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    raw[at] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("command", ["generate", "resume"])
+def test_bit_flipped_checkpoint_is_refused(cli, tmp_path, tiny_yaml, command):
+    code, _, err = cli(["train", tiny_yaml(), "--runs-dir", tmp_path / "runs", "--no-progress"])
+    assert code == 0, err
+    run = next((tmp_path / "runs").iterdir())
+    _flip_a_weight_bit(run / "checkpoints" / "latest.pt")
+    argv = (["generate", run, "--n", 2, "--out", tmp_path / "out"] if command == "generate" else
+            ["train", "--resume", run, "--set", "train.steps=4", "--no-progress"])
+    line = one_error(*cli(argv)[::2])
+    assert "latest.pt: checkpoint is corrupt" in line and "CRC" in line
+    assert not (tmp_path / "out").exists()

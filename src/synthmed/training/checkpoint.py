@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,28 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str = "latest") -> Pat
     return path
 
 
+def _verify_crc(path: Path) -> None:
+    """Check every member of the checkpoint's zip against its stored CRC-32 (torch.load does
+    not: a bit-flipped checkpoint loaded silently and generated different images). About 1 s per
+    GB; a file that is not a zip is left to torch.load's own error."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not a zip (or unreadable): torch.load below says so in one line
+    except Exception as e:  # zlib errors on corrupt compressed members
+        bad = f"? ({type(e).__name__})"
+    if bad is not None:
+        raise SynthmedError(f"{path}: checkpoint is corrupt (member {bad} fails its CRC check: "
+                            "damaged on disk or in transfer); copy it again, or use another "
+                            "one from checkpoints/")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> dict[str, Any]:
     """Load safely (no arbitrary code): ``torch.load(..., weights_only=True)``."""
     path = Path(path)
+    _verify_crc(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
