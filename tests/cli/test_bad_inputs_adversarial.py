@@ -4,6 +4,7 @@ notice the user needs; nothing written outside the output folder."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
@@ -169,3 +170,56 @@ def test_bit_flipped_checkpoint_is_refused(cli, tmp_path, tiny_yaml, command):
     line = one_error(*cli(argv)[::2])
     assert "latest.pt: checkpoint is corrupt" in line and "CRC" in line
     assert not (tmp_path / "out").exists()
+
+
+# Batch size and memory -----------------------------------------------------------------------
+
+def test_batch_larger_than_the_data_is_clamped_with_a_notice(cli, tmp_path, tiny_yaml,
+                                                             phantom_dataset):
+    """batch_size=100000 on 48 images was killed by the kernel at ~23 GB, nothing printed."""
+    from synthmed.data.dataset import PreparedDataset
+
+    n = len(PreparedDataset(phantom_dataset).indices("train"))
+    code, _, err = cli(["train", tiny_yaml(), "--set", "train.batch_size=100000",
+                        "--runs-dir", tmp_path / "runs", "--no-progress"])
+    assert code == 0, err
+    assert f"warning: train.batch_size 100,000 is larger than the training split ({n} images)" \
+        in err
+    run = next((tmp_path / "runs").iterdir())
+    assert f"batch_size: {n}\n" in (run / "config.yaml").read_text()
+
+
+def test_batch_beyond_memory_is_refused_before_training(cli, tmp_path, tiny_yaml, monkeypatch):
+    import synthmed.data.preprocess as pre
+
+    monkeypatch.setattr(pre, "available_memory", lambda: 2**16)  # 64 KiB left
+    code, _, err = cli(["train", tiny_yaml(), "--runs-dir", tmp_path / "runs", "--no-progress"])
+    line = one_error(code, err)
+    assert "train.batch_size: 8 images of 32x32 px need at least" in line and "MiB" in line
+    assert not (tmp_path / "runs").exists()
+
+
+# Partly labelled data ------------------------------------------------------------------------
+
+@pytest.fixture
+def partly_labelled(tmp_path):
+    from synthmed.data.dataset import write_prepared
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2, 3, 4] * 4 + [-1] * 6)
+    return write_prepared(tmp_path / "pl", images=rng.integers(0, 256, (26, 1, 16, 16),
+                                                               dtype=np.uint8),
+                          labels=labels, splits=["train"] * 26,
+                          class_names=["a", "b", "c", "d", "e"])
+
+
+@pytest.mark.parametrize("model,trained", [("cgan", 20), ("dcgan", 26)])
+def test_partly_labelled_data_trains_conditional_models_on_the_labelled(
+        cli, tmp_path, tiny_yaml, partly_labelled, model, trained):
+    code, _, err = cli(["train", tiny_yaml(), "--set", f"data.path={partly_labelled}",
+                        "--set", f"model.name={model}", "--runs-dir", tmp_path / "runs",
+                        "--no-progress"])
+    assert code == 0, err
+    log = next((tmp_path / "runs").iterdir()).joinpath("log.txt").read_text()
+    assert f"({trained} images, {5 if model == 'cgan' else 0} classes)" in log
+    assert ("warning: 6 of 26 training images have no label" in err) == (model == "cgan")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +155,60 @@ def draw_batches(data: TrainingData, stream: BatchStream, k: int, device: torch.
                          masks=data.masks[idx] if data.masks is not None else None,
                          indices=idx, class_counts=counts))
     return out
+
+
+#: Models that ignore class labels: every image trains them, labelled or not.
+LABEL_BLIND_MODELS = frozenset({"dcgan", "pix2pix"})
+
+
+def drop_unlabelled(data: TrainingData, model: str) -> tuple[TrainingData, str | None]:
+    """A class-conditional model on partly labelled data trains on the labelled images only.
+
+    Before, 5 labelled classes plus 6 blank labels made the split "unlabelled": a cgan trained
+    unconditionally ("0 classes") without a word, and the utility stage failed afterwards.
+    Returns the data and the notice to print (None when nothing was dropped).
+    """
+    known = data.labels >= 0
+    if model in LABEL_BLIND_MODELS or not data.class_names or bool(known.all()) \
+            or not bool(known.any()):
+        return data, None
+    keep = known.nonzero(as_tuple=True)[0]
+    n_drop = len(data.labels) - len(keep)
+    data = dataclasses.replace(
+        data, images=data.images[keep].contiguous(), labels=data.labels[keep],
+        masks=data.masks[keep].contiguous() if data.masks is not None else None)
+    return data, (f"{n_drop} of {n_drop + len(keep)} training images have no label; {model} is "
+                  f"class-conditional, so it trains on the {len(keep)} labelled ones (label the "
+                  "rest, or use model.name=dcgan to train on all without classes)")
+
+
+def fit_batch_size(cfg_train, n_images: int, world_size: int) -> str | None:
+    """Clamp ``train.batch_size`` to the training split (a batch of 100,000 on 48 images was
+    killed by the kernel at ~23 GB with no message); returns the notice, None when unchanged.
+    The clamped size is what the run's config.yaml and checkpoints record, so a resume agrees."""
+    if cfg_train.batch_size <= n_images:
+        return None
+    new = max(world_size, n_images // world_size * world_size)
+    old, cfg_train.batch_size = cfg_train.batch_size, new
+    return (f"train.batch_size {old:,} is larger than the training split ({n_images:,} images); "
+            f"training with batch size {new:,}")
+
+
+def check_step_memory(batch_size: int, size: int, width: int, device: torch.device) -> None:
+    """Refuse a batch whose activations cannot fit, before the first step (as ``data import
+    --size`` does for arrays). A lower bound: the full-resolution feature maps of the first and
+    last layers (``width`` channels at ``size``/2, forward and backward, float32, G and D)."""
+    from synthmed.data.preprocess import _gib, available_memory
+
+    need = 4 * batch_size * width * (size // 2) ** 2 * 4
+    if device.type == "cuda":
+        try:
+            have = int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return
+    else:
+        have = available_memory()
+    if have is not None and need > have:
+        raise ConfigError(f"train.batch_size: {batch_size:,} images of {size}x{size} px need at "
+                          f"least {_gib(need)} of {device.type} memory per step but {_gib(have)} "
+                          "is available; lower train.batch_size (or model.base_width)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,15 @@ from synthmed.runs import Run
 from synthmed.seed import rng_state, seed_everything
 from synthmed.training import distributed as ddp
 from synthmed.training.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, save_checkpoint
-from synthmed.training.data import BatchStream, TrainingData, draw_batches, load_training_data
+from synthmed.training.data import (
+    BatchStream,
+    TrainingData,
+    check_step_memory,
+    draw_batches,
+    drop_unlabelled,
+    fit_batch_size,
+    load_training_data,
+)
 from synthmed.training.ema import build_ema
 from synthmed.training.method import EMA_KEY, TRAINER_KEYS, TrainingMethod, resolve_method
 from synthmed.training.methods.gan import GANMethod
@@ -155,6 +164,11 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     method_cls = resolve_method(cfg.model.name)
     data = load_training_data(cfg.data, cfg.model.image_size, device,
                               masks=method_cls.needs_masks)
+    data, dropped = drop_unlabelled(data, cfg.model.name)
+    notices = [n for n in (dropped, fit_batch_size(t, len(data.images), info.world_size)) if n]
+    width = cfg.model.channels[0] if cfg.model.channels else (
+        32 if cfg.model.name in ("ddpm", "ddpm-mask", "vae") else cfg.model.base_width)
+    check_step_memory(t.batch_size, int(data.images.shape[-1]), width, device)
     method, meta = build_method(cfg, data, device, info)
     ema = _build_ema(cfg, method)
     meta["ema"] = ema is not None
@@ -168,6 +182,9 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     run_path = _create_run(cfg, info, device, runs_dir, resume)
     with run_lock(run_path, info):
         run = _open_run(cfg, data, meta, info, device, run_path, resume, start)
+        for note in notices if run else []:
+            run.log(f"warning: {note}")
+            print(f"warning: {note}", file=sys.stderr, flush=True)
         if run:
             run.log(f"deterministic kernels: {'on' if deterministic else 'off'}; "
                     f"SyncBatchNorm: {'on' if info.sync_batchnorm else 'off'}"
