@@ -223,3 +223,28 @@ def test_partly_labelled_data_trains_conditional_models_on_the_labelled(
     log = next((tmp_path / "runs").iterdir()).joinpath("log.txt").read_text()
     assert f"({trained} images, {5 if model == 'cgan' else 0} classes)" in log
     assert ("warning: 6 of 26 training images have no label" in err) == (model == "cgan")
+
+
+# synthmed run ---------------------------------------------------------------------------------
+
+def test_second_run_on_a_locked_run_dir_is_refused(cli, tmp_path, tiny_yaml):
+    """Two `synthmed run` on one run dir both trained, interleaving log.txt."""
+    from synthmed.pipeline import runner
+
+    rd = tmp_path / "rd"
+    runner._open_run_dir(rd)
+    (rd / "log.txt").write_text("first run\n")
+    with runner._run_lock(rd):
+        code, _, err = cli(["run", tiny_yaml(), "--run-dir", rd, "--no-progress"])
+    line = one_error(code, err)
+    assert "another synthmed run is using this run directory" in line
+    assert (rd / "log.txt").read_text() == "first run\n" and not (rd / "config.yaml").exists()
+
+
+def test_run_dir_inside_a_prepared_dataset_is_refused(cli, tmp_path, tiny_yaml, phantom_dataset):
+    import shutil
+
+    ds = shutil.copytree(phantom_dataset, tmp_path / "ds")
+    code, _, err = cli(["run", tiny_yaml(), "--run-dir", ds / "runs" / "x", "--no-progress"])
+    assert "lies inside the prepared dataset" in one_error(code, err)
+    assert not (ds / "runs").exists()

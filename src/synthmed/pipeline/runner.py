@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -67,6 +68,10 @@ def check_run_config(cfg: ExperimentConfig) -> None:
 
 def _open_run_dir(run_dir: Path) -> None:
     """Create the run directory, or reuse it only when ``synthmed run`` made it."""
+    for p in [run_dir.resolve(), *run_dir.resolve().parents]:
+        if (p / "dataset.json").is_file():  # was accepted, and the import stage failed later
+            raise SynthmedError(f"--run-dir {run_dir}: lies inside the prepared dataset {p}; "
+                                "choose a folder outside it")
     if run_dir.exists() and not run_dir.is_dir():
         raise SynthmedError(f"{run_dir}: exists and is not a directory; choose another --run-dir")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_MARKER).is_file():
@@ -75,6 +80,32 @@ def _open_run_dir(run_dir: Path) -> None:
     (run_dir / "stages").mkdir(parents=True, exist_ok=True)
     if not (run_dir / RUN_MARKER).is_file():
         atomic_write_json(run_dir / RUN_MARKER, {"kind": "synthmed-run", "created": mk.now()})
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """Hold an exclusive lock on ``RUN_DIR/.run.lock`` for the whole pipeline: two ``synthmed
+    run`` on one run directory both trained, interleaved log.txt and silently replaced the first
+    run's results. The operating system releases the lock however the process ends."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = run_dir / ".run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SynthmedError(f"{run_dir}: another synthmed run is using this run directory "
+                                f"(lock {path}); wait for it to finish, or choose another "
+                                "--run-dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
 
 
 def _logger(run_dir: Path, echo: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -125,6 +156,12 @@ def run(config: ExperimentConfig | str | os.PathLike | dict | None = None, *,
         raise ConfigError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
     rd = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     _open_run_dir(rd)
+    with _run_lock(rd):
+        return _run_locked(cfg, rd, from_stage, progress, echo)
+
+
+def _run_locked(cfg: ExperimentConfig, rd: Path, from_stage: str | None, progress: bool,
+                echo: Callable[[str], None] | None) -> Path:
     save_config(cfg, rd / "config.yaml")
     log = _logger(rd, echo)
     ctx = Context(run_dir=rd, cfg=cfg, progress=progress, log=log)
