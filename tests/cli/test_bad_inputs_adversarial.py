@@ -248,3 +248,22 @@ def test_run_dir_inside_a_prepared_dataset_is_refused(cli, tmp_path, tiny_yaml, 
     code, _, err = cli(["run", tiny_yaml(), "--run-dir", ds / "runs" / "x", "--no-progress"])
     assert "lies inside the prepared dataset" in one_error(code, err)
     assert not (ds / "runs").exists()
+
+
+# data export ----------------------------------------------------------------------------------
+
+def test_export_keeps_colliding_class_names_apart(cli, tmp_path):
+    """`x y`, `x_y`, `X_Y` were merged into one x_y folder (Benign/benign on macOS too)."""
+    from synthmed.data.dataset import write_prepared
+
+    rng = np.random.default_rng(0)
+    names = ["x y", "x_y", "X_Y", "Benign", "benign"]
+    ds = write_prepared(tmp_path / "ds", images=rng.integers(0, 256, (10, 1, 8, 8), np.uint8),
+                        labels=[0, 1, 2, 3, 4] * 2, splits=["train"] * 10, class_names=names)
+    code, _, err = cli(["data", "export", ds, "--out", tmp_path / "exp"])
+    assert code == 0, err
+    folders = sorted(p.name for p in (tmp_path / "exp" / "images" / "train").iterdir())
+    assert folders == ["Benign", "X_Y-3", "benign-2", "x_y", "x_y-2"]
+    rows = (tmp_path / "exp" / "manifest.csv").read_text().splitlines()[1:]
+    by_folder = {r.split(",")[0].split("/")[1]: r.split(",")[1] for r in rows}
+    assert by_folder["X_Y-3"] == "X_Y" and by_folder["benign-2"] == "benign"

@@ -25,7 +25,7 @@ from synthmed.data.readers import image_to_nifti_slice
 from synthmed.data.splits import SPLITS
 from synthmed.errors import DataError
 from synthmed.fileio import atomic_directory, disk_errors
-from synthmed.paths import check_output, ensure_inside, safe_component
+from synthmed.paths import check_output, ensure_inside, safe_component, unique_components
 
 EXPORT_FORMATS = ("png", "dicom", "nifti")
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -47,10 +47,15 @@ def _rows(ds: PreparedDataset, idx: np.ndarray, ext: str):
     """(row, relative path, manifest row) per exported image. Class names and ids become folder
     and file names: made safe, and kept distinct (ignoring case) when two map to one name."""
     taken: set[str] = set()
+    # one folder per class, in class order, with generate's rule: `x y`, `x_y` and `X_Y` were
+    # merged into one x_y folder; now x_y, x_y-2, x_y-3 (the manifest keeps the real names)
+    names = list(ds.class_names)
+    names += sorted({r["label"] for r in ds.manifest if r["label"]} - set(names))
+    folder = dict(zip([*names, ""], unique_components([*names, "unlabelled"]), strict=True))
     for i in idx:
         r = ds.manifest[i]
         split = r["split"] if r["split"] in SPLITS else safe_name(r["split"])
-        cls = safe_name(r["label"]) if r["label"] else "unlabelled"
+        cls = folder[r["label"] or ""]
         stem, k = safe_name(r["id"]), 1
         rel = f"{split}/{cls}/{stem}.{ext}"
         while rel.casefold() in taken:
