@@ -267,3 +267,36 @@ def test_export_keeps_colliding_class_names_apart(cli, tmp_path):
     rows = (tmp_path / "exp" / "manifest.csv").read_text().splitlines()[1:]
     by_folder = {r.split(",")[0].split("/")[1]: r.split(",")[1] for r in rows}
     assert by_folder["X_Y-3"] == "X_Y" and by_folder["benign-2"] == "benign"
+
+
+# data import: smaller cases ------------------------------------------------------------------
+
+def _pngs(root, n=4, size=16):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (size, size), np.uint8)).save(
+                root / c / f"p{i}.png")
+    return root
+
+
+def test_decompression_bomb_is_named_as_such(cli, tmp_path, monkeypatch):
+    from PIL import Image
+
+    src = _pngs(tmp_path / "src")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 16x16 = 256 px > 2 x 100
+    line = one_error(*cli(["data", "import", src, "--out", tmp_path / "out"])[::2])
+    assert "decompression bomb" in line and "corrupt" not in line
+
+
+def test_skip_bad_warnings_name_the_file(cli, tmp_path):
+    src = _pngs(tmp_path / "src")
+    rows = "".join(f"{c}/p{i}.png,{c}\n" for c in "ab" for i in range(4) if (c, i) != ("b", 3))
+    (tmp_path / "l.csv").write_text("path,label\n" + rows)
+    code, _, err = cli(["data", "import", src, "--labels-csv", tmp_path / "l.csv", "--skip-bad",
+                        "--split", "0.5,0.25,0.25", "--out", tmp_path / "out"])
+    assert code == 0, err
+    assert "warning: skipped b/p3.png: not listed in" in err

@@ -256,6 +256,8 @@ def import_dataset(
     skipped: list[dict[str, str]] = []
 
     def on_bad(rel: str, message: str) -> None:
+        if rel not in message:  # e.g. "not listed in labels.csv": say which file
+            message = f"{rel}: {message}"
         log.warning("skipped %s", message)
         skipped.append({"file": rel, "reason": message})
 

@@ -154,8 +154,11 @@ def _read_pil(path: Path) -> list[np.ndarray]:
             for k in range(getattr(im, "n_frames", 1)):
                 im.seek(k)
                 frames.append(_collapse_gray(_pil_to_array(im)))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-            Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # was called "corrupt or truncated"
+        raise BadFileError(f"{path}: image is larger than Pillow's safety limit of "
+                           f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels ({_short(e)}), a possible "
+                           "decompression bomb; check the file, or pass --skip-bad") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadFileError(f"{path}: cannot read image ({_short(e)}); the file is corrupt or "
                            "truncated: re-export it or pass --skip-bad") from None
     return frames
