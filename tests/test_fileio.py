@@ -183,3 +183,29 @@ def test_partial_of_a_sigkilled_build_is_removed_by_the_next_run(tmp_path):
     _tiny_dataset(tmp_path / "c")
     assert not partial[0].exists() and not (tmp_path / "a").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "c"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
+    """mkstemp's private 0600 reached report.html, metrics.json, config.yaml and checkpoints:
+    a report shared from a group folder was unreadable to the group (issue 19)."""
+    from synthmed.fileio import atomic_write_bytes, atomic_write_json
+
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+        atomic_write_bytes(tmp_path / "c.pt", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == mode
+
+
+def test_atomic_replace_keeps_the_existing_mode(tmp_path):
+    from synthmed.fileio import atomic_write_text
+
+    (tmp_path / "r.html").write_text("old")
+    os.chmod(tmp_path / "r.html", 0o640)
+    atomic_write_text(tmp_path / "r.html", "new")
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o640

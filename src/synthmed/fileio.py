@@ -99,6 +99,21 @@ def fsync_tree(root: str | os.PathLike) -> None:
         fsync_path(dirpath)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask can only be
+    read by setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
@@ -114,6 +129,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         if tmp_path.exists():
+            # mkstemp's private 0600 made report.html, metrics.json, checkpoints... unreadable
+            # to a group or a web folder: a replaced file keeps its mode, a new one follows umask
+            try:
+                mode = path.stat().st_mode & 0o7777
+            except OSError:
+                mode = 0o666 & ~current_umask()
+            os.chmod(tmp_path, mode)
             fsync_path(tmp_path)
         os.replace(tmp_path, path)
         fsync_path(path.parent)
@@ -222,9 +244,7 @@ def atomic_directory(path: str | os.PathLike, *, force: bool = False, kind: str 
     remove_stale_partials(path.parent, kind)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(kind)}{path.name[:40]}-",
                                 suffix=".partial", dir=path.parent))
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would leak into the final folder
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would leak into the final folder
     lock = _lock(tmp)
     try:
         yield tmp
