@@ -142,6 +142,8 @@ class UtilityConfig(Section):
                                       "auc (classification) or dice (segmentation)")
     threshold: Literal["youden"] | float = Field("youden", description="binary operating point")
     positive_class: str | None = Field(None, description="binary: default the last class")
+    ordinal: bool = Field(False, description="classes are ordered grades (in class order): "
+                          "adds quadratic weighted kappa (kappa_qw)")
     rotate_deg: float = Field(15.0, ge=0, description="classic augmentation: max rotation")
     translate: float = Field(0.1, ge=0, description="max shift, fraction of the side")
     scale: float = Field(0.1, ge=0, lt=1, description="max zoom in or out")

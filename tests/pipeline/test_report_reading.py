@@ -189,3 +189,26 @@ def test_warnings_point_to_the_per_class_note_not_to_json_keys(tmp_path):
     text = _text(render_report(tmp_path))
     assert "per_class.<class>.unreliable" not in text
     assert "too few real test images for them (see the note under the per-class table)" in text
+
+
+def test_multiclass_utility_says_what_each_number_is_with_per_class_values(tmp_path):
+    """Issue 19 item 3: macro averages were unlabelled and per-class values missing."""
+    from synthmed.tasks.metrics import metric_definitions
+
+    _utility(tmp_path, ARMS)
+    path = tmp_path / "utility" / "utility.json"
+    u = json.loads(path.read_text())
+    names = ["g1", "g2", "g3"]
+    u["dataset"] = {"class_names": names}
+    u["metric_definitions"] = metric_definitions(3, None, ordinal=True)
+    for r in u["runs"]:
+        r["test"]["per_class"] = {c: {"sensitivity": 0.5 + 0.1 * k, "specificity": 0.9}
+                                  for k, c in enumerate(names)}
+    u["summary"] += [{"arm": "real+classic", "ratio": 0.0, "metric": "kappa_qw", "n": 3,
+                      "mean": 0.61, "ci95": [0.5, 0.7]}]
+    path.write_text(json.dumps(u))
+    text = _text(_section(render_report(tmp_path), "utility"))
+    assert "macro average over the 3 classes of one-vs-rest sensitivity" in text
+    assert "QW kappa" in text and "0.61" in text
+    assert "Per class (one-vs-rest on test, mean over seeds)" in text
+    assert "real+classic g3 0.700 0.900" in text

@@ -105,3 +105,21 @@ def test_segmentation_metrics_on_toy_masks():
     same = segmentation_metrics(target, target)
     assert same["dice"] == pytest.approx(1.0) and same["hd95"] == pytest.approx(0.0)
     assert selection_score("dice", pred, target) == pytest.approx(m["dice"])
+
+
+def test_quadratic_weighted_kappa_and_what_each_number_is():
+    """Issue 19 item 3: ordinal grades get quadratic weighted kappa; the multi-class headline
+    numbers are labelled as macro averages (sensitivity equals balanced accuracy)."""
+    from synthmed.tasks.metrics import metric_definitions
+
+    y = np.array([0, 1, 2, 3, 4] * 4)
+    pred = np.clip(y + np.array([0, 1, -1, 0, 2] * 4), 0, 4)
+    prob = np.eye(5)[pred] * 0.9 + 0.02
+    m = classification_metrics(y, prob, class_names=list("abcde"))
+    assert m["kappa_qw"] == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic"))
+    assert m["sensitivity"] == pytest.approx(m["balanced_accuracy"])
+    d = metric_definitions(5, None, ordinal=True)
+    assert "macro average over the 5 classes" in d["sensitivity"] and "kappa_qw" in d
+    assert "balanced accuracy" in d["sensitivity"] and "one-vs-rest" in d["auc"]
+    assert "'malignant'" in metric_definitions(2, "malignant")["sensitivity"]
+    assert "kappa_qw" not in metric_definitions(5, None)

@@ -43,7 +43,8 @@ PRIVACY_ROWS = (
 )
 
 
-METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95 (px)", "auc": "AUC"}
+METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95 (px)", "auc": "AUC",
+                 "kappa_qw": "QW kappa"}
 # Which numbers each ``ci_method`` entry gives intervals for (the note under the tables).
 CI_LABELS = {"fid": "FID", "kid": "KID",
              "prdc": "precision, recall, density, coverage"}
@@ -202,7 +203,7 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
 def _arm_rows(u: dict) -> list[dict[str, str]]:
     metric = u.get("primary_metric")
     extra = ("dice", "iou", "hd95") if u.get("task") == "segmentation" else \
-        ("accuracy", "sensitivity", "specificity")
+        ("accuracy", "sensitivity", "specificity", "kappa_qw")
     keys = [metric] + [k for k in extra if k != metric]
     by = {}
     for s in u.get("summary") or []:
@@ -219,6 +220,25 @@ def _arm_rows(u: dict) -> list[dict[str, str]]:
         rows.append({"arm": arm + (f" ×{ratio:g}" if ratio else ""), "n": vals[metric]["n"]
                      if metric in vals else "–", "cells": cells})
     return rows
+
+
+def _per_class_rows(u: dict) -> list[dict[str, Any]]:
+    """Per arm and class: one-vs-rest sensitivity and specificity on test, mean over seeds (the
+    headline numbers of a multi-class study are macro averages of these)."""
+    names = (u.get("dataset") or {}).get("class_names") or []
+    if u.get("task") == "segmentation" or len(names) < 3:
+        return []
+    acc: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in u.get("runs") or []:
+        for cls, vals in ((r.get("test") or {}).get("per_class") or {}).items():
+            cell = acc.setdefault((_arm_name(r["arm"], r.get("ratio")), cls), {})
+            for k in ("sensitivity", "specificity"):
+                if isinstance(vals.get(k), (int, float)):
+                    cell.setdefault(k, []).append(float(vals[k]))
+    keys = ("sensitivity", "specificity")
+    return [{"arm": arm, "cls": cls,
+             **{k: fmt(sum(d[k]) / len(d[k])) if d.get(k) else "–" for k in keys}}
+            for (arm, cls), d in acc.items()]
 
 
 def _arm_name(arm: str, ratio: Any) -> str:
@@ -280,7 +300,8 @@ def utility_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     files = set(u.get("files") or [])
     return {"task": u.get("task"), "model": u.get("model"), "metric": metric,
             "seeds": u.get("seeds"), "arms": _arm_rows(u), "comparisons": comps,
-            "ceiling": ceiling,
+            "ceiling": ceiling, "per_class": _per_class_rows(u),
+            "definitions": [f"{k}: {v}" for k, v in (u.get("metric_definitions") or {}).items()],
             "lines": u.get("result_lines") or [],
             "headline": [x for x in u.get("result_lines") or [] if x.startswith("synthetic")]
             or (u.get("result_lines") or []), "warnings": u.get("warnings") or [],

@@ -20,6 +20,7 @@ import torch
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
+    cohen_kappa_score,
     confusion_matrix,
     f1_score,
     precision_score,
@@ -32,8 +33,32 @@ FPR_GRID = np.linspace(0.0, 1.0, 101)
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity",
                           "precision", "f1", "auc", "accuracy_argmax")
 SEGMENTATION_METRICS = ("dice", "iou", "hd95")
-HIGHER_IS_BETTER = {**{m: True for m in CLASSIFICATION_METRICS}, "dice": True, "iou": True,
-                    "hd95": False}
+#: Ordinal grades (``utility.ordinal``: classes in order, e.g. TI-RADS or BI-RADS): quadratic
+#: weighted kappa (Cohen 1968), the agreement measure of graded diagnoses; a two-grade miss
+#: costs four times a one-grade miss.
+ORDINAL_METRICS = ("kappa_qw",)
+HIGHER_IS_BETTER = {**{m: True for m in CLASSIFICATION_METRICS}, "kappa_qw": True, "dice": True,
+                    "iou": True, "hd95": False}
+
+
+def metric_definitions(k: int, positive: str | None, *, ordinal: bool = False) -> dict[str, str]:
+    """What each headline number of a ``k``-class study is, for utility.json and the report."""
+    if k == 2:
+        out = {"sensitivity": f"of the positive class {positive!r} at the threshold chosen on "
+               "val (Youden's J)", "specificity": "of the negative class at the same threshold",
+               "auc": f"ROC AUC of {positive!r} (threshold-free)"}
+    else:
+        out = {"sensitivity": f"macro average over the {k} classes of one-vs-rest sensitivity "
+               "(equals balanced accuracy)", "specificity": f"macro average over the {k} classes "
+               "of one-vs-rest specificity", "auc": f"macro average over the {k} classes of "
+               "one-vs-rest ROC AUC", "precision": "macro average", "f1": "macro average"}
+    out["accuracy"] = "fraction correct" + (" at the val threshold" if k == 2 else
+                                            " at the arg-max")
+    out["per_class"] = "one-vs-rest sensitivity, specificity, precision, F1 and AUC per class"
+    if ordinal:
+        out["kappa_qw"] = ("quadratic weighted kappa: agreement of predicted and true grades in "
+                           "class order (1 perfect, 0 chance)")
+    return out
 
 
 def youden_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -113,6 +138,7 @@ def classification_metrics(y_true: np.ndarray, prob: np.ndarray, *, class_names:
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y, pred)),
         "balanced_accuracy": _safe(balanced_accuracy_score, y, pred),
+        "kappa_qw": _safe(cohen_kappa_score, y, pred, labels=labels, weights="quadratic"),
         # at the arg-max (threshold 0.5), as published baselines such as MedMNIST v2 report it
         "accuracy_argmax": float(accuracy_score(y, prob.argmax(axis=1))),
     }

@@ -39,7 +39,9 @@ from synthmed.tasks.filtering import filter_sources
 from synthmed.tasks.metrics import (
     CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
+    ORDINAL_METRICS,
     SEGMENTATION_METRICS,
+    metric_definitions,
     youden_threshold,
 )
 from synthmed.tasks.models import CLASSIFIERS, SEGMENTERS, build_classifier, build_segmenter
@@ -85,7 +87,9 @@ class Study:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return SEGMENTATION_METRICS if self.task == "segmentation" else CLASSIFICATION_METRICS
+        if self.task == "segmentation":
+            return SEGMENTATION_METRICS
+        return CLASSIFICATION_METRICS + (ORDINAL_METRICS if self.cfg.ordinal else ())
 
 
 def _seeds(value: int | list[int]) -> list[int]:
@@ -438,6 +442,9 @@ def run_utility(cfg: ExperimentConfig, *, runs_dir: str | Path = "runs",
     doc = {"task": study.task, "model": study.model, "primary_metric": study.select,
            "positive_class": (study.class_names[study.positive]
                               if len(study.class_names) == 2 else None),
+           "metric_definitions": None if study.task == "segmentation" else metric_definitions(
+               len(study.class_names), study.class_names[study.positive]
+               if len(study.class_names) == 2 else None, ordinal=study.cfg.ordinal),
            "dataset": study.dataset, "warnings": notes,
            "synthetic": study.source_info, "seeds": study.seeds,
            "settings": cfg.utility.model_dump(mode="json"), **result, "runs": records,
