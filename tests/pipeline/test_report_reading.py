@@ -212,3 +212,29 @@ def test_multiclass_utility_says_what_each_number_is_with_per_class_values(tmp_p
     assert "QW kappa" in text and "0.61" in text
     assert "Per class (one-vs-rest on test, mean over seeds)" in text
     assert "real+classic g3 0.700 0.900" in text
+
+
+def _summary(rd: Path, groups: str, n_groups: int) -> None:
+    (rd / "stages").mkdir(parents=True, exist_ok=True)
+    (rd / "data").mkdir(parents=True)
+    (rd / "data" / "summary.json").write_text(json.dumps(
+        {"path": "ds", "name": "five", "n": 1600, "splits": {"train": 1000, "val": 300,
+                                                             "test": 300},
+         "classes": {"0": 800, "1": 800}, "class_counts_by_split": {}, "n_groups": n_groups,
+         "size": [28, 28], "channels": 3, "has_masks": False, "split": {"groups": groups}}))
+
+
+def test_data_without_patient_ids_says_so_and_what_it_weakens(tmp_path):
+    """Issue 19 item 4: the report said "1,600 from 1,600 patients / groups"."""
+    from synthmed.data.importer import DEFAULT_GROUPS
+
+    _summary(tmp_path, DEFAULT_GROUPS, 1600)
+    text = _text(_section(render_report(tmp_path), "dataset"))
+    assert "1,600 patients" not in text and "no patient IDs" in text
+    assert "leakage" in text and "privacy" in text
+
+
+def test_data_with_patient_ids_counts_patients(tmp_path):
+    _summary(tmp_path, "--group-regex '^(case[0-9]+)_'", 400)
+    text = _text(_section(render_report(tmp_path), "dataset"))
+    assert "from 400 patients / groups" in text and "No patient IDs" not in text

@@ -80,8 +80,10 @@ def dataset_section(run_dir: Path) -> dict[str, Any] | None:
                             "uri4": fg.grid_uri(imgs[sel], cols=4, scale=3),
                             "pairs": fg.pairs_uri(masks[sel][:4], imgs[sel][:4])
                             if masks is not None else None})
+    groups = str((summary.get("split") or {}).get("groups") or "")
     return {"summary": summary, "classes": classes, "rows": rows, "preprocessing": pre,
-            "samples": samples, "size": summary.get("size"), "source": summary.get("source")}
+            "samples": samples, "size": summary.get("size"), "source": summary.get("source"),
+            "no_patient_ids": groups.startswith("each image is its own group")}
 
 
 def _log_lines(path: Path, pattern: re.Pattern) -> list[str]:
