@@ -60,3 +60,11 @@ def test_synthmed_run_accepts_the_thyroid_configs(path, phantom_dataset, tmp_pat
     assert e.value.code in (0, None)
     marker = json.loads((run / "stages" / "generate.json").read_text())
     assert marker["outputs"]["n"] == 16 and (run / "synthetic").is_dir()
+
+
+@pytest.mark.parametrize("name", ["breastmnist_cgan.yaml", "pneumoniamnist_cgan.yaml",
+                                  "quickstart.yaml"])
+def test_medmnist_configs_train_at_the_datas_size(name):
+    """Issue 19 item 5: breastmnist_cgan trained at 32 px on 28 px data and resized back, so the
+    report's synthetic thumbnails were larger than the real ones."""
+    assert load_config(CONFIGS / name).model.image_size is None
