@@ -71,7 +71,9 @@ def test_per_class_metrics_and_plots(full_run):
     row = result["per_class"]["benign"]
     assert {"fid", "precision", "classifier_agreement", "ms_ssim", "n_synthetic"} <= set(row)
     assert row["precision"] is None and "precision" in row["unreliable"]  # a handful of images
-    assert any("per-class values left null for benign" in w for w in result["warnings"])
+    split = result["real"]["split"]  # issue 19 item 8: the split compared, and which values
+    assert any(f"left null, too few real {split} images for them: benign (n_real=" in w
+               and "precision" in w for w in result["warnings"]), result["warnings"]
     for name in ("closest_pairs.png", "nearest_distances.png", "per_class.png",
                  "closest_pairs_domain_features.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name

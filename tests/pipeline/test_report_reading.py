@@ -238,3 +238,10 @@ def test_data_with_patient_ids_counts_patients(tmp_path):
     _summary(tmp_path, "--group-regex '^(case[0-9]+)_'", 400)
     text = _text(_section(render_report(tmp_path), "dataset"))
     assert "from 400 patients / groups" in text and "No patient IDs" not in text
+
+
+def test_per_class_note_names_the_split_compared_against(tmp_path):
+    """Issue 19 item 8: the note said "too few real test images" when the reference was val."""
+    _metrics(tmp_path, real={"split": "val", "n": 39})
+    text = _text(_section(render_report(tmp_path), "quality"))
+    assert "too few real val images" in text and "real test images" not in text

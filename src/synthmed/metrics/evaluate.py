@@ -361,10 +361,12 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     if "ms_ssim" in wanted:
         _per_class_ms_ssim(pc, real_set, synth, ms_ssim_n_pairs, seed)
     _resize_warnings(exs, real_set, synth, warnings)
-    small = [f"{c} (n_real={row['n_real']})" for c, row in pc.items() if row.get("unreliable")]
-    if small:
-        warnings.append(f"per-class values left null for {', '.join(small)}: too few real test "
-                        "images for them (reasons under per_class.<class>.unreliable)")
+    small = [f"{c} (n_real={row['n_real']}: {', '.join(row['unreliable'])})"
+             for c, row in pc.items() if row.get("unreliable")]
+    if small:  # name the split compared against (was always "test") and the values left out
+        split = real_set.split if real_set.kind == "dataset" and real_set.split else "reference"
+        warnings.append(f"some per-class values left null, too few real {split} images for them: "
+                        f"{', '.join(small)} (reasons under per_class.<class>.unreliable)")
     flat = {k: primary.get(k) for k in ("extractor", "weights_sha256", *GROUP_KEYS,
                                         *FEATURE_PRIVACY_KEYS)}
     result: dict[str, Any] = {

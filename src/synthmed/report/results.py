@@ -187,6 +187,7 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "interval_label": f"{round(conf * 100)}% interval" if conf else "interval",
         "interval_notes": _interval_notes(m.get("ci_method")),
         "per_class_reasons": _per_class_reasons(m.get("per_class") or {}),
+        "real_split": (m.get("real") or {}).get("split") or "test",
         "fidelity": _fidelity_rows(m), "diversity": _rows(m, DIVERSITY_ROWS),
         "privacy": _rows(m, PRIVACY_ROWS), "per_class": per_class,
         "extractor": m.get("extractor"), "n_real": m.get("n_real"),
