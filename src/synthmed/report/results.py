@@ -16,7 +16,7 @@ from synthmed.report.collect import _outputs_path, read_json, verdict_lines
 FIDELITY_ROWS = (
     ("FID", "fid", ("fid_ci_low", "fid_ci_high"), "fid_real_real",
      "distance between feature distributions, all images; lower is better; the floor compares "
-     "two halves of the real test images"),
+     "two halves of the real reference images"),
     ("relative FD", "relative_fd", None, None,
      "FID divided by the real-vs-real floor (see docs/metrics.md for what 1 means)"),
     ("KID", "kid_mean", ("kid_ci_low", "kid_ci_high"), "kid_real_real_mean",
