@@ -245,3 +245,10 @@ def test_per_class_note_names_the_split_compared_against(tmp_path):
     _metrics(tmp_path, real={"split": "val", "n": 39})
     text = _text(_section(render_report(tmp_path), "quality"))
     assert "too few real val images" in text and "real test images" not in text
+
+
+def test_privacy_table_shows_membership_auc_in_pixels_and_features(tmp_path):
+    """Issue 19 item 7: the table showed the pixel AUC (0.507), the verdict used features' 0.546."""
+    _metrics(tmp_path, membership_auc=0.507, membership_auc_features=0.546, copy_rate=0.05)
+    text = _text(_section(render_report(tmp_path), "quality"))
+    assert "membership AUC (pixels) 0.507" in text and "membership AUC (features) 0.546" in text

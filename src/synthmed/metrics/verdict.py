@@ -14,7 +14,9 @@ poor, with the rule that gave it. The rules (docs/metrics.md, "The verdict"):
   recall >= 0.5 and coverage >= 0.7, poor when recall < 0.25 or coverage < 0.4;
 - privacy: copy rate and membership-inference AUC (pixel space, and feature space when measured:
   the worse of the two): good when copy rate <= 0.10 and AUC <= 0.60, poor when copy rate > 0.25
-  or AUC > 0.75 (held-out real images score about 0.05 and 0.5).
+  or AUC > 0.75 (held-out real images score about 0.05 and 0.5). At small n the copy rate is
+  noisy (held-out real images scored 0.1075 with 120 images), so "good" also holds when the 95%
+  Wilson interval of the copy count still reaches 0.10; "poor" stays on the point value.
 
 ``overall`` is the worst of the three judged lines.
 """
@@ -77,20 +79,40 @@ def diversity(m: dict[str, Any]) -> dict[str, Any]:
     return {"rating": rating, "rule": rule, "recall": rec, "coverage": cov, "reason": None}
 
 
+def wilson_low(k: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson score interval of a proportion k/n (Wilson 1927)."""
+    if n <= 0:
+        return 0.0
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def _copy_rate_low(m: dict[str, Any]) -> float | None:
+    """The worse space's lower 95% bound on the copy rate (None without counts)."""
+    n = m.get("n_synthetic")
+    lows = [wilson_low(int(m[f"n_copies{s}"]), int(n)) for s in ("", "_features")
+            if isinstance(n, int) and n > 0 and m.get(f"n_copies{s}") is not None]
+    return max(lows) if lows else None
+
+
 def privacy(m: dict[str, Any]) -> dict[str, Any]:
     rate = _worst(m.get("copy_rate"), m.get("copy_rate_features"))
     auc = _worst(m.get("membership_auc"), m.get("membership_auc_features"))
     g, p = PRIVACY["good"], PRIVACY["poor"]
     rule = (f"good: copy rate <= {g['copy_rate']:g} and membership AUC <= "
             f"{g['membership_auc']:g}; poor: copy rate > {p['copy_rate']:g} or AUC > "
-            f"{p['membership_auc']:g} (worse of pixel and feature space)")
+            f"{p['membership_auc']:g} (worse of pixel and feature space; good also when the copy "
+            "rate's 95% interval reaches the limit)")
     if rate is None:
         return {"rating": UNJUDGED, "rule": rule, "copy_rate": None, "membership_auc": auc,
                 "reason": "no privacy audit (needs --train and held-out --real images)"}
     if rate > p["copy_rate"] or (auc is not None and auc > p["membership_auc"]):
         rating = "poor"
-    elif rate <= g["copy_rate"] and (auc is None or auc <= g["membership_auc"]):
-        rating = "good"
+    elif (rate <= g["copy_rate"] or (low := _copy_rate_low(m)) is not None
+          and low <= g["copy_rate"]) and (auc is None or auc <= g["membership_auc"]):
+        rating = "good"  # at small n, within noise of the limit
     else:
         rating = "borderline"
     return {"rating": rating, "rule": rule, "copy_rate": rate, "membership_auc": auc,

@@ -38,8 +38,10 @@ PRIVACY_ROWS = (
     ("copy rate (pixels)", "copy_rate", None, None,
      "synthetic images closer to a training image than held-out real ones usually are"),
     ("copy rate (features)", "copy_rate_features", None, None, "the same in feature space"),
-    ("membership AUC", "membership_auc", None, None,
+    ("membership AUC (pixels)", "membership_auc", None, None,
      "can an attacker tell training images from new patients? 0.5 = no"),
+    ("membership AUC (features)", "membership_auc_features", None, None,
+     "the same in feature space (the verdict uses the worse of the two)"),
 )
 
 
