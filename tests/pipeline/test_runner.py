@@ -208,3 +208,19 @@ def test_train_and_generate_alone_use_data_path(tmp_path, TINY, pipeline_cache):
     cfg["pipeline"] = {**cfg["pipeline"], "source": str(tmp_path / "raw")}
     with pytest.raises(SynthmedError, match="add import to pipeline.stages"):
         run(cfg, run_dir=tmp_path / "r2", progress=False)
+
+
+def test_evaluate_stage_logs_rounded_numbers(tmp_path, phantom_dataset, monkeypatch):
+    """Issue 19 item 10: the log said `relative FD 3.6902673652841953`."""
+    import synthmed.metrics.evaluate as ev
+    import synthmed.pipeline.embedding as emb
+    from synthmed.config import load_config
+    from synthmed.pipeline.stages import Context, evaluate_stage
+
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: {"relative_fd": 3.6902673652841953})
+    monkeypatch.setattr(emb, "write_embedding", lambda *a, **k: None)
+    lines = []
+    ctx = Context(run_dir=tmp_path, cfg=load_config(None, [f"data.path={phantom_dataset}"]),
+                  outputs={"generate": {"synthetic": "syn"}}, log=lines.append)
+    evaluate_stage(ctx)
+    assert lines[-1].endswith("(relative FD 3.69)"), lines

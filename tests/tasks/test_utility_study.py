@@ -211,3 +211,13 @@ def test_interrupted_study_keeps_finished_runs(phantom_dataset, tmp_path, monkey
         rows = list(csv.DictReader(f))
     assert {(r["arm"], r["seed"]) for r in rows} == {("real", "0"), ("real", "1")}
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_study_prints_a_time_estimate_after_its_first_run(phantom_dataset, tmp_path):
+    """Issue 19 item 6: 5 seeds x 30 epochs ran for many minutes without an estimate."""
+    lines = []
+    cfg = _cfg(phantom_dataset, "utility.seeds=2", "utility.arms=[real, real+classic]")
+    run_utility(cfg, runs_dir=tmp_path, log=lines.append)
+    est = [x for x in lines if x.startswith("estimate: ")]
+    assert len(est) == 1 and "4 runs (2 arms x 2 seeds x 1 epochs)" in est[0]
+    assert lines.index(est[0]) < next(i for i, x in enumerate(lines) if "seed 1:" in x)

@@ -200,7 +200,9 @@ def evaluate_stage(ctx: Context) -> dict[str, Any]:
                  device=p.device)
     write_embedding(out / "embedding.json", ds, synth, train_ref, epochs=p.eval_extractor_epochs,
                     seed=ctx.cfg.train.seed)
-    ctx.log(f"evaluate: {out / 'metrics.json'} (relative FD {m.get('relative_fd')})")
+    fd = m.get("relative_fd")  # was printed unrounded (3.6902673652841953)
+    ctx.log(f"evaluate: {out / 'metrics.json'} (relative FD "
+            f"{'n/a' if not isinstance(fd, (int, float)) else f'{fd:.3g}'})")
     return {"metrics": "evaluate/metrics.json", "embedding": "evaluate/embedding.json"}
 
 

@@ -364,6 +364,28 @@ def summarize_study(study: Study, records: list[dict[str, Any]]) -> dict[str, An
     return {"summary": summary, "comparisons": comparisons, "result_lines": lines}
 
 
+def _estimate_line(study: Study, jobs: list[Job], first: dict[str, Any]) -> str:
+    """The whole study's time from its first run: seconds per training image and epoch times
+    every run's images (the arms differ in size). A 5-seed x 30-epoch study takes hours on a CPU;
+    training prints its estimate, and so does this stage now, after its first run."""
+    from synthmed.training.progress import format_duration
+
+    sizes = []
+    for job in jobs:
+        src = study.sources.get(job.source) if job.source else None
+        plan = build_arm(job.kind, real_labels=study.real.labels, train_rows=study.rows["train"],
+                         ratio=job.ratio, synthetic_labels=None if src is None else src.labels,
+                         class_mix=study.cfg.class_mix, class_names=study.class_names,
+                         seed=study.seeds[0], source=job.source)
+        sizes.append(plan.n)
+    per_image = first["seconds"] / max(first["n_train"], 1)
+    total = per_image * sum(sizes) * len(study.seeds)
+    return (f"estimate: {len(jobs) * len(study.seeds)} runs ({len(jobs)} arms x "
+            f"{len(study.seeds)} seeds x {study.cfg.epochs} epochs) \u2248 "
+            f"{format_duration(total)} on this machine (the first run took "
+            f"{first['seconds']:.1f} s for {first['n_train']} images)")
+
+
 def _run_all(study: Study, jobs: list[Job], run: Run, say: Callable[[str], None]
              ) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
@@ -371,6 +393,8 @@ def _run_all(study: Study, jobs: list[Job], run: Run, say: Callable[[str], None]
         for seed in study.seeds:
             rec = run_job(study, job, seed, log=run.log)
             records.append(rec)
+            if len(records) == 1:
+                say(_estimate_line(study, jobs, rec))
             run.log_metrics(jsonable({k: rec[k] for k in ("arm", "ratio", "seed", "n_train",
                                        "best_epoch", "seconds", "threshold")}
                                       | {m: rec["test"][m] for m in study.metrics}))
