@@ -9,6 +9,7 @@ import numpy as np
 
 from synthmed.fileio import atomic_save
 from synthmed.metrics.privacy import PrivacyResult, space_label
+from synthmed.plotfonts import drawable
 
 
 def _plt():
@@ -62,12 +63,13 @@ def per_class_bars(per_class: dict[str, dict], out: str | os.PathLike) -> Path:
 
     ax1.bar(x - 0.2, vals("fid"), 0.4, label="synthetic vs real")
     ax1.bar(x + 0.2, vals("fid_real_real"), 0.4, label="real vs real (floor)")
-    ax1.set_xticks(x, names)
+    labels, font = drawable(names)  # CJK names without a CJK font: class K
+    ax1.set_xticks(x, labels, **font)
     ax1.set_ylabel("FID")
     ax1.legend(fontsize=7)
     for n, key in enumerate(("precision", "recall", "coverage")):
         ax2.bar(x + (n - 1) * 0.27, vals(key), 0.27, label=key)
-    ax2.set_xticks(x, names)
+    ax2.set_xticks(x, labels, **font)
     ax2.set_ylim(0, 1.05)
     ax2.legend(fontsize=7)
     fig.tight_layout()

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from synthmed.plotfonts import drawable
+
 # Colour-blind-safe (Okabe & Ito 2008): real in blue, synthetic in vermillion, classes by marker.
 REAL, SYNTH = "#0072B2", "#D55E00"
 MARKERS = "os^Dv<>pPX*h"
@@ -177,16 +179,19 @@ def embedding_uri(emb: dict[str, Any]) -> str | None:
     x, y = np.array(emb["x"]), np.array(emb["y"])
     sets, classes = np.array(emb["set"]), np.array(emb["class"])
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    names = sorted(set(classes.tolist()))
+    shown, font = drawable(names)  # CJK names without a CJK font: class K
     for s, colour in (("real", REAL), ("synthetic", SYNTH)):
-        for k, cls in enumerate(sorted(set(classes.tolist()))):
+        for k, cls in enumerate(names):
             sel = (sets == s) & (classes == cls)
             if sel.any():
-                label = f"{s} {cls}".strip()
+                label = f"{s} {shown[k] if cls else ''}".strip()
                 ax.scatter(x[sel], y[sel], s=16, c=colour, marker=MARKERS[k % len(MARKERS)],
                            alpha=0.75 if s == "real" else 0.55, label=label, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5),
+              prop={"family": font["fontfamily"], "size": 8} if font else None)
     ax.set_title("t-SNE of real (test) and synthetic features", fontsize=10)
     fig.tight_layout()
     return _fig_uri(fig)

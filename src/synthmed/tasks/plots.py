@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.fileio import atomic_save
+from synthmed.plotfonts import drawable
 from synthmed.tasks.metrics import FPR_GRID
 
 
@@ -66,8 +67,9 @@ def plot_confusion(groups: dict[tuple[str, float], np.ndarray], class_names: Seq
             ax.text(j, i, str(int(v)), ha="center", va="center",
                     color="white" if v > cm.max() / 2 else "black", fontsize=8)
         ticks = range(len(class_names))
-        ax.set_xticks(ticks, class_names, fontsize=7, rotation=30)
-        ax.set_yticks(ticks, class_names, fontsize=7)
+        labels, font = drawable(class_names)  # CJK names without a CJK font: class K
+        ax.set_xticks(ticks, labels, fontsize=7, rotation=30, **font)
+        ax.set_yticks(ticks, labels, fontsize=7, **font)
         ax.set_title(group_name(arm, ratio), fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
         ax.set_ylabel("true", fontsize=7)
