@@ -200,3 +200,13 @@ def test_duplicate_reference_ratio_rule():
     assert references(groups, "real+classic+duplicate", "real+classic+duplicate", 1.5) == [
         ("real+classic", 0.0)]
     assert references({("real", 0.0): []}, "real", "real", 0.0) == []  # no reference was run
+
+
+def test_kappa_interval_is_clipped_to_its_range():
+    """Issue 19: a 2-seed QW kappa interval read [-1.29, 2.87]."""
+    from synthmed.tasks.stats import paired_comparison, summarize
+
+    s = summarize([0.5, 0.99], metric="kappa_qw")
+    assert s["ci95"][0] >= -1 and s["ci95"][1] <= 1 and s["ci_note"]
+    c = paired_comparison([0.9, -0.5], [-0.9, 0.9], metric="kappa_qw")
+    assert c["ci95"][0] >= -2 and c["ci95"][1] <= 2

@@ -78,6 +78,8 @@ def summarize(values: Sequence[float], metric: str | None = None) -> dict[str, A
     ci, note = list(t_interval(a)), None
     if metric in BOUNDED:
         ci, note = clip_interval(ci, 0.0, 1.0)
+    elif metric == "kappa_qw":  # Cohen's kappa lies in [-1, 1]
+        ci, note = clip_interval(ci, -1.0, 1.0)
     return {"n": int(len(a)),
             "mean": float(a.mean()) if len(a) else float("nan"),
             "std": float(a.std(ddof=1)) if len(a) > 1 else float("nan"),
@@ -114,6 +116,8 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, alpha: float = 
     ci, note = list(t_interval(d)), None
     if metric in BOUNDED:
         ci, note = clip_interval(ci, -1.0, 1.0)
+    elif metric == "kappa_qw":
+        ci, note = clip_interval(ci, -2.0, 2.0)
     out: dict[str, Any] = {"n": n, "mean_diff": float(d.mean()) if n else float("nan"),
                            "std_diff": float(d.std(ddof=1)) if n > 1 else float("nan"),
                            "ci95": ci, "ci_note": note, "p": float("nan"), "p_wilcoxon": None,
