@@ -103,10 +103,9 @@ def current_umask() -> int:
     """The process umask, read without changing it where /proc allows (os.umask can only be
     read by setting it, which races with other threads creating files)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
     umask = os.umask(0o022)
