@@ -224,3 +224,23 @@ def test_evaluate_stage_logs_rounded_numbers(tmp_path, phantom_dataset, monkeypa
                   outputs={"generate": {"synthetic": "syn"}}, log=lines.append)
     evaluate_stage(ctx)
     assert lines[-1].endswith("(relative FD 3.69)"), lines
+
+
+@pytest.mark.parametrize("image_size,expected", [(None, None), (32, None), (16, 32)])
+def test_generate_stage_makes_images_at_the_datas_size(tmp_path, phantom_dataset, monkeypatch,
+                                                       image_size, expected):
+    """Issue 19 item 5: a 32 px model on 28 px data made 32 px synthetic images, so the report's
+    synthetic thumbnails were larger than the real ones."""
+    import synthmed.sampling.writer as writer
+    from synthmed.config import load_config
+    from synthmed.pipeline.stages import Context, generate_stage
+
+    seen = {}
+    monkeypatch.setattr(writer, "write_synthetic", lambda *a, **k: seen.update(k) or a[1])
+    over = [f"data.path={phantom_dataset}", "model.name=cgan"]
+    if image_size:
+        over.append(f"model.image_size={image_size}")
+    ctx = Context(run_dir=tmp_path, cfg=load_config(None, over),
+                  outputs={"train": {"train_run": "train/run"}}, log=lambda m: None)
+    generate_stage(ctx)
+    assert seen["size"] == expected  # the phantom fixture is 32 px

@@ -168,7 +168,12 @@ def generate_stage(ctx: Context) -> dict[str, Any]:
     from synthmed.sampling.writer import write_synthetic
 
     p, dataset = ctx.cfg.pipeline, ctx.dataset()
-    n = p.n_generate or len(PreparedDataset(dataset).indices(ctx.cfg.data.split))
+    ds = PreparedDataset(dataset)
+    n = p.n_generate or len(ds.indices(ctx.cfg.data.split))
+    # a model trained at another size (model.image_size) generates at the data's size, so the
+    # synthetic set, its thumbnails and the evaluation match the real images (issue 19)
+    h, w = ds.size
+    size = h if ctx.cfg.model.image_size not in (None, h) and h == w else None
     if ctx.cfg.model.name in MASK_MODELS:  # the same test as check_run_config and the markers
         from synthmed.sampling.pairs import write_pairs
 
@@ -180,7 +185,8 @@ def generate_stage(ctx: Context) -> dict[str, Any]:
                 f"edits: {' '.join(p.edits) or 'none'})")
         return {"synthetic": "synthetic", "n": n}
     out = write_synthetic(ctx.path("train", "train_run"), ctx.run_dir / "synthetic", n=n,
-                          device=p.device, force=True, match_train=p.class_counts == "match-train")
+                          device=p.device, force=True, match_train=p.class_counts == "match-train",
+                          size=size)
     ctx.log(f"synthetic set: {out} ({n} images, {p.class_counts})")
     return {"synthetic": "synthetic", "n": n}
 
