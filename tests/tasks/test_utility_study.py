@@ -219,5 +219,6 @@ def test_the_study_prints_a_time_estimate_after_its_first_run(phantom_dataset, t
     cfg = _cfg(phantom_dataset, "utility.seeds=2", "utility.arms=[real, real+classic]")
     run_utility(cfg, runs_dir=tmp_path, log=lines.append)
     est = [x for x in lines if x.startswith("estimate: ")]
-    assert len(est) == 1 and "4 runs (2 arms x 2 seeds x 1 epochs)" in est[0]
+    assert len(est) == 2 and "4 runs (2 arms x 2 seeds x 1 epochs) at least" in est[0]
+    assert "without augmentation" not in est[1]
     assert lines.index(est[0]) < next(i for i, x in enumerate(lines) if "seed 1:" in x)
