@@ -193,21 +193,34 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
                      progress)
 
 
+def _any_rank(bad: bool, info: ddp.DistInfo, device: torch.device) -> bool:
+    """Whether any process saw a non-finite loss (one-int all-reduce under torchrun), so every
+    rank stops at the same step instead of the others waiting in the next collective."""
+    if not info.enabled:
+        return bad
+    import torch.distributed as dist
+
+    on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([int(bad)], dtype=torch.int64, device=on)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def _stop_if_diverged(losses: dict[str, Any] | LossMeter, step: int, run: Run | None,
-                      run_path: Path) -> None:
+                      run_path: Path, info: ddp.DistInfo, device: torch.device) -> None:
     """Stop on a NaN or Inf loss (e.g. ``train.lr_g=1e10``; before, nan losses trained to the end
     and exited 0) with one line naming the step and the last good checkpoint. ``losses`` is a
     logged record (already on the host) or, before a checkpoint, the meter (one host sync)."""
     if isinstance(losses, LossMeter):
-        if losses.finite():
-            return
-        what = f"by step {step}: a loss is NaN or Inf"
+        bad = None if losses.finite() else "a loss is NaN or Inf"
+        what = f"by step {step}: "
     else:
         bad = next((f"{k} is {v}" for k, v in losses.items()
                     if k.startswith("loss_") and v is not None and not math.isfinite(v)), None)
-        if bad is None:
-            return
-        what = f"at step {step}: {bad}"
+        what = f"at step {step}: "
+    if not _any_rank(bad is not None, info, device):
+        return
+    what += bad or "a loss of another process is NaN or Inf"
     good = list_checkpoints(run_path / "checkpoints")
     last = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written"
     msg = (f"training diverged {what}; {last}; lower train.lr_g and train.lr_d (or change the "
@@ -258,16 +271,16 @@ def _loop(cfg, method, ema, data, stream, meta, info, device, run, run_path, sta
                 if run:
                     run.log_metrics(rec)
                     run.log(log_line(rec, t.steps, clock.eta(step)))
-                _stop_if_diverged(rec, step, run, run_path)
+                _stop_if_diverged(rec, step, run, run_path, info, device)
                 bar.update(step, rec)
             else:
                 bar.update(step)
             if info.is_main and (step % t.sample_every == 0 or step == t.steps):
                 sample_grid(step)
             if step % t.checkpoint_every == 0 and step < t.steps:
-                _stop_if_diverged(meter, step, run, run_path)
+                _stop_if_diverged(meter, step, run, run_path, info, device)
                 checkpoint(step, periodic=True)
-    _stop_if_diverged(meter, step, run, run_path)  # never a checkpoint of diverged weights
+    _stop_if_diverged(meter, step, run, run_path, info, device)  # no checkpoint of diverged weights
     if info.is_main and last_grid[0] != step:  # a stopped run shows where it stopped
         sample_grid(step)
     checkpoint(step, periodic=True)
