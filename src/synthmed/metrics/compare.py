@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthmed.metrics.features import Features
+from synthmed.metrics.extractor import Features
 from synthmed.metrics.fidelity import (
     fid,
     inception_score,

@@ -38,7 +38,12 @@ from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_save
 from synthmed.metrics.cache import cache_key, extractor_path
 from synthmed.metrics.contrastive import augment, nt_xent
-from synthmed.metrics.features import FeatureExtractor, prepare_images, state_dict_sha256
+from synthmed.metrics.extractor import (
+    FEATURE_EXTRACTORS,
+    FeatureExtractor,
+    prepare_images,
+    state_dict_sha256,
+)
 from synthmed.metrics.imagestats import (
     STATS_VERSION,
     block_dim,
@@ -414,3 +419,13 @@ def load_domain_extractor(path: str | os.PathLike) -> FeatureExtractor:
     return FeatureExtractor(net, name="domain", input_size=tuple(cfg["image_size"]),
                             in_channels=cfg["in_channels"], input_range="model",
                             weights_sha256=payload["sha256"], info=info)
+
+
+def _domain_factory(path: str | os.PathLike | None = None, **_: Any) -> FeatureExtractor:
+    if path is None:
+        raise SynthmedError("the domain extractor needs a file: pass --extractor FILE or --train "
+                            "DATASET_DIR:train to train one")
+    return load_domain_extractor(path)
+
+
+FEATURE_EXTRACTORS.register("domain", _domain_factory)

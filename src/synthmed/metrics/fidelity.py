@@ -20,6 +20,8 @@ import io
 import numpy as np
 import torch
 
+from synthmed.metrics.extractor import prepare_images
+
 # Three scales fit images from 28 px up (the standard five need >= 161 px with an 11-px kernel):
 # the first three of Wang et al.'s weights, renormalized to sum to 1.
 MS_SSIM_WEIGHTS = (0.0711, 0.4530, 0.4759)
@@ -173,8 +175,6 @@ def ms_ssim_pairs(images: np.ndarray, *, n_pairs: int = 200, seed: int = 0,
     scales and a 7-px Gaussian window (sigma 1.5) so 28-64 px images are valid. None when n < 2.
     """
     from monai.metrics.regression import compute_ms_ssim
-
-    from synthmed.metrics.features import prepare_images
 
     n = len(images)
     if n < 2:

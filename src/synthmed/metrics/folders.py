@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.errors import DataError
-from synthmed.metrics.inputs import ImageSet
+from synthmed.metrics.imageset import ImageSet
 
 FOLDER_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 

@@ -17,7 +17,7 @@ import torch
 
 from synthmed.errors import SynthmedError
 from synthmed.fileio import sha256_file
-from synthmed.metrics.features import FeatureExtractor
+from synthmed.metrics.extractor import FEATURE_EXTRACTORS, FeatureExtractor
 
 WEIGHT_FILES = ("weights-inception-2015-12-05-6726825d.pth",  # torch-fidelity
                 "pt_inception-2015-12-05-6726825d.pth")       # pytorch-fid, same layout
@@ -94,3 +94,10 @@ def load_inception(weights: str | os.PathLike | None = None, *,
                             batch_size=batch_size,
                             info={"weights_file": str(path), "feature_dim": 2048,
                                   "internal_resize": "299x299, TF1-compatible bilinear"})
+
+
+def _inception_factory(weights: str | os.PathLike | None = None, **_: object) -> FeatureExtractor:
+    return load_inception(weights)
+
+
+FEATURE_EXTRACTORS.register("inception", _inception_factory)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from synthmed.errors import DataError
+from synthmed.metrics.folders import load_folder, load_npz
+from synthmed.metrics.imageset import ImageSet
 from synthmed.resize import RESIZE_METHOD, resize_array
 
 SPLIT_NAMES = ("train", "val", "test", "all")
@@ -38,60 +38,6 @@ def parse_ref(ref: str | os.PathLike, default_split: str) -> tuple[Path, str]:
         raise DataError(f"{text}: unknown split {bad!r} (train, val, test, all, or a union such "
                         "as val+test)")
     return Path(text), default_split
-
-
-@dataclass
-class ImageSet:
-    """Images (N, C, H, W) uint8/uint16, labels (N,) int64 (-1 unlabelled) and their origin."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: list[str]
-    kind: str  # "dataset" or "synthetic"
-    path: Path
-    split: str | None = None
-    content_hash: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    ids: list[str] | None = None  # manifest ids (datasets) or <class>_seed<seed> (synthetic sets)
-    resized_from: list[int] | None = None  # (H, W) before :func:`match_size`, when it resized
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.images.shape[2]), int(self.images.shape[3])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def labelled(self) -> bool:
-        return bool(self.class_names) and bool((self.labels >= 0).any())
-
-    def subset(self, mask: np.ndarray) -> ImageSet:
-        ids = [i for i, m in zip(self.ids, mask, strict=True) if m] if self.ids else None
-        return ImageSet(self.images[mask], self.labels[mask], self.class_names, self.kind,
-                        self.path, self.split, None, self.meta, ids, self.resized_from)
-
-    def describe(self) -> dict[str, Any]:
-        """What metrics.json records about this set."""
-        out = {"path": str(self.path), "kind": self.kind, "split": self.split, "n": len(self),
-               "size": list(self.size), "channels": self.channels,
-               "dtype": str(self.images.dtype), "class_names": self.class_names,
-               "class_counts": {c: int((self.labels == k).sum())
-                                for k, c in enumerate(self.class_names)},
-               "content_hash": self.content_hash}
-        if self.resized_from:
-            out.update(resized_from=self.resized_from, resize=RESIZE_METHOD)
-        if self.kind == "synthetic":
-            keys = ("checkpoint", "checkpoint_sha256", "run_dir", "step", "model", "seeds",
-                    "excluded_near_copies", "synthmed_version")
-            out["generation"] = {k: self.meta[k] for k in keys if k in self.meta}
-        if "notice" in self.meta:
-            out["notice"] = self.meta["notice"]
-        return out
 
 
 def match_size(synth: ImageSet, real: ImageSet) -> tuple[ImageSet, str | None]:
@@ -143,8 +89,6 @@ def load_images(ref: str | os.PathLike, default_split: str) -> ImageSet:
         return load_split(path, split)
     if not path.exists():
         raise DataError(f"{path}: path does not exist")
-    from synthmed.metrics.folders import load_folder, load_npz
-
     if path.is_file() and path.suffix.lower() == ".npz":
         return load_npz(path)
     if path.is_dir():

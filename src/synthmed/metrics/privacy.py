@@ -31,7 +31,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from synthmed.errors import SynthmedError
-from synthmed.metrics.features import prepare_images
+from synthmed.metrics.extractor import prepare_images
 
 COPY_PERCENTILE = 5.0
 DUPLICATE_RMS = 0.01  # pixel RMS (1 % of the range, ~2.5 grey levels of 255): a duplicate image

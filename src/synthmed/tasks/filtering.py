@@ -28,17 +28,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from synthmed.errors import ConfigError
 from synthmed.tasks.augment import classic_augmentation
 from synthmed.tasks.models import build_classifier
+from synthmed.tasks.study import Job, Study
 from synthmed.tasks.train import ArmDataset, Images, fit, predict
-
-if TYPE_CHECKING:
-    from synthmed.tasks.utility import Job, Study
 
 FILTERS = ("none", "classifier-agree", "confidence-topk")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,7 @@ from synthmed.tasks.arms import (
 from synthmed.tasks.augment import classic_augmentation
 from synthmed.tasks.filtering import filter_sources
 from synthmed.tasks.metrics import (
-    CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
-    ORDINAL_METRICS,
-    SEGMENTATION_METRICS,
     metric_definitions,
     youden_threshold,
 )
@@ -56,40 +52,10 @@ from synthmed.tasks.stats import (
     summarize,
     verdict,
 )
+from synthmed.tasks.study import Job, Study
 from synthmed.tasks.train import ArmDataset, Images, evaluate, fit, predict, resolve_device
 
 MIN_CLASS_TEST = 10  # fewer test images in a class: per-class numbers rest on a handful of patients
-
-
-@dataclass
-class Study:
-    """Everything one utility study needs, resolved and checked once."""
-
-    cfg: UtilityConfig
-    real: Images
-    rows: dict[str, np.ndarray]
-    class_names: list[str]
-    positive: int
-    select: str
-    seeds: list[int]
-    device: torch.device
-    dataset: dict[str, Any]
-    sources: dict[str, Images] = field(default_factory=dict)
-    source_info: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def task(self) -> str:
-        return self.cfg.task
-
-    @property
-    def model(self) -> str:
-        return self.cfg.model or ("unet" if self.task == "segmentation" else "small-resnet")
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        if self.task == "segmentation":
-            return SEGMENTATION_METRICS
-        return CLASSIFICATION_METRICS + (ORDINAL_METRICS if self.cfg.ordinal else ())
 
 
 def _seeds(value: int | list[int]) -> list[int]:
@@ -196,14 +162,6 @@ def prepare_study(cfg: ExperimentConfig) -> Study:
         study.sources[name], info = load_source(path, ds, u.task, held_out)
         study.source_info.append({"name": name, **info})
     return study
-
-
-@dataclass
-class Job:
-    kind: str
-    label: str
-    ratio: float
-    source: str | None = None
 
 
 def plan_jobs(study: Study) -> list[Job]:
