@@ -126,7 +126,8 @@ def test_argument_errors_name_the_option():
     with pytest.raises(ConfigError, match="--features: unknown feature extractor 'dino'"):
         parse_features("domain,dino")
     assert parse_features("both") == ["domain", "inception"]
-    assert parse_metrics(None) == {"fid", "kid", "is", "prdc", "ms_ssim", "privacy"}
+    assert parse_metrics(None) == {"fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st",
+                                   "spectral"}
 
 
 def test_same_seed_same_numbers_and_unconditional_sets(phantom_dataset, tiny_extractor,

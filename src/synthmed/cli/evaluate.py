@@ -44,6 +44,21 @@ def _per_class_table(pc: dict) -> None:
                       markup=False)
 
 
+def _c2st(r: dict | None) -> str:
+    if not r:
+        return "-"
+    floor = (r.get("floor") or {}).get("auc")
+    return (f"{_fmt(r['auc'], (r['auc_ci_low'], r['auc_ci_high']))} ({_fmt(floor)}), "
+            f"p {_fmt(r.get('p_value'))}")
+
+
+def _spectral(s: dict | None) -> str:
+    if not s:
+        return "-"
+    flag = "checkerboard!" if s.get("checkerboard_flagged") else "ok"
+    return f"{_fmt(s['distance'])} ({_fmt(s['distance_floor'])}), {flag}"
+
+
 def _print_summary(m: dict, out: Path) -> None:
     from synthmed.metrics.verdict import lines
 
@@ -65,6 +80,8 @@ def _print_summary(m: dict, out: Path) -> None:
                                  f"({_fmt(m['is_real_mean'])})"),
         ("precision / recall", f"{_fmt(m['precision'])} / {_fmt(m['recall'])}"),
         ("density / coverage", f"{_fmt(m['density'])} / {_fmt(m['coverage'])}"),
+        ("C2ST AUC (real-vs-real floor), p", _c2st(m.get("realism"))),
+        ("spectral distance (floor), grid", _spectral(m.get("spectral"))),
         ("MS-SSIM synthetic (real)", f"{_fmt(m['ms_ssim'])} ({_fmt(m['ms_ssim_real'])})"),
         ("copy rate pixel / features", f"{_fmt(m['copy_rate'])} / {_fmt(m['copy_rate_features'])}"),
         ("membership AUC pixel / features",
@@ -87,7 +104,7 @@ _SYN = ("A synthetic set (synthmed generate), DATASET_DIR[:split], a folder of P
 _TRAIN = ("What the generator trained on (privacy audit, domain extractor): DATASET_DIR:train; "
           "default REAL's train split.")
 _FEATS = "domain | inception | both | comma list of registered names."
-_METRICS = "Comma list of fid,kid,is,prdc,ms_ssim,privacy (default all)."
+_METRICS = "Comma list of fid,kid,is,prdc,ms_ssim,privacy,c2st,spectral (default all)."
 _EXTRACTOR = ("A domain extractor file (synthmed features train); default: train one on --train, "
               "or reuse the cached one.")
 _CACHE = "Feature cache (default $SYNTHMED_CACHE or ~/.cache/synthmed)."

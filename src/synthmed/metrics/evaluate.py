@@ -29,6 +29,7 @@ from synthmed.metrics.compare import GROUP_KEYS, compare_features, per_class
 from synthmed.metrics.features import FEATURE_EXTRACTORS, RESIZE_METHOD, FeatureExtractor, Features
 from synthmed.metrics.fidelity import MS_SSIM_PROTOCOL, ms_ssim_pairs
 from synthmed.metrics.inputs import ImageSet, load_images, load_split, match_size, parse_ref
+from synthmed.metrics.judge import class_pairs, judge, write_judge
 from synthmed.metrics.privacy import (
     COPY_PERCENTILE,
     DUPLICATE_RMS,
@@ -42,7 +43,7 @@ from synthmed.metrics.verdict import verdict
 
 SCHEMA = "synthmed-metrics"
 SCHEMA_VERSION = 1
-METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy")
+METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st", "spectral")
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
               "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
               "heldout_nn_distance_median", "n_heldout_duplicates")
@@ -167,15 +168,6 @@ def _build_extractors(names: list[str], *, extractor, train: ImageSet | None, in
     return out
 
 
-def _class_pairs(real: ImageSet, synth: ImageSet) -> list[tuple[str, int, int]]:
-    """(name, real index, synthetic index) of classes present in both sets (conditional sets)."""
-    if not real.labelled or not synth.labelled:
-        return []
-    return [(c, real.class_names.index(c), k) for k, c in enumerate(synth.class_names)
-            if c in real.class_names and (synth.labels == k).any()
-            and (real.labels == real.class_names.index(c)).any()]
-
-
 def _ms_ssim(synth: ImageSet, real: ImageSet, pairs: int, seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for prefix, s in (("ms_ssim", synth), ("ms_ssim_real", real)):
@@ -243,7 +235,7 @@ def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, trai
     group = {**ex.describe(real.size), **group, **dict.fromkeys(FEATURE_PRIVACY_KEYS)}
     if ex.input_size and synth.size != ex.input_size:
         group["synthetic_resized_from"] = list(synth.size)
-    pairs = _class_pairs(real, synth)
+    pairs = class_pairs(real, synth)
     group["per_class"] = per_class(fr, fs, real.labels, synth.labels, pairs, metrics=wanted,
                                    seed=opts["seed"], prdc_k=opts["prdc_k"],
                                    classifier_names=ex.info.get("class_names")) if pairs else {}
@@ -274,7 +266,7 @@ def to_json(obj: Any) -> Any:
 def _per_class_ms_ssim(pc: dict[str, dict], real: ImageSet, synth: ImageSet, pairs: int,
                        seed: int) -> None:
     """Within-class MS-SSIM of the synthetic and the real images (mode collapse hides there)."""
-    for name, ri, si in _class_pairs(real, synth):
+    for name, ri, si in class_pairs(real, synth):
         for key, s, k in (("ms_ssim", synth, si), ("ms_ssim_real", real, ri)):
             r = ms_ssim_pairs(s.images[s.labels == k], n_pairs=pairs, seed=seed)
             pc.setdefault(name, {})[key] = r[0] if r else None
@@ -349,6 +341,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     pixel = _pixel_block(synth, real_set, train_set, heldout, wanted, ms_ssim_n_pairs, seed,
                          privacy, warnings)
     dup = privacy[0].heldout_duplicates if privacy else None  # found in pixel space
+    realism, spectral, scores = judge(real_set, synth, wanted, seed=seed, confidence=confidence,
+                                      warnings=warnings)
     groups = {}
     for n, ex in enumerate(exs):
         groups[ex.name], res = _extractor_group(ex, real_set, synth, train_set, heldout, wanted,
@@ -375,6 +369,7 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         "seed": seed, "metrics_requested": sorted(wanted), "features_requested": names,
         **flat, **pixel, "n_train": len(train_set) if train_set is not None else None,
         "sanity": sanity_block(exs[0].name, primary) if exs else None,
+        "realism": realism, "spectral": spectral,
         "extractors": groups, "per_class": pc, "real": real_set.describe(),
         "synthetic": synth.describe(),
         "train": train_set.describe() if train_set is not None else None,
@@ -389,5 +384,6 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     result["elapsed_s"] = round(time.perf_counter() - t0, 3)
     result = to_json(result)
+    write_judge(out, result, synth, scores, plots)
     _write_outputs(out, result, synth, train_set, privacy, plots)
     return result

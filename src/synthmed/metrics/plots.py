@@ -74,3 +74,52 @@ def per_class_bars(per_class: dict[str, dict], out: str | os.PathLike) -> Path:
     ax2.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def realism_grid(images: np.ndarray, scores: np.ndarray, out: str | os.PathLike, *,
+                 most: bool, k: int = 16, cols: int = 8, title: str | None = None) -> Path:
+    """The ``k`` most (or least) real-looking synthetic images by their realism score, in order,
+    each labelled with its index and score (P(real) out of fold)."""
+    from synthmed.metrics.extractor import prepare_images
+
+    plt = _plt()
+    order = np.argsort(-scores if most else scores, kind="stable")[:k]
+    ch = 3 if images.shape[1] == 3 else 1
+    h, w = images.shape[-2:]
+    rows, gap = max(1, -(-len(order) // cols)), max(2, w // 10)
+    canvas = np.ones((rows * (h + gap), cols * (w + gap), ch), np.float32)
+    fig, ax = plt.subplots(figsize=(1.2 * cols, 1.3 * rows + 0.4))
+    for n, i in enumerate(order):
+        r, c = divmod(n, cols)
+        tile = prepare_images(np.asarray(images[i])[None], channels=ch, input_range="unit")[0]
+        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = \
+            tile.numpy().transpose(1, 2, 0)
+        ax.text(c * (w + gap), r * (h + gap) + h - 1, f"{i}: {scores[i]:.2f}", fontsize=5,
+                color="yellow", va="bottom", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5,
+                                                   "lw": 0})
+    ax.imshow(canvas[..., 0] if ch == 1 else canvas, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title or ("most" if most else "least") + " real-looking synthetic images "
+                 "(index: P(real), out of fold)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def spectrum_plot(spectral: dict, out: str | os.PathLike) -> Path:
+    """Radially averaged log10 power spectrum, real vs synthetic, one panel per channel."""
+    plt = _plt()
+    real, synth = np.asarray(spectral["spectrum_real"]), np.asarray(spectral["spectrum_synthetic"])
+    f = np.asarray(spectral["frequencies"])
+    fig, axes = plt.subplots(1, len(real), figsize=(4.0 * len(real), 3.0), squeeze=False)
+    names = ["grey"] if len(real) == 1 else ["red", "green", "blue"][:len(real)]
+    for ax, r, s, name in zip(axes[0], real, synth, names, strict=False):
+        ax.plot(f, r, label="real (held out)", color="black")
+        ax.plot(f, s, label="synthetic", color="tab:red")
+        ax.set_xlabel("frequency (cycles/px; 0.5 = Nyquist)")
+        ax.set_ylabel("log10 power")
+        ax.set_title(f"{name}: spectral distance {spectral['distance']:.3g} "
+                     f"(real floor {spectral['distance_floor']:.3g})", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)

@@ -88,8 +88,54 @@ def constant_mean(images: np.ndarray) -> np.ndarray:
     return np.broadcast_to(mean, x.shape).copy()
 
 
+# Rungs for the realism judge (:func:`synthmed.metrics.realism.realism_ladder`): subtler
+# degradations that a reader notices but an FID at small n may not; ``flip`` must stay real.
+REALISM_RUNGS = ("blur1", "checkerboard", "jpeg30", "flip")
+MILD_BLUR_SIGMA = 1.0
+CHECKER_AMPLITUDE = 3
+JPEG_QUALITY = 30
+
+
+def checkerboard(images: np.ndarray, amplitude: int = CHECKER_AMPLITUDE) -> np.ndarray:
+    """``images`` plus a +-``amplitude`` grey-level pattern alternating at the pixel grid (the
+    trace a stride-2 transposed convolution leaves), clipped."""
+    x, top = _as_int(images)
+    h, w = x.shape[-2:]
+    pattern = (np.indices((h, w)).sum(0) % 2 * 2 - 1) * int(amplitude)
+    return np.clip(x.astype(np.int64) + pattern, 0, top).astype(x.dtype)
+
+
+def jpeg(images: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """Each image JPEG-compressed at ``quality`` and decoded (Pillow; 8-bit, grey or RGB)."""
+    import io
+
+    from PIL import Image
+
+    x, _ = _as_int(images)
+    if x.dtype != np.uint8:
+        x = (x.astype(np.float64) / 257).round().astype(np.uint8)
+    out = np.empty_like(x)
+    for i, img in enumerate(x):
+        buf = io.BytesIO()
+        Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)).save(
+            buf, "JPEG", quality=int(quality))
+        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+        out[i] = dec[None] if dec.ndim == 2 else dec.transpose(2, 0, 1)
+    return out.astype(images.dtype) if images.dtype == np.uint8 else \
+        (out.astype(np.uint16) * 257)
+
+
 def make_rung(name: str, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The ladder rung ``name`` built from real ``images`` (N, C, H, W) uint8/uint16."""
+    """The ladder rung ``name`` built from real ``images`` (N, C, H, W) uint8/uint16: one of
+    :data:`RUNGS` or :data:`REALISM_RUNGS`."""
+    if name == "blur1":
+        return gaussian_blur(images, MILD_BLUR_SIGMA)
+    if name == "checkerboard":
+        return checkerboard(images)
+    if name == "jpeg30":
+        return jpeg(images)
+    if name == "flip":
+        return np.ascontiguousarray(np.asarray(images)[..., ::-1])
     if name == "noise":
         return uniform_noise(images, rng)
     if name == "blur":
@@ -98,7 +144,8 @@ def make_rung(name: str, images: np.ndarray, rng: np.random.Generator) -> np.nda
         return shuffle_tiles(images, rng)
     if name == "constant":
         return constant_mean(images)
-    raise ValueError(f"unknown ladder rung {name!r}; choose from {', '.join(RUNGS)}")
+    raise ValueError(f"unknown ladder rung {name!r}; choose from "
+                     f"{', '.join(RUNGS + REALISM_RUNGS)}")
 
 
 def gram_fid(a: np.ndarray, b: np.ndarray) -> float:
