@@ -20,6 +20,16 @@ extractor trained on ``train``; FID, KID, PRDC, privacy, 30 resamples) for sets 
 known: held-out real (``val``), uniform noise, dark 4x4 blocks, 16 exact training copies plus
 ``val``, and a real generator after 90 steps (``configs/breastmnist_cgan.yaml``, 156 images in
 the training class mix), and prints the docs/metrics.md table (about 3 CPU minutes).
+
+``--realism`` runs the realism judge's ladder instead (``synthmed.metrics.realism``: the classifier
+two-sample test of held-out real half A vs half B and vs each rung applied to B; rungs blur sigma 1
+and 1.5, a +-3 grey-level pixel checkerboard, JPEG quality 30, the mirror image, noise, 4x4 tiles,
+constant mean image) on the ``val`` + ``test`` images of the three datasets, for the logistic
+classifier and (``--classifier boosting``) gradient boosting, and measures the cost of the C2ST
+with its floor and 100 permutations for 500 vs 500 images at 64 px (DDTI). No extractor is
+trained; about 1 CPU minute:
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sanity_ladder.py --threads 1 --realism
 """
 
 from __future__ import annotations
@@ -166,6 +176,72 @@ def verdicts(work: Path) -> str:
     return "\n".join(lines)
 
 
+def realism_tables(work: Path, classifiers: list[str], max_images: int = 1000) -> str:
+    """The realism ladder per dataset and classifier, as Markdown."""
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.realism import LADDER_RULE, realism_ladder
+
+    lines = [f"Rule: {LADDER_RULE}.", ""]
+    for name in DATASETS:
+        data = prepare(name, work, None)
+        if data is None:
+            continue
+        ds = PreparedDataset(data)
+        idx = np.concatenate([ds.indices("val"), ds.indices("test")])
+        if len(idx) > max_images:
+            idx = np.sort(np.random.default_rng(0).permutation(idx)[:max_images])
+        images = np.asarray(ds.images[idx])
+        res = {}
+        for clf in classifiers:
+            t0 = time.process_time()
+            res[clf] = (realism_ladder(images, seed=0, classifier=clf), time.process_time() - t0)
+        head = " | ".join(f"AUC [95 % CI] {c}" for c in classifiers)
+        lines += [f"**{name}** ({len(images)} held-out images at {ds.size[0]} px, "
+                  f"{res[classifiers[0]][0]['n_per_half']} per half; CPU s for the whole ladder: "
+                  + ", ".join(f"{c} {t:.1f}" for c, (_, t) in res.items()) + ")", "",
+                  f"| rung | {head} | flagged ({' / '.join(classifiers)}) |",
+                  "|---|" + "---:|" * len(classifiers) + ":---:|"]
+        first = res[classifiers[0]][0]
+        for rung in ["real", *first["rungs"]]:
+            cells, flags = [], []
+            for c in classifiers:
+                lad = res[c][0]
+                row = lad["real"] if rung == "real" else lad["rungs"][rung]
+                if row["auc"] is None:
+                    cells.append("not testable: one distinct image")
+                    flags.append("n/a")
+                    continue
+                cells.append(f"{row['auc']:.3f} [{row['auc_ci_low']:.2f}, "
+                             f"{row['auc_ci_high']:.2f}]")
+                flags.append("" if rung == "real" else ("yes" if row["flagged"] else "no"))
+            label = "real vs real" if rung == "real" else rung
+            lines.append(f"| {label} | {' | '.join(cells)} | {' / '.join(flags)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def c2st_cost(work: Path) -> str:
+    """CPU seconds of evaluate's realism block for 500 vs 500 images at 64 px (DDTI)."""
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.realism import realism_block
+    from synthmed.metrics.sanity import gaussian_blur
+
+    data = prepare("DDTI", work, None)
+    if data is None:
+        return ""
+    imgs = np.asarray(PreparedDataset(data).images)
+    rng = np.random.default_rng(0)
+    real = imgs[rng.permutation(len(imgs))[:500]]
+    fake = gaussian_blur(imgs[rng.permutation(len(imgs))[:500]], 1.0)
+    t0 = time.process_time()
+    block, _ = realism_block(real, fake, seed=0)
+    cpu = time.process_time() - t0
+    return (f"C2ST of 500 vs 500 DDTI images at 64 px (blur 1 as the synthetic set), floor and "
+            f"{block['n_permutations']} permutations: {cpu:.1f} CPU s (test alone "
+            f"{block['cpu_s']:.1f} s as recorded; AUC {block['auc']:.3f}, floor "
+            f"{block['floor']['auc']:.3f})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp dir).")
@@ -173,8 +249,19 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verdicts", action="store_true",
                     help="Evaluate known-verdict sets on BreastMNIST instead of the ladders.")
+    ap.add_argument("--realism", action="store_true",
+                    help="Run the realism judge's ladder (C2ST) and its cost instead.")
+    ap.add_argument("--classifier", action="append", default=None,
+                    help="--realism: classifier(s) to compare (logistic, boosting).")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.realism:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.process_time()
+            print(realism_tables(args.work or Path(tmp), args.classifier or ["logistic"]))
+            print(c2st_cost(args.work or Path(tmp)))
+            print(f"{time.process_time() - t0:.0f} s CPU, {args.threads} threads")
+        return 0
     if args.verdicts:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.process_time()

@@ -98,12 +98,27 @@ def image_groups(*sets: np.ndarray) -> np.ndarray:
     return np.asarray(out, np.int64)
 
 
-def _model(seed: int) -> Any:
+def _first_of_each(groups: np.ndarray) -> np.ndarray:
+    """Indices of the first image of each group, in input order."""
+    return np.sort(np.unique(groups, return_index=True)[1])
+
+
+def _model(seed: int, classifier: str = "logistic") -> Any:
+    """``logistic`` (the default) or ``boosting`` (sklearn's histogram gradient boosting: tried
+    for the docs' comparison, slower and no more powerful on the ladder)."""
+    if classifier == "boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                              random_state=seed)
+    if classifier != "logistic":
+        raise SynthmedError(f"unknown realism classifier {classifier!r}; logistic or boosting")
     return LogisticRegression(C=C_REG, max_iter=300, random_state=seed)
 
 
 def _cv_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int,
-               extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+               extra: np.ndarray | None = None, classifier: str = "logistic"
+               ) -> tuple[np.ndarray, np.ndarray | None]:
     """Out-of-fold P(label 1) for every row, and the fold models' mean score of ``extra``."""
     folds = min(FOLDS, int(np.bincount(y).min()))
     oof = np.full(len(y), np.nan)
@@ -111,7 +126,7 @@ def _cv_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int,
     split = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for tr, te in split.split(x, y, groups):
         scaler = StandardScaler().fit(x[tr])
-        clf = _model(seed).fit(scaler.transform(x[tr]), y[tr])
+        clf = _model(seed, classifier).fit(scaler.transform(x[tr]), y[tr])
         oof[te] = clf.predict_proba(scaler.transform(x[te]))[:, 1]
         if extra_sum is not None:
             extra_sum += clf.predict_proba(scaler.transform(extra))[:, 1]
@@ -136,8 +151,8 @@ def match_sets(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
 
 def c2st(real: np.ndarray, synthetic: np.ndarray, *, seed: int = 0,
          permutations: int = PERMUTATIONS, budget_s: float = BUDGET_S,
-         confidence: float = 0.95, features: tuple[np.ndarray, np.ndarray] | None = None
-         ) -> C2STResult:
+         confidence: float = 0.95, features: tuple[np.ndarray, np.ndarray] | None = None,
+         classifier: str = "logistic") -> C2STResult:
     """Classifier two-sample test of ``real`` vs ``synthetic`` (N, C, H, W) uint8/uint16 arrays.
 
     AUC > 0.5: the classifier ranks real images above synthetic ones on images it did not train
@@ -145,32 +160,38 @@ def c2st(real: np.ndarray, synthetic: np.ndarray, *, seed: int = 0,
     two sets (rows in input order), to share them between tests."""
     t0 = time.process_time()
     synthetic = match_sets(real, synthetic)
-    n = min(len(real), len(synthetic))
+    real = np.asarray(real)
+    groups_all = image_groups(real, synthetic)
+    gr, gs = groups_all[:len(real)], groups_all[len(real):]
+    ur, us = _first_of_each(gr), _first_of_each(gs)  # exact repeats within a set count once
+    n = min(len(ur), len(us))
     if n < MIN_PER_SIDE:
-        raise SynthmedError(f"the realism test needs at least {MIN_PER_SIDE} images per set "
-                            f"(got {len(real)} real, {len(synthetic)} synthetic)")
+        raise SynthmedError(f"the realism test needs at least {MIN_PER_SIDE} distinct images per "
+                            f"set (got {len(ur)} real, {len(us)} synthetic"
+                            + (f" among {len(synthetic)}: the rest are exact repeats)"
+                               if len(us) < len(synthetic) else ")"))
     fr, fs = features if features is not None else (realism_features(real),
                                                     realism_features(synthetic))
     rng = np.random.default_rng(seed)
-    ri = np.sort(rng.permutation(len(real))[:n])
-    si = np.sort(rng.permutation(len(synthetic))[:n])
-    left = np.setdiff1d(np.arange(len(synthetic)), si)
+    ri = np.sort(rng.permutation(ur)[:n])
+    si = np.sort(rng.permutation(us)[:n])
+    left = np.setdiff1d(us, si)
     x = np.concatenate([fr[ri], fs[si]])
     y = np.repeat([1, 0], n)
-    groups = image_groups(np.asarray(real)[ri], synthetic[si])
-    oof, extra = _cv_scores(x, y, groups, seed, fs[left])
+    groups = np.concatenate([gr[ri], gs[si]])
+    oof, extra = _cv_scores(x, y, groups, seed, fs[left], classifier)
     auc, lo, hi = auc_delong(oof[:n], oof[n:], confidence)
-    scores = np.empty(len(synthetic))
-    scores[si] = oof[n:]
+    by_group = dict(zip(gs[si].tolist(), oof[n:].tolist(), strict=True))
     if extra is not None:
-        scores[left] = extra
+        by_group.update(zip(gs[left].tolist(), extra.tolist(), strict=True))
+    scores = np.array([by_group[g] for g in gs.tolist()])  # a repeat gets its original's score
     res = C2STResult(auc, lo, hi, n, n, scores=scores)
     if permutations > 0:
         prng = np.random.default_rng([seed, 1])
         start, beat = time.process_time(), 0
         for _ in range(permutations):
             yp = prng.permutation(y)
-            s, _ = _cv_scores(x, yp, groups, seed)
+            s, _ = _cv_scores(x, yp, groups, seed, classifier=classifier)
             beat += auc_delong(s[yp == 1], s[yp == 0])[0] >= auc
             res.n_permutations += 1
             if time.process_time() - start > budget_s:
@@ -237,8 +258,8 @@ def realism_block(real: np.ndarray, synthetic: np.ndarray, *, seed: int = 0,
     return block, res.scores
 
 
-def realism_ladder(images: np.ndarray, *, seed: int = 0,
-                   rungs: tuple[str, ...] | None = None) -> dict[str, Any]:
+def realism_ladder(images: np.ndarray, *, seed: int = 0, rungs: tuple[str, ...] | None = None,
+                   classifier: str = "logistic") -> dict[str, Any]:
     """The classifier test on degraded held-out real images: two random halves A and B; ``real``
     is A vs B, each rung A vs the rung applied to B (blur sigma 1, a +-3 pixel checkerboard,
     JPEG quality 30, the mirror image, and the extractor ladder's noise, blur 1.5, tiles and
@@ -254,12 +275,18 @@ def realism_ladder(images: np.ndarray, *, seed: int = 0,
     sets = {"real": b, **{r: make_rung(r, b, rng) for r in (rungs or REALISM_RUNGS + RUNGS)}}
     out: dict[str, Any] = {"n_per_half": half, "rule": LADDER_RULE, "rungs": {}}
     for name, imgs in sets.items():
-        r = c2st(a, imgs, seed=seed, permutations=0, features=(fa, realism_features(imgs)))
+        try:
+            r = c2st(a, imgs, seed=seed, permutations=0, features=(fa, realism_features(imgs)),
+                     classifier=classifier)
+        except SynthmedError as e:  # the constant rung: one distinct image
+            out["rungs"][name] = {"auc": None, "auc_ci_low": None, "auc_ci_high": None,
+                                  "reason": str(e)}
+            continue
         out["rungs"][name] = {"auc": r.auc, "auc_ci_low": r.ci_low, "auc_ci_high": r.ci_high}
     real = out["rungs"].pop("real")
     out["real"] = real
     for row in out["rungs"].values():
-        row["flagged"] = ladder_flagged(row, real)
+        row["flagged"] = ladder_flagged(row, real) if row["auc"] is not None else None
     return out
 
 
