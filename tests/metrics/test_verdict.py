@@ -147,3 +147,30 @@ def test_privacy_at_small_n_does_not_flip_on_noise():
     assert verdict({**small, "copy_rate": 0.2, "n_copies": 24})["privacy"]["rating"] == \
         "borderline"
     assert verdict({**small, "copy_rate": 0.3, "n_copies": 36})["privacy"]["rating"] == "poor"
+
+def test_c2st_caps_fidelity_and_rates_it_without_fid():
+    from synthmed.metrics.verdict import fidelity
+
+    good_fd = {"relative_fd": 1.2, "density": 0.9, "sanity": {"passed": True}}
+    assert fidelity({**good_fd, "realism": {"auc": 0.55}})["rating"] == "good"
+    assert fidelity({**good_fd, "realism": {"auc": 0.75}})["rating"] == "borderline"
+    poor = fidelity({**good_fd, "realism": {"auc": 0.93}})
+    assert poor["rating"] == "poor" and "classifier tells" in poor["reason"]
+    assert fidelity({"realism": {"auc": 0.5}})["rating"] == "good"
+    failed = fidelity({"relative_fd": 1.0, "sanity": {"passed": False}, "realism": {"auc": 0.9}})
+    assert failed["rating"] == "poor" and "C2ST alone" in failed["reason"]
+
+
+def test_diversity_says_off_manifold_or_collapsed():
+    from synthmed.metrics.verdict import diversity
+
+    off = diversity({"recall": 0.015, "coverage": 0.01, "precision": 0.05, "density": 0.02,
+                     "ms_ssim": 0.601, "ms_ssim_real": 0.605})
+    assert off["rating"] == "poor" and "off the real manifold" in off["reason"]
+    assert "not collapsed" in off["reason"]
+    collapsed = diversity({"recall": 0.1, "coverage": 0.1, "precision": 0.3, "density": 0.3,
+                           "ms_ssim": 0.9, "ms_ssim_real": 0.6})
+    assert "collapsed" in collapsed["reason"] and "off the real" not in collapsed["reason"]
+    on = diversity({"recall": 0.1, "coverage": 0.1, "precision": 0.9, "density": 1.0,
+                    "ms_ssim": 0.9, "ms_ssim_real": 0.6})
+    assert on["reason"] is None

@@ -9,9 +9,16 @@ poor, with the rule that gave it. The rules (docs/metrics.md, "The verdict"):
   tells from real at a glance can stay within 2-3x the floor (BreastMNIST's cgan after 90 steps:
   2.05) while most of its images lie off the real manifold (density 0.13). It cannot be
   judged when the feature extractor failed its sanity ladder (noise, blur, shuffled tiles or a
-  constant image scored as well as real held-out images) or there is no floor;
+  constant image scored as well as real held-out images) or there is no floor. The classifier
+  two-sample test (``realism``, Lopez-Paz & Oquab 2017) caps it: AUC > 0.85 is poor, AUC > 0.65
+  at best borderline (held-out real vs real: 0.43-0.52 on BreastMNIST, PneumoniaMNIST and DDTI;
+  every degraded rung, down to blur sigma 1, a +-3 grey-level checkerboard and JPEG quality 30:
+  >= 0.91; docs/metrics.md). Without FID, the C2ST alone rates it;
 - diversity: recall and coverage (Kynkäänniemi et al. 2019; Naeem et al. 2020): good when
-  recall >= 0.5 and coverage >= 0.7, poor when recall < 0.25 or coverage < 0.4;
+  recall >= 0.5 and coverage >= 0.7, poor when recall < 0.25 or coverage < 0.4. Low recall and
+  coverage also follow when the images are off the real manifold (precision or density below
+  0.5) though their variety is real-like (MS-SSIM within 0.1 of the real one); the line then says
+  so, and that the set is not collapsed;
 - privacy: copy rate and membership-inference AUC (pixel space, and feature space when measured:
   the worse of the two): good when copy rate <= 0.10 and AUC <= 0.60, poor when copy rate > 0.25
   or AUC > 0.75 (held-out real images score about 0.05 and 0.5). At small n the copy rate is
@@ -26,6 +33,8 @@ from __future__ import annotations
 from typing import Any
 
 FIDELITY = {"good": 2.0, "poor": 4.0, "density_poor": 0.5}
+C2ST = {"good": 0.65, "poor": 0.85}  # AUC; calibrated on the realism ladder (docs/metrics.md)
+OFF_MANIFOLD = {"precision": 0.5, "density": 0.5, "ms_ssim_margin": 0.1}
 DIVERSITY = {"good": {"recall": 0.5, "coverage": 0.7}, "poor": {"recall": 0.25, "coverage": 0.4}}
 PRIVACY = {"good": {"copy_rate": 0.10, "membership_auc": 0.60},
            "poor": {"copy_rate": 0.25, "membership_auc": 0.75}}
@@ -42,24 +51,61 @@ def _worst(*values: float | None) -> float | None:
     return max(known) if known else None
 
 
+def _c2st_rating(auc: float) -> str:
+    return "good" if auc <= C2ST["good"] else "borderline" if auc <= C2ST["poor"] else "poor"
+
+
 def fidelity(m: dict[str, Any]) -> dict[str, Any]:
     rel, dens, sanity = m.get("relative_fd"), m.get("density"), m.get("sanity")
+    auc = (m.get("realism") or {}).get("auc")
     rule = (f"relative FD (matched n; 1 = real-vs-real floor): good <= {FIDELITY['good']:g}, "
             f"poor > {FIDELITY['poor']:g}; also poor when density < "
-            f"{FIDELITY['density_poor']:g} (real images: about 1)")
-    out = {"rule": rule, "relative_fd": rel, "density": dens, "reason": None}
-    if isinstance(sanity, dict) and sanity.get("passed") is False:
+            f"{FIDELITY['density_poor']:g} (real images: about 1); C2ST AUC (0.5 = a classifier "
+            f"cannot tell): good <= {C2ST['good']:g}, poor > {C2ST['poor']:g}; the worse counts")
+    out = {"rule": rule, "relative_fd": rel, "density": dens, "c2st_auc": auc, "reason": None}
+    if isinstance(sanity, dict) and sanity.get("passed") is False and auc is None:
         return {**out, "rating": UNJUDGED,
                 "reason": "the feature extractor failed its sanity ladder (degraded images "
                           "scored like real ones), so its FID cannot tell good from bad"}
-    if rel is None:
+    ratings = []
+    if rel is not None and not (isinstance(sanity, dict) and sanity.get("passed") is False):
+        r = ("good" if rel <= FIDELITY["good"] else
+             "borderline" if rel <= FIDELITY["poor"] else "poor")
+        ratings.append("poor" if dens is not None and dens < FIDELITY["density_poor"] else r)
+    if auc is not None:
+        ratings.append(_c2st_rating(auc))
+    if not ratings:
         return {**out, "rating": UNJUDGED,
-                "reason": "no relative FD (FID not requested, or too few real images for a floor)"}
-    rating = ("good" if rel <= FIDELITY["good"] else
-              "borderline" if rel <= FIDELITY["poor"] else "poor")
-    if dens is not None and dens < FIDELITY["density_poor"]:
-        rating = "poor"
+                "reason": "no relative FD (FID not requested, or too few real images for a floor) "
+                          "and no classifier two-sample test"}
+    rating = max(ratings, key=RANK.__getitem__)
+    if auc is not None and _c2st_rating(auc) == "poor":
+        out["reason"] = (f"a classifier tells the synthetic images from held-out real ones (AUC "
+                         f"{auc:.2f}; 0.5 = it cannot)")
+    if isinstance(sanity, dict) and sanity.get("passed") is False:
+        out["reason"] = ((out["reason"] + "; ") if out["reason"] else "") + \
+            ("rated by the C2ST alone: the feature extractor failed its sanity ladder, so FID "
+             "is ignored")
     return {**out, "rating": rating}
+
+
+def _off_manifold(m: dict[str, Any]) -> str | None:
+    """Why recall/coverage are low when the images are off the real manifold but varied."""
+    prec, dens = m.get("precision"), m.get("density")
+    ms, ms_real = m.get("ms_ssim"), m.get("ms_ssim_real")
+    off = (prec is not None and prec < OFF_MANIFOLD["precision"]) or \
+        (dens is not None and dens < OFF_MANIFOLD["density"])
+    if not off:
+        return None
+    if ms is not None and ms_real is not None and ms > ms_real + OFF_MANIFOLD["ms_ssim_margin"]:
+        return (f"the set is also collapsed: MS-SSIM {ms:.3g} vs real {ms_real:.3g} (higher = "
+                "more alike)")
+    variety = (f"MS-SSIM {ms:.3g} vs real {ms_real:.3g} shows real-like variety, so the set is not "
+               "collapsed" if ms is not None and ms_real is not None else
+               "MS-SSIM not measured, so collapse is not ruled out")
+    return (f"recall and coverage are low because the synthetic images lie off the real manifold "
+            f"(precision {_f(prec)}, density {_f(dens)}), not necessarily for lack of variety: "
+            f"{variety}; judge diversity again once fidelity improves")
 
 
 def diversity(m: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +113,10 @@ def diversity(m: dict[str, Any]) -> dict[str, Any]:
     g, p = DIVERSITY["good"], DIVERSITY["poor"]
     rule = (f"good: recall >= {g['recall']:g} and coverage >= {g['coverage']:g}; poor: recall < "
             f"{p['recall']:g} or coverage < {p['coverage']:g}")
+    base = {"rule": rule, "recall": rec, "coverage": cov, "ms_ssim": m.get("ms_ssim"),
+            "ms_ssim_real": m.get("ms_ssim_real")}
     if rec is None or cov is None:
-        return {"rating": UNJUDGED, "rule": rule, "recall": rec, "coverage": cov,
+        return {**base, "rating": UNJUDGED,
                 "reason": "no recall/coverage (PRDC not requested or too few images)"}
     if rec < p["recall"] or cov < p["coverage"]:
         rating = "poor"
@@ -76,7 +124,8 @@ def diversity(m: dict[str, Any]) -> dict[str, Any]:
         rating = "good"
     else:
         rating = "borderline"
-    return {"rating": rating, "rule": rule, "recall": rec, "coverage": cov, "reason": None}
+    reason = _off_manifold(m) if rating != "good" else None
+    return {**base, "rating": rating, "reason": reason}
 
 
 def wilson_low(k: int, n: int, z: float = 1.96) -> float:
@@ -131,9 +180,9 @@ def lines(v: dict[str, Any]) -> list[str]:
     """The three plain lines the CLI ends with."""
     f, d, p = v["fidelity"], v["diversity"], v["privacy"]
     out = [f"fidelity: {f['rating']} - relative FD {_f(f['relative_fd'])}, density "
-           f"{_f(f.get('density'))} ({f['rule']})",
-           f"diversity: {d['rating']} - recall {_f(d['recall'])}, coverage {_f(d['coverage'])} "
-           f"({d['rule']})",
+           f"{_f(f.get('density'))}, C2ST AUC {_f(f.get('c2st_auc'))} ({f['rule']})",
+           f"diversity: {d['rating']} - recall {_f(d['recall'])}, coverage {_f(d['coverage'])}, "
+           f"MS-SSIM {_f(d.get('ms_ssim'))} (real {_f(d.get('ms_ssim_real'))}) ({d['rule']})",
            f"privacy: {p['rating']} - copy rate {_f(p['copy_rate'])}, membership AUC "
            f"{_f(p['membership_auc'])} ({p['rule']})"]
     for n, part in enumerate((f, d, p)):
