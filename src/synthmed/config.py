@@ -151,11 +151,13 @@ class UtilityConfig(Section):
     intensity: float = Field(0.1, ge=0, description="intensity/contrast jitter")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
-    synthetic_filter: Literal["none", "classifier-agree", "confidence-topk"] = Field(
-        "none", description="keep only synthetic images a classifier trained on the real train "
-        "split agrees with (classifier-agree) or is most confident about (confidence-topk)")
-    synthetic_filter_keep: float = Field(0.5, gt=0, le=1, description="confidence-topk: "
-                                         "fraction of each class's synthetic images kept")
+    synthetic_filter: Literal["none", "classifier-agree", "confidence-topk", "realism-topk"] = \
+        Field("none", description="keep only synthetic images a classifier trained on the real "
+              "train split agrees with (classifier-agree) or is most confident about "
+              "(confidence-topk), or the most real-looking by evaluate's C2ST (realism-topk)")
+    synthetic_filter_keep: float = Field(0.5, gt=0, le=1, description="confidence-topk and "
+                                         "realism-topk: fraction of each class's synthetic "
+                                         "images kept")
 
 
 STAGES = ("import", "train", "generate", "evaluate", "utility", "report")

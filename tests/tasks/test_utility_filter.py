@@ -161,3 +161,41 @@ def test_run_records_kept_counts_and_applies_only_to_synthetic_arms(
     assert by["real+classic"]["n_train"] == doc["dataset"]["n"]["train"]
     assert any("synthetic_filter confidence-topk" in line for line in
                (run / "log.txt").read_text().splitlines())
+
+
+def test_realism_topk_keeps_the_most_real_looking_share(tmp_path, make_synthetic):
+    """Synthetic: per class 10 real-like images and 10 with a +-30 pixel checkerboard; the
+    realism filter keeps the real-like half of each class and trains no network."""
+    from synthmed.data.dataset import write_prepared
+
+    rng = np.random.default_rng(0)
+
+    def imgs(n, base):
+        return np.clip(base + rng.normal(0, 20, (n, 16, 16)), 0, 255).astype(np.uint8)
+
+    labels = np.array([0, 1] * 40)
+    images = np.stack([imgs(1, 80 + 80 * k)[0] for k in labels])[:, None]
+    splits = ["train"] * 60 + ["val"] * 10 + ["test"] * 10
+    real = write_prepared(tmp_path / "real", images=images, labels=labels, splits=splits,
+                          class_names=["a", "b"], groups=[str(i) for i in range(80)])
+    grid = (np.indices((16, 16)).sum(0) % 2 * 2 - 1) * 30
+    parts, syn_labels, artefact = [], [], []
+    for k in (0, 1):
+        clean, bad = imgs(10, 80 + 80 * k), imgs(10, 80 + 80 * k)
+        bad = np.clip(bad.astype(int) + grid, 0, 255).astype(np.uint8)
+        parts += [clean, bad]
+        syn_labels += [k] * 20
+        artefact += [False] * 10 + [True] * 10
+    syn = make_synthetic(tmp_path / "syn", np.concatenate(parts), np.array(syn_labels),
+                         ["a", "b"])
+    cfg = load_config(None, [f"data.path={real}", f"utility.synthetic={syn}", *FAST,
+                             "utility.synthetic_filter=realism-topk"])
+    study = prepare_study(cfg)
+    filter_sources(study, plan_jobs(study))
+    src = study.sources["syn"]
+    assert np.bincount(src.labels).tolist() == [10, 10]
+    rough = np.abs(np.diff(np.asarray(src.images, float), axis=3)).mean(axis=(1, 2, 3))
+    assert (rough < 40).sum() >= 18  # the checkerboarded images are the ones dropped
+    info = study.source_info[0]["filter"]
+    assert info["method"] == "realism-topk" and info["keep"] == 0.5
+    assert info["classifier"]["against"] == "real train split" and info["classifier"]["auc"] > 0.6

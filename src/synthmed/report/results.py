@@ -172,6 +172,35 @@ def _sanity(sanity: Any) -> dict[str, Any] | None:
             "real": real, "reason": sanity.get("reason")}
 
 
+def _realism(m: dict, ev: Path) -> dict[str, Any] | None:
+    r = m.get("realism")
+    if not isinstance(r, dict) or r.get("auc") is None:
+        return None
+    auc = r["auc"]
+    reading = ("A machine barely tells them apart." if auc <= 0.65 else
+               "A machine tells many of them apart." if auc <= 0.85 else
+               "A machine tells them apart easily: see the least real-looking images below.")
+    return {"auc": fmt(auc), "interval": _interval([r.get("auc_ci_low"), r.get("auc_ci_high")]),
+            "floor": fmt((r.get("floor") or {}).get("auc")), "p_value": fmt(r.get("p_value")),
+            "reading": reading,
+            "per_class": [{"name": c, "auc": fmt(v.get("auc"))}
+                          for c, v in (r.get("per_class") or {}).items()],
+            "most": fg.file_uri(ev / "most_real.png"), "least": fg.file_uri(ev / "least_real.png")}
+
+
+def _spectral(m: dict, ev: Path) -> dict[str, Any] | None:
+    s = m.get("spectral")
+    if not isinstance(s, dict):
+        return None
+    return {"distance": fmt(s.get("distance")), "floor": fmt(s.get("distance_floor")),
+            **{k: fmt(10 ** s[k]) if isinstance(s.get(k), (int, float)) else "–"
+               for k in ("checkerboard", "half_nyquist")},
+            **{f"{k}_range": fmt(10 ** s[f"{k}_real_range"])
+               if isinstance(s.get(f"{k}_real_range"), (int, float)) else "–"
+               for k in ("checkerboard", "half_nyquist")},
+            "artefacts": s.get("artefacts") or [], "plot": fg.file_uri(ev / "spectrum.png")}
+
+
 def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     path = _outputs_path(run_dir, st, "evaluate", "metrics")
     m = read_json(path) if path else None
@@ -197,6 +226,7 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
         "warnings": [w.replace("(reasons under per_class.<class>.unreliable)",
                                "(see the note under the per-class table)")
                      for w in m.get("warnings") or []],
+        "realism": _realism(m, ev), "spectral": _spectral(m, ev),
         "pairs": fg.file_uri(ev / "closest_pairs.png"),
         "distances": fg.file_uri(ev / "nearest_distances.png"),
         "embedding": fg.embedding_uri(read_json(ev / "embedding.json") or {}),

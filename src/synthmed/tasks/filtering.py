@@ -15,6 +15,10 @@ about, before training on them.
 - ``confidence-topk``: keep, per class, the ``ceil(synthetic_filter_keep x n_class)`` images with
   the highest predicted probability of the intended label (a class never empties, and the class
   balance of the source is kept).
+- ``realism-topk``: keep, per class, the same share of the most real-looking images: the realism
+  score of ``evaluate``'s classifier two-sample test (:func:`synthmed.metrics.realism.c2st`,
+  out-of-fold P(real)), here of the synthetic source against the real **train** images. It judges
+  how real an image looks, not its class; no network is trained.
 
 The filtering classifier is the study's own model (``utility.model``) trained once per study,
 with classic augmentation and seed ``utility.seeds[0]``, on the **real train split only**: its
@@ -38,7 +42,7 @@ from synthmed.tasks.models import build_classifier
 from synthmed.tasks.study import Job, Study
 from synthmed.tasks.train import ArmDataset, Images, fit, predict
 
-FILTERS = ("none", "classifier-agree", "confidence-topk")
+FILTERS = ("none", "classifier-agree", "confidence-topk", "realism-topk")
 
 
 def select_synthetic(probs: np.ndarray, labels: np.ndarray, method: str, *, keep: float = 0.5,
@@ -55,15 +59,31 @@ def select_synthetic(probs: np.ndarray, labels: np.ndarray, method: str, *, keep
             probs = probs / np.maximum(np.asarray(priors, np.float64), 1e-12)
         return probs.argmax(1) == labels
     if method == "confidence-topk":
-        conf = probs[np.arange(len(labels)), labels]
-        out = np.zeros(len(labels), bool)
-        for k in np.unique(labels):
-            rows = np.flatnonzero(labels == k)
-            n = math.ceil(keep * len(rows))
-            out[rows[np.argsort(-conf[rows], kind="stable")[:n]]] = True
-        return out
+        return topk_per_class(probs[np.arange(len(labels)), labels], labels, keep)
     raise ConfigError(f"utility.synthetic_filter: unknown {method!r}; choose one of "
                       f"{', '.join(FILTERS)}")
+
+
+def topk_per_class(scores: np.ndarray, labels: np.ndarray, keep: float) -> np.ndarray:
+    """Boolean mask of the ``ceil(keep x n_class)`` highest-scoring images of each class."""
+    out = np.zeros(len(labels), bool)
+    for k in np.unique(labels):
+        rows = np.flatnonzero(labels == k)
+        n = math.ceil(keep * len(rows))
+        out[rows[np.argsort(-np.asarray(scores)[rows], kind="stable")[:n]]] = True
+    return out
+
+
+def realism_keep(real: np.ndarray, synthetic: np.ndarray, labels: np.ndarray, keep: float, *,
+                 seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """``realism-topk``: the mask of the most real-looking share per class, and the test's facts
+    (AUC of the synthetic source against ``real``, n)."""
+    from synthmed.metrics.realism import CLASSIFIER, c2st
+
+    res = c2st(np.asarray(real), np.asarray(synthetic), seed=seed, permutations=0)
+    info = {"judge": CLASSIFIER, "against": "real train split", "auc": round(res.auc, 4),
+            "n_real": res.n_real, "seed": seed}
+    return topk_per_class(res.scores, np.asarray(labels), keep), info
 
 
 def train_filter_classifier(study: Study, log: Callable[[str], None] | None = None):
@@ -100,7 +120,8 @@ def filter_sources(study: Study, jobs: list[Job], log: Callable[[str], None] | N
     used = {j.source for j in jobs if j.source}
     if u.synthetic_filter == "none" or not used:
         return
-    model, clf = train_filter_classifier(study)
+    realism = u.synthetic_filter == "realism-topk"
+    model, clf = (None, None) if realism else train_filter_classifier(study)
     train_labels = study.real.labels[study.rows["train"]]
     priors = np.bincount(train_labels, minlength=len(study.class_names)) / len(train_labels)
     for info in study.source_info:
@@ -108,10 +129,15 @@ def filter_sources(study: Study, jobs: list[Job], log: Callable[[str], None] | N
         if name not in used:
             continue
         src = study.sources[name]
-        probs = predict(model, src, np.arange(len(src)), task="classification",
-                        device=study.device)
-        keep = select_synthetic(probs, src.labels, u.synthetic_filter,
-                                keep=u.synthetic_filter_keep, priors=priors)
+        if realism:
+            real = np.asarray(study.real.images[study.rows["train"]])
+            keep, clf = realism_keep(real, src.images, src.labels, u.synthetic_filter_keep,
+                                     seed=study.seeds[0])
+        else:
+            probs = predict(model, src, np.arange(len(src)), task="classification",
+                            device=study.device)
+            keep = select_synthetic(probs, src.labels, u.synthetic_filter,
+                                    keep=u.synthetic_filter_keep, priors=priors)
         before = _counts(src.labels, study.class_names)
         kept = _counts(src.labels[keep], study.class_names)
         emptied = [c for c in study.class_names if before[c] and not kept[c]]
@@ -125,7 +151,7 @@ def filter_sources(study: Study, jobs: list[Job], log: Callable[[str], None] | N
                                      None if src.masks is None else np.asarray(src.masks)[idx])
         record: dict[str, Any] = {"method": u.synthetic_filter, "before": before, "kept": kept,
                                   "classifier": clf}
-        if u.synthetic_filter == "confidence-topk":
+        if u.synthetic_filter in ("confidence-topk", "realism-topk"):
             record["keep"] = u.synthetic_filter_keep
         info["filter"] = record
         if log:
