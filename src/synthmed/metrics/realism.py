@@ -13,7 +13,8 @@ images and B the synthetic set, both uint8/uint16 ``(N, C, H, W)`` arrays:
 - the classifier: standardised :mod:`~synthmed.metrics.realism_features` (grey levels, layout,
   texture, spectrum, 8x8 blocks; all invariant to a horizontal flip) and L2 logistic regression,
   deterministic per seed; 500 vs 500 images at 64 px cost a few CPU seconds (docs/metrics.md);
-- the AUC of the pooled out-of-fold scores, with a DeLong interval, its floor (the same test
+- the AUC of the pooled out-of-fold scores, with a DeLong interval widened by :data:`CI_WIDEN`
+  (calibrated on real-vs-real halves), its floor (the same test
   between two random halves of the real images) and a permutation p-value (labels permuted and
   the whole cross-validation rerun, as many times as ``budget_s`` CPU seconds allow, at most
   ``permutations``: the order is seeded, so a larger budget only adds permutations);
@@ -45,6 +46,11 @@ FOLDS = 5
 C_REG = 0.1  # inverse L2 strength of the logistic regression (standardised features)
 PERMUTATIONS = 100
 BUDGET_S = 20.0  # CPU seconds for the permutations
+# DeLong's interval treats the pooled out-of-fold scores as one fixed classifier's; refitting per
+# fold adds variance. Measured on random halves of real sets (40 repeats each): AUC sd 0.045 vs
+# DeLong's 0.033 (BreastMNIST, 150 per side), 0.043 vs 0.024 (PneumoniaMNIST, 300 per side); the
+# interval is widened by this factor so that it covers 0.5 in >= 90 % of such repeats.
+CI_WIDEN = 1.8
 MIN_PER_SIDE = 10  # fewer images on a side: no test (a 5-fold split needs 2 per fold and class)
 MIN_PER_CLASS = 20
 CLASSIFIER = (f"logistic regression (L2, C={C_REG:g}) on standardised realism features "
@@ -181,6 +187,7 @@ def c2st(real: np.ndarray, synthetic: np.ndarray, *, seed: int = 0,
     groups = np.concatenate([gr[ri], gs[si]])
     oof, extra = _cv_scores(x, y, groups, seed, fs[left], classifier)
     auc, lo, hi = auc_delong(oof[:n], oof[n:], confidence)
+    lo, hi = max(0.0, auc - CI_WIDEN * (auc - lo)), min(1.0, auc + CI_WIDEN * (hi - auc))
     by_group = dict(zip(gs[si].tolist(), oof[n:].tolist(), strict=True))
     if extra is not None:
         by_group.update(zip(gs[left].tolist(), extra.tolist(), strict=True))
