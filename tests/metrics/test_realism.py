@@ -113,3 +113,29 @@ def test_checkerboard_exceeds_the_real_range_and_held_out_real_does_not():
     assert s["checkerboard"] > s["checkerboard_real_range"] and s["checkerboard_flagged"]
     assert any("checkerboard" in w for w in s["artefacts"])
     assert len(s["spectrum_real"]) == 1 and len(s["spectrum_real"][0]) == 14
+
+
+def test_evaluate_writes_the_judge(tmp_path):
+    """``--metrics c2st,spectral``: no extractor is built; metrics.json, realism.csv, the two
+    grids and the spectrum plot are written, and the verdict uses the C2ST."""
+    import csv
+
+    from synthmed.data.dataset import write_prepared
+    from synthmed.metrics.evaluate import evaluate
+
+    imgs = smooth_images(80, 0, size=20)
+    data = write_prepared(tmp_path / "real", images=imgs, labels=np.zeros(80, np.int64),
+                          splits=["train"] * 40 + ["test"] * 40, class_names=["x"],
+                          groups=[str(i) for i in range(80)])
+    np.savez(tmp_path / "syn.npz", images=checkerboard(smooth_images(40, 1, size=20), 8)[:, 0])
+    m = evaluate(f"{data}:test", tmp_path / "syn.npz", out=tmp_path / "ev",
+                 metrics="c2st,spectral")
+    assert m["extractor"] is None and m["realism"]["auc"] > 0.9
+    assert m["realism"]["floor"]["auc"] < 0.8 and m["spectral"]["checkerboard_flagged"]
+    assert m["verdict"]["fidelity"]["rating"] == "poor"
+    assert any("checkerboard artefacts" in w for w in m["warnings"])
+    for name in ("realism.csv", "most_real.png", "least_real.png", "spectrum.png"):
+        assert (tmp_path / "ev" / name).is_file()
+    text = (tmp_path / "ev" / "realism.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) == 40 and sorted(int(r["rank"]) for r in rows) == list(range(1, 41))

@@ -44,6 +44,7 @@ from synthmed.metrics.verdict import verdict
 SCHEMA = "synthmed-metrics"
 SCHEMA_VERSION = 1
 METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st", "spectral")
+FEATURE_METRICS = {"fid", "kid", "is", "prdc", "privacy"}  # the ones that need an extractor
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
               "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
               "heldout_nn_distance_median", "n_heldout_duplicates")
@@ -332,7 +333,8 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
     exs = _build_extractors(names, extractor=extractor, train=train_set,
                             inception_weights=inception_weights, cache_dir=cache_dir, seed=seed,
                             epochs=extractor_epochs, warnings=warnings,
-                            net_opts={"input_size": input_size, "in_channels": in_channels})
+                            net_opts={"input_size": input_size, "in_channels": in_channels}
+                            ) if wanted & FEATURE_METRICS else []
     for ex in exs:
         ex.to(device)
     opts = {"cache_dir": cache_dir, "seed": seed, "n_bootstrap": n_bootstrap,
