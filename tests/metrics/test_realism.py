@@ -10,7 +10,7 @@ from scipy.ndimage import gaussian_filter
 from synthmed.errors import SynthmedError
 from synthmed.metrics.realism import auc_delong, c2st, image_groups, real_floor, realism_block
 from synthmed.metrics.realism_features import realism_features
-from synthmed.metrics.sanity import checkerboard
+from synthmed.metrics.sanity import checkerboard, gaussian_blur
 from synthmed.metrics.spectral import spectral_artefacts
 
 
@@ -113,6 +113,9 @@ def test_checkerboard_exceeds_the_real_range_and_held_out_real_does_not():
     assert s["checkerboard"] > s["checkerboard_real_range"] and s["checkerboard_flagged"]
     assert any("checkerboard" in w for w in s["artefacts"])
     assert len(s["spectrum_real"]) == 1 and len(s["spectrum_real"][0]) == 14
+    blurred = spectral_artefacts(real, gaussian_blur(held, 1.0))  # a deficit is named too
+    assert blurred["checkerboard"] < -blurred["checkerboard_real_range"]
+    assert any("smoothed pixel grain" in w for w in blurred["artefacts"])
 
 
 def test_evaluate_writes_the_judge(tmp_path):

@@ -55,7 +55,7 @@ def _c2st(r: dict | None) -> str:
 def _spectral(s: dict | None) -> str:
     if not s:
         return "-"
-    flag = "checkerboard!" if s.get("checkerboard_flagged") else "ok"
+    flag = "grid artefacts (see warnings)" if s.get("artefacts") else "ok"
     return f"{_fmt(s['distance'])} ({_fmt(s['distance_floor'])}), {flag}"
 
 

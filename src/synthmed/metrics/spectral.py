@@ -11,8 +11,9 @@ feature space can average such a fingerprint away; the spectrum cannot. Three nu
   sets' mean log spectra (in decades), with its floor between two random halves of the real set;
 - ``checkerboard``: log10 of the synthetic / real mean share of power on the Nyquist lines, and
   ``half_nyquist`` the same on the half-Nyquist lines (0 = as real), with the range that random
-  halves of the real set reach against each other (:data:`SPLITS` splits); a score above that
-  range is flagged and named in words.
+  halves of the real set reach against each other (:data:`SPLITS` splits); a score outside that
+  range, either way, is flagged and named in words (excess: a checkerboard or period-4 grid;
+  deficit: blocky, smoothed or coarse grain, as after nearest-neighbour up-sampling or blur).
 
 Functions take (N, C, H, W) uint8/uint16 arrays of one size (resize the synthetic set first, as
 :func:`synthmed.metrics.realism.match_sets` does).
@@ -97,22 +98,34 @@ def spectral_artefacts(real: np.ndarray, synthetic: np.ndarray, *, seed: int = 0
         score, top = _line_score(ls[k], lr[k]), float(max(ranges[k]))
         name = "checkerboard" if k == "nyquist" else "half_nyquist"
         out[name], out[f"{name}_real_range"] = score, top
-        out[f"{name}_flagged"] = bool(score > top)
+        out[f"{name}_flagged"] = bool(abs(score) > top)
     out["artefacts"] = artefact_words(out)
     return out
 
 
 def artefact_words(s: dict[str, Any]) -> list[str]:
-    """Plain sentences for the grid scores outside the real range."""
+    """Plain sentences for the grid scores outside the real range (either direction)."""
     words = []
     if s.get("checkerboard_flagged"):
-        words.append(f"checkerboard artefacts: {10 ** s['checkerboard']:.3g}x the real images' "
-                     "power at the Nyquist frequency (a pixel-grid pattern, typical of "
-                     "transposed-convolution up-sampling), outside the real range "
-                     f"(up to {10 ** s['checkerboard_real_range']:.3g}x between halves of the "
-                     "real set)")
+        ratio, top = 10 ** s["checkerboard"], 10 ** s["checkerboard_real_range"]
+        if ratio > 1:
+            words.append(f"checkerboard artefacts: {ratio:.3g}x the real images' power at the "
+                         "Nyquist frequency (a pixel-grid pattern, typical of transposed-"
+                         f"convolution up-sampling), outside the real range (up to {top:.3g}x "
+                         "between halves of the real set)")
+        else:
+            words.append(f"blocky or smoothed pixel grain: {ratio:.3g}x the real images' power at "
+                         "the Nyquist frequency (neighbouring pixels move together, as after "
+                         f"nearest-neighbour up-sampling or blur), outside the real range "
+                         f"({1 / top:.3g}x to {top:.3g}x)")
     if s.get("half_nyquist_flagged"):
-        words.append(f"period-4 grid artefacts: {10 ** s['half_nyquist']:.3g}x the real images' "
-                     "power at half the Nyquist frequency (two stacked 2x up-samplings), "
-                     f"outside the real range (up to {10 ** s['half_nyquist_real_range']:.3g}x)")
+        ratio, top = 10 ** s["half_nyquist"], 10 ** s["half_nyquist_real_range"]
+        if ratio > 1:
+            words.append(f"period-4 grid artefacts: {ratio:.3g}x the real images' power at half "
+                         "the Nyquist frequency (two stacked 2x up-samplings), outside the real "
+                         f"range (up to {top:.3g}x)")
+        else:
+            words.append(f"coarse grain: {ratio:.3g}x the real images' power at half the Nyquist "
+                         "frequency (2-4 px texture missing: a 2x up-sampling grid or blur), "
+                         f"outside the real range ({1 / top:.3g}x to {top:.3g}x)")
     return words
