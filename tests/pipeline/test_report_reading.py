@@ -252,3 +252,19 @@ def test_privacy_table_shows_membership_auc_in_pixels_and_features(tmp_path):
     _metrics(tmp_path, membership_auc=0.507, membership_auc_features=0.546, copy_rate=0.05)
     text = _text(_section(render_report(tmp_path), "quality"))
     assert "membership AUC (pixels) 0.507" in text and "membership AUC (features) 0.546" in text
+
+
+def test_realism_and_spectral_rows(tmp_path):
+    from synthmed.report.results import _realism, _spectral
+
+    m = {"realism": {"auc": 0.93, "auc_ci_low": 0.9, "auc_ci_high": 0.96, "p_value": 0.01,
+                     "floor": {"auc": 0.49}, "per_class": {"a": {"auc": 0.9}}},
+         "spectral": {"distance": 0.2, "distance_floor": 0.03, "checkerboard": 0.3,
+                      "checkerboard_real_range": 0.1, "half_nyquist": 0.0,
+                      "half_nyquist_real_range": 0.05, "artefacts": ["checkerboard artefacts: x"]}}
+    r, s = _realism(m, tmp_path), _spectral(m, tmp_path)
+    assert r["auc"] == "0.930" and "easily" in r["reading"] and r["per_class"][0]["name"] == "a"
+    assert r["most"] is None  # no grid file: no figure
+    assert s["checkerboard"] == "1.995" and s["checkerboard_range"].startswith("0.794x to")
+    assert s["artefacts"] == ["checkerboard artefacts: x"]
+    assert _realism({"realism": {"auc": None}}, tmp_path) is None

@@ -195,7 +195,8 @@ def _spectral(m: dict, ev: Path) -> dict[str, Any] | None:
     return {"distance": fmt(s.get("distance")), "floor": fmt(s.get("distance_floor")),
             **{k: fmt(10 ** s[k]) if isinstance(s.get(k), (int, float)) else "–"
                for k in ("checkerboard", "half_nyquist")},
-            **{f"{k}_range": fmt(10 ** s[f"{k}_real_range"])
+            **{f"{k}_range": f"{fmt(10 ** -s[f'{k}_real_range'])}x to "
+               f"{fmt(10 ** s[f'{k}_real_range'])}x"
                if isinstance(s.get(f"{k}_real_range"), (int, float)) else "–"
                for k in ("checkerboard", "half_nyquist")},
             "artefacts": s.get("artefacts") or [], "plot": fg.file_uri(ev / "spectrum.png")}
