@@ -135,8 +135,11 @@ def _blocks(g: np.ndarray) -> np.ndarray:
     return np.stack(out, 1)
 
 
-def realism_features(images: np.ndarray, *, batch: int = 512) -> np.ndarray:
-    """(N, C, H, W) uint8/uint16 images -> (N, D) float64 features (see the module docstring)."""
+def realism_features(images: np.ndarray, *, batch: int | None = None) -> np.ndarray:
+    """(N, C, H, W) uint8/uint16 images -> (N, D) float64 features (see the module docstring).
+    Computed in batches of about 2e7 pixel values (a few hundred MB of float64 and FFT)."""
+    if batch is None:
+        batch = max(8, int(2e7 // max(1, int(np.prod(np.shape(images)[1:])))))
     parts = []
     for s in range(0, len(images), batch):
         x, g = to_unit_gray(images[s:s + batch])
