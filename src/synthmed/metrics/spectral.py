@@ -110,9 +110,10 @@ def artefact_words(s: dict[str, Any]) -> list[str]:
         ratio, top = 10 ** s["checkerboard"], 10 ** s["checkerboard_real_range"]
         if ratio > 1:
             words.append(f"checkerboard artefacts: {ratio:.3g}x the real images' power at the "
-                         "Nyquist frequency (a pixel-grid pattern, typical of transposed-"
-                         f"convolution up-sampling), outside the real range (up to {top:.3g}x "
-                         "between halves of the real set)")
+                         "Nyquist frequency (a pixel-grid pattern, as transposed-convolution "
+                         "up-sampling leaves, or pixel noise left by an under-trained sampler), "
+                         f"outside the real range (up to {top:.3g}x between halves of the real "
+                         "set)")
         else:
             words.append(f"blocky or smoothed pixel grain: {ratio:.3g}x the real images' power at "
                          "the Nyquist frequency (neighbouring pixels move together, as after "

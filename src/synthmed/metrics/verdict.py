@@ -100,8 +100,9 @@ def _off_manifold(m: dict[str, Any]) -> str | None:
     if ms is not None and ms_real is not None and ms > ms_real + OFF_MANIFOLD["ms_ssim_margin"]:
         return (f"the set is also collapsed: MS-SSIM {ms:.3g} vs real {ms_real:.3g} (higher = "
                 "more alike)")
-    variety = (f"MS-SSIM {ms:.3g} vs real {ms_real:.3g} shows real-like variety, so the set is not "
-               "collapsed" if ms is not None and ms_real is not None else
+    variety = (f"MS-SSIM {ms:.3g} vs real {ms_real:.3g} (not above it by more than "
+               f"{OFF_MANIFOLD['ms_ssim_margin']:g}) shows the set is not collapsed"
+               if ms is not None and ms_real is not None else
                "MS-SSIM not measured, so collapse is not ruled out")
     return (f"recall and coverage are low because the synthetic images lie off the real manifold "
             f"(precision {_f(prec)}, density {_f(dens)}), not necessarily for lack of variety: "
