@@ -69,10 +69,10 @@ def row(label: str, budget: str, m: dict) -> str:
     c2 = (f"{_f(r.get('auc'), '{:.3f}')} [{_f(r.get('auc_ci_low'))}, "
           f"{_f(r.get('auc_ci_high'))}] ({_f(floor)}), p {_f(r.get('p_value'), '{:.3f}')}")
     sp = (f"{_f(s.get('distance'), '{:.3f}')} ({_f(s.get('distance_floor'), '{:.3f}')})")
-    grid = (f"{_f(10 ** s['checkerboard'] if 'checkerboard' in s else None)}x "
-            f"(<= {_f(10 ** s['checkerboard_real_range'] if s else None)}x)"
-            + (" **flagged**" if s.get("checkerboard_flagged") else "")
-            + (", half-Nyquist **flagged**" if s.get("half_nyquist_flagged") else ""))
+    grid = " / ".join(
+        f"{_f(10 ** s[k])}x ({_f(10 ** -s[f'{k}_real_range'])}-"
+        f"{_f(10 ** s[f'{k}_real_range'])}x){' **flagged**' if s.get(f'{k}_flagged') else ''}"
+        for k in ("checkerboard", "half_nyquist")) if s else "n/a"
     verdict = " / ".join((v.get(k) or {}).get("rating", "n/a")
                          for k in ("fidelity", "diversity", "privacy"))
     return (f"| {label} | {budget} | {_f(m.get('relative_fd'))} | {_f(m.get('precision'))} / "
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.process_time()
     lines = ["| set | budget | relative FD | precision / density | recall / coverage | MS-SSIM "
              "(real) | C2ST AUC [95 % CI] (real-vs-real), p | spectral distance (floor) | "
-             "Nyquist power vs real (real range) | verdict fidelity / diversity / privacy |",
+             "power at Nyquist / half-Nyquist vs real (real range) | verdict fidelity / "
+             "diversity / privacy |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     if not a.skip_quickstart:
         m, budget = quickstart(a.work, a.threads)
