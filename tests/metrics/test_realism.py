@@ -142,3 +142,14 @@ def test_evaluate_writes_the_judge(tmp_path):
     text = (tmp_path / "ev" / "realism.csv").read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     assert len(rows) == 40 and sorted(int(r["rank"]) for r in rows) == list(range(1, 41))
+
+
+def test_realism_ladder_flags_every_rung_but_the_flip():
+    from synthmed.metrics.realism import realism_ladder
+
+    lad = realism_ladder(smooth_images(120, 0, size=24), seed=0,
+                         rungs=("blur1", "checkerboard", "jpeg30", "flip", "constant"))
+    flags = {r: row["flagged"] for r, row in lad["rungs"].items()}
+    assert flags == {"blur1": True, "checkerboard": True, "jpeg30": True, "flip": False,
+                     "constant": None}  # one distinct image: not testable
+    assert lad["rungs"]["flip"]["auc"] == pytest.approx(lad["real"]["auc"])
