@@ -153,3 +153,12 @@ def test_realism_ladder_flags_every_rung_but_the_flip():
     assert flags == {"blur1": True, "checkerboard": True, "jpeg30": True, "flip": False,
                      "constant": None}  # one distinct image: not testable
     assert lad["rungs"]["flip"]["auc"] == pytest.approx(lad["real"]["auc"])
+
+
+def test_colour_images():
+    rgb = np.concatenate([smooth_images(30, s) for s in (0, 1, 2)], axis=1)
+    tinted = rgb.copy()
+    tinted[:, 0] = np.clip(tinted[:, 0].astype(int) + 30, 0, 255).astype(np.uint8)
+    assert c2st(rgb, tinted, seed=0, permutations=0).auc > 0.9
+    s = spectral_artefacts(rgb, tinted)
+    assert len(s["spectrum_real"]) == 3
