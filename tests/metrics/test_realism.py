@@ -162,3 +162,14 @@ def test_colour_images():
     assert c2st(rgb, tinted, seed=0, permutations=0).auc > 0.9
     s = spectral_artefacts(rgb, tinted)
     assert len(s["spectrum_real"]) == 3
+
+
+def test_grey_real_against_colour_synthetic_is_compared():
+    from synthmed.metrics.judge import same_form
+
+    grey, rgb = smooth_images(20, 0), np.repeat(smooth_images(20, 1), 3, axis=1)
+    a, b = same_form(grey, rgb)
+    assert a.shape[1] == b.shape[1] == 1 and a.dtype == b.dtype == np.uint8
+    a16, b16 = same_form(grey.astype(np.uint16) * 257, grey)
+    assert a16.dtype == b16.dtype == np.uint8 and (a16 == grey).all()
+    assert c2st(*same_form(grey, rgb), permutations=0).n_real == 20

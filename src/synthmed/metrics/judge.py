@@ -31,21 +31,36 @@ def class_pairs(real: ImageSet, synth: ImageSet) -> list[tuple[str, int, int]]:
             and (real.labels == real.class_names.index(c)).any()]
 
 
+def same_form(real: np.ndarray, synth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets as one dtype and channel count (grey repeated / colour averaged, as the feature
+    extractors adapt them), so a grey-vs-colour or 8-vs-16-bit pair is still compared."""
+    if real.shape[1] == synth.shape[1] and real.dtype == synth.dtype:
+        return real, synth
+    from synthmed.metrics.extractor import prepare_images
+
+    def as8(x: np.ndarray, ch: int) -> np.ndarray:
+        return prepare_images(np.asarray(x), channels=ch, input_range="uint8").numpy()
+
+    ch = real.shape[1]
+    return as8(real, ch), as8(synth, ch)
+
+
 def judge(real: ImageSet, synth: ImageSet, wanted: set[str], *, seed: int, confidence: float,
           warnings: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any] | None,
                                         np.ndarray | None]:
     """(realism block, spectral block, per-synthetic-image realism scores); None when not
     requested or not computable (with a warning saying why)."""
     realism = spectral = scores = None
+    real_images, synth_images = same_form(np.asarray(real.images), np.asarray(synth.images))
     if "c2st" in wanted:
         try:
-            realism, scores = realism_block(real.images, synth.images, seed=seed,
+            realism, scores = realism_block(real_images, synth_images, seed=seed,
                                             real_labels=real.labels, synth_labels=synth.labels,
                                             pairs=class_pairs(real, synth), confidence=confidence)
         except SynthmedError as e:
             warnings.append(f"no classifier two-sample test: {e}")
     if "spectral" in wanted:
-        spectral = spectral_artefacts(real.images, synth.images, seed=seed)
+        spectral = spectral_artefacts(real_images, synth_images, seed=seed)
         if spectral is None:
             warnings.append("no spectral comparison: fewer than 10 images on a side")
         else:
