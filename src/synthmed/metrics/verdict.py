@@ -81,7 +81,7 @@ def fidelity(m: dict[str, Any]) -> dict[str, Any]:
     rating = max(ratings, key=RANK.__getitem__)
     if auc is not None and _c2st_rating(auc) == "poor":
         out["reason"] = (f"a classifier tells the synthetic images from held-out real ones (AUC "
-                         f"{auc:.2f}; 0.5 = it cannot)")
+                         f"{auc:.3g}; 0.5 = it cannot)")
     if isinstance(sanity, dict) and sanity.get("passed") is False:
         out["reason"] = ((out["reason"] + "; ") if out["reason"] else "") + \
             ("rated by the C2ST alone: the feature extractor failed its sanity ladder, so FID "
