@@ -145,3 +145,22 @@ def test_utility_table_follows_the_task(tmp_path, task):
     has_seg = ">HD95 (px)<" in html and ">IoU<" in html and ">Dice<" in html
     assert has_seg == (task == "segmentation")
     assert ("Segmentation per arm" in html) == (task == "segmentation")
+
+
+def test_paired_set_shows_label_consistency_beside_the_audit(tmp_path):
+    _data(tmp_path, masks=True)
+    _train(tmp_path, "pix2pix", {"loss_d": 1.0, "loss_g": 2.0, "loss_l1": 3.0})
+    _synthetic(tmp_path, paired=True, gen_extra={"paired": True})
+    block = {"n": 3, "dice": 0.5, "iou": 0.4, "detection_rate": 0.667}
+    lc = {"dice_ratio": 0.781, "detect_fraction": 0.25, "synthetic": block,
+          "real_test": {**block, "dice": 0.64, "n": 7},
+          "by_edit": {"rotate": {**block, "dice": 0.123}},
+          "segmenter": {"arch": "monai.BasicUNet", "seed": 1009, "val_dice": 0.7}}
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "evaluate" / "metrics.json").write_text(json.dumps(
+        {"label_consistency": lc, "membership_auc": 0.612, "copy_rate": 0.05}))
+    _marker(tmp_path, "evaluate", {"metrics": "evaluate/metrics.json"})
+    html = render_report(tmp_path)
+    assert "Label consistency" in html and "<strong>0.781</strong>" in html
+    assert "edit: rotate" in html and "0.123" in html and "monai.BasicUNet seed 1009" in html
+    assert "membership AUC pixels 0.612" in html

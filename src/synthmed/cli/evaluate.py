@@ -87,6 +87,14 @@ def _print_summary(m: dict, out: Path) -> None:
         ("membership AUC pixel / features",
          f"{_fmt(m['membership_auc'])} / {_fmt(m['membership_auc_features'])}"),
     ]
+    lc = m.get("label_consistency")
+    if lc:
+        rows += [
+            ("label consistency: Dice synth / real",
+             f"{_fmt(lc['synthetic']['dice'])} / {_fmt(lc['real_test']['dice'])} "
+             f"(ratio {_fmt(lc['dice_ratio'])})"),
+            ("lesions found synth / real", f"{_fmt(lc['synthetic']['detection_rate'])} / "
+                                           f"{_fmt(lc['real_test']['detection_rate'])}")]
     for name, value in rows:
         console.print(f"  {name:<36} {value}", markup=False)
     _per_class_table(m.get("per_class") or {})
@@ -104,7 +112,10 @@ _SYN = ("A synthetic set (synthmed generate), DATASET_DIR[:split], a folder of P
 _TRAIN = ("What the generator trained on (privacy audit, domain extractor): DATASET_DIR:train; "
           "default REAL's train split.")
 _FEATS = "domain | inception | both | comma list of registered names."
-_METRICS = "Comma list of fid,kid,is,prdc,ms_ssim,privacy,c2st,spectral (default all)."
+_METRICS = ("Comma list of fid,kid,is,prdc,ms_ssim,privacy,c2st,spectral,labels (default all; "
+            "labels: the label consistency of an image+mask pair set).")
+_SEG = ("Label-consistency segmenter file (default: train one on --train, cached; "
+        "see synthmed.metrics.consistency).")
 _EXTRACTOR = ("A domain extractor file (synthmed features train); default: train one on --train, "
               "or reuse the cached one.")
 _CACHE = "Feature cache (default $SYNTHMED_CACHE or ~/.cache/synthmed)."
@@ -136,6 +147,9 @@ def evaluate_cmd(
     device: str = typer.Option("cpu", "--device", help="Device for the feature networks."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Only metrics.json and nearest.csv."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
+    segmenter: Path = typer.Option(None, "--segmenter", help=_SEG),
+    segmenter_epochs: int = typer.Option(10, "--segmenter-epochs", min=1,
+                                         help="Epochs when the segmenter must be trained."),
 ) -> None:
     """Fidelity (FID, KID, IS, precision/density), diversity (recall/coverage; MS-SSIM as a
     check on realistic sets only) and privacy (copies, membership)."""
@@ -149,7 +163,8 @@ def evaluate_cmd(
                  inception_weights=inception_weights, cache_dir=cache_dir,
                  n_bootstrap=n_bootstrap, extractor_epochs=extractor_epochs,
                  plots=not no_plots, device=device, input_size=input_size,
-                 in_channels=in_channels)
+                 in_channels=in_channels, segmenter=segmenter,
+                 segmenter_epochs=segmenter_epochs)
     if as_json:
         typer.echo(json.dumps(m, indent=2))
     else:

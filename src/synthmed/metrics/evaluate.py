@@ -43,7 +43,7 @@ from synthmed.metrics.verdict import verdict
 
 SCHEMA = "synthmed-metrics"
 SCHEMA_VERSION = 1
-METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st", "spectral")
+METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st", "spectral", "labels")
 FEATURE_METRICS = {"fid", "kid", "is", "prdc", "privacy"}  # the ones that need an extractor
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
               "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
@@ -311,12 +311,15 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
              confidence: float = 0.95, extractor_epochs: int = 15, kid_subsets: int = 100,
              prdc_k: int = 5, ms_ssim_n_pairs: int = 200, plots: bool = True,
              device: str = "cpu", input_size: int | tuple[int, int] | None = None,
-             in_channels: int | None = None) -> dict[str, Any]:
+             in_channels: int | None = None, segmenter: str | os.PathLike | None = None,
+             segmenter_epochs: int = 10) -> dict[str, Any]:
     """Evaluate ``synthetic`` against held-out ``real`` (and ``train`` for privacy); writes
     ``out/metrics.json`` (plus nearest.csv and PNG plots) and returns the same dict.
     ``device`` runs the feature networks (e.g. ``cuda`` for Inception); the domain extractor
     always trains on the CPU, so it is the same file on every machine. ``input_size`` and
-    ``in_channels`` feed a ``torchscript`` extractor (default: the images' size, 1 channel)."""
+    ``in_channels`` feed a ``torchscript`` extractor (default: the images' size, 1 channel).
+    ``segmenter`` (a file) or one trained for ``segmenter_epochs`` on ``train`` scores the label
+    consistency of an image+mask pair set (:mod:`synthmed.metrics.consistency`)."""
     t0 = time.perf_counter()
     wanted, names = parse_metrics(metrics), parse_features(features)
     warnings: list[str] = []
@@ -351,6 +354,13 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
                                                 opts, warnings, dup)
         if res is not None and n == 0:
             privacy.append(res)  # the primary extractor's audit goes into plots and nearest.csv
+    labels = None
+    if "labels" in wanted:
+        from synthmed.metrics.consistency import consistency_block
+
+        labels = consistency_block(synth, real_set, train_set, segmenter=segmenter,
+                                   epochs=segmenter_epochs, seed=seed, cache_dir=cache_dir,
+                                   explicit=metrics is not None, warnings=warnings)
     warnings += sanity_warnings(groups)  # a feature space that flatters noise is reported
     primary = groups[exs[0].name] if exs else {}
     pc = {c: dict(row) for c, row in primary.get("per_class", {}).items()}
@@ -370,6 +380,9 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed, "metrics_requested": sorted(wanted), "features_requested": names,
         **flat, **pixel, "n_train": len(train_set) if train_set is not None else None,
+        "label_consistency_ratio": labels["dice_ratio"] if labels else None,
+        "lesion_detection_rate": labels["synthetic"]["detection_rate"] if labels else None,
+        "label_consistency": labels,
         "sanity": sanity_block(exs[0].name, primary) if exs else None,
         "realism": realism, "spectral": spectral,
         "extractors": groups, "per_class": pc, "real": real_set.describe(),

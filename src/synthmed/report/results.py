@@ -228,10 +228,36 @@ def metrics_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
                                "(see the note under the per-class table)")
                      for w in m.get("warnings") or []],
         "realism": _realism(m, ev), "spectral": _spectral(m, ev),
+        "labels": label_rows(m.get("label_consistency"), m),
         "pairs": fg.file_uri(ev / "closest_pairs.png"),
         "distances": fg.file_uri(ev / "nearest_distances.png"),
         "embedding": fg.embedding_uri(read_json(ev / "embedding.json") or {}),
     }
+
+
+def label_rows(lc: dict | None, m: dict) -> dict[str, Any] | None:
+    """Label consistency of a pair set (metrics.json ``label_consistency``) as report rows:
+    the segmenter's Dice / IoU / lesions found on the synthetic pairs beside the real test
+    slices, overall and per edit applied, with the memorization audit beside it (the two are
+    traded against each other: a generator that copies its source patient follows masks best)."""
+    if not lc:
+        return None
+    rows = [{"name": "all pairs", "n": fmt(lc["synthetic"]["n"], 0),
+             **{k: fmt(lc["synthetic"][k]) for k in ("dice", "iou", "detection_rate")}},
+            {"name": "real test slices", "n": fmt(lc["real_test"]["n"], 0),
+             **{k: fmt(lc["real_test"][k]) for k in ("dice", "iou", "detection_rate")}}]
+    for name, s in (lc.get("by_edit") or {}).items():
+        rows.append({"name": f"edit: {name}", "n": fmt(s["n"], 0),
+                     **{k: fmt(s[k]) for k in ("dice", "iou", "detection_rate")}})
+    seg = lc.get("segmenter") or {}
+    return {"ratio": fmt(lc.get("dice_ratio")), "rows": rows,
+            "detect_fraction": fmt(lc.get("detect_fraction"), 2),
+            "privacy": ", ".join(f"{label} {fmt(m.get(k))}" for label, k in (
+                ("membership AUC pixels", "membership_auc"),
+                ("features", "membership_auc_features"), ("copy rate pixels", "copy_rate"),
+                ("features", "copy_rate_features"))),
+            "segmenter": f"{seg.get('arch')} seed {seg.get('seed')}, val Dice "
+                         f"{fmt(seg.get('val_dice'))}"}
 
 
 def _arm_rows(u: dict) -> list[dict[str, str]]:
