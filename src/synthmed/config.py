@@ -89,6 +89,20 @@ class ModelConfig(Section):
                                        "channel, the image down-sampled by this factor")
     dropout: float = Field(0.5, ge=0, lt=1, description="pix2pix: decoder dropout (the noise)")
     l1_weight: float = Field(100.0, ge=0, description="pix2pix: weight of the L1 loss")
+    conditioning: Literal["mask", "anatomy", "brain", "prior"] | None = Field(
+        None, description="pix2pix: what G sees beside the mask: mask only | anatomy (the slice "
+        "down-sampled by anatomy_factor) | brain (its brain mask in blocks of anatomy_factor, "
+        "default 8) | prior (the population's mean brain mask in the slice's brain box); "
+        "default anatomy when anatomy_factor is set, else mask (see models/conditioning.py)")
+    generator: Literal["unet", "spade"] = Field(
+        "unet", description="pix2pix: unet (Isola et al. 2017) | spade (SPADE normalization, "
+        "noise injection, resize-convolve up-sampling; models/spade.py)")
+    upsample: Literal["transpose", "resize"] = Field(
+        "transpose", description="pix2pix unet: transposed conv | nearest resize then 3x3 conv")
+    discriminator: Literal["patchgan", "pooled"] = Field(
+        "patchgan", description="pix2pix: strided PatchGAN | pooled (stride-1 convs, avg pool)")
+    pair_augment: bool = Field(False, description="pix2pix: random flip, rotation, scale and "
+                               "shift applied jointly to image and mask in training")
 
 
 class TrainConfig(Section):

@@ -20,15 +20,21 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from synthmed.errors import ConfigError
+from synthmed.models.conditioning import anatomy_channel, extra_channels, extra_condition
+
+__all__ = ["anatomy_channel", "build_condition", "build_pix2pix", "condition_channels",
+           "encode_mask"]
 
 PIX2PIX_SIZES = (64, 128, 256)
 NOISY_BLOCKS = 3  # innermost decoder blocks with dropout (Isola et al. 2017, section 6.1.1)
 
 
-def condition_channels(mask_labels: int, anatomy_factor: int | None) -> int:
+def condition_channels(mask_labels: int, anatomy_factor: int | None,
+                       mode: str | None = None) -> int:
     """Channels of the generator's condition: the label map (one per foreground label, or one
-    for a binary mask) plus the anatomy channel when used."""
-    return int(mask_labels) + (1 if anatomy_factor else 0)
+    for a binary mask) plus one for any conditioning but ``mask`` (:mod:`.conditioning`)."""
+    mode = mode or ("anatomy" if anatomy_factor else "mask")
+    return int(mask_labels) + extra_channels(mode)
 
 
 def encode_mask(mask: torch.Tensor, mask_labels: int) -> torch.Tensor:
@@ -42,24 +48,17 @@ def encode_mask(mask: torch.Tensor, mask_labels: int) -> torch.Tensor:
     return onehot * 2 - 1
 
 
-def anatomy_channel(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """The coarse anatomy of an image: area-down-sampled by ``factor`` and bilinearly
-    up-sampled back (the organ outline without the fine texture the generator should invent)."""
-    size = images.shape[-2:]
-    small = F.interpolate(images.float().mean(1, keepdim=True), scale_factor=1 / factor,
-                          mode="area")
-    return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
-
-
 def build_condition(masks: torch.Tensor, images: torch.Tensor | None, mask_labels: int,
-                    anatomy_factor: int | None) -> torch.Tensor:
-    """The generator input: encoded mask, plus the anatomy of ``images`` when configured."""
+                    anatomy_factor: int | None, mode: str | None = None,
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator input: encoded mask, plus the channel of the conditioning ``mode``
+    (default: ``anatomy`` when ``anatomy_factor`` is set, else the mask alone)."""
     cond = encode_mask(masks, mask_labels)
-    if anatomy_factor:
-        if images is None:
-            raise ValueError("the anatomy channel needs the source images")
-        cond = torch.cat([cond, anatomy_channel(images, anatomy_factor).to(cond)], 1)
-    return cond
+    mode = mode or ("anatomy" if anatomy_factor else "mask")
+    if mode == "anatomy" and images is None:
+        raise ValueError("the anatomy channel needs the source images")
+    extra = extra_condition(images, mode, anatomy_factor, prior)
+    return cond if extra is None else torch.cat([cond, extra.to(cond)], 1)
 
 
 def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
@@ -70,10 +69,19 @@ def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def up_conv(cin: int, cout: int, upsample: str, bias: bool) -> nn.Module:
+    """x2 up-sampling: a transposed 4x4 convolution (the paper's), or nearest resize then a 3x3
+    convolution, which has no uneven kernel overlap and so no checkerboard (Odena et al. 2016)."""
+    if upsample == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
+    return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+
+
 class _Up(nn.Module):
-    def __init__(self, cin: int, cout: int, dropout: float) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float, upsample: str = "transpose") -> None:
         super().__init__()
-        self.conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+        self.conv = up_conv(cin, cout, upsample, bias=False)
         self.norm = nn.InstanceNorm2d(cout, affine=True)
         self.p = dropout
 
@@ -93,7 +101,8 @@ class UNetGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: int,
-                 base_width: int = 64, dropout: float = 0.5) -> None:
+                 base_width: int = 64, dropout: float = 0.5,
+                 upsample: str = "transpose") -> None:
         super().__init__()
         if image_size not in PIX2PIX_SIZES:
             raise ConfigError(f"model.image_size: pix2pix supports {PIX2PIX_SIZES}, got "
@@ -106,9 +115,9 @@ class UNetGenerator(nn.Module):
         ups = []
         for j, i in enumerate(reversed(range(1, depth))):  # from the innermost outwards
             cin = widths[i] * (1 if j == 0 else 2)
-            ups.append(_Up(cin, widths[i - 1], dropout if j < NOISY_BLOCKS else 0.0))
+            ups.append(_Up(cin, widths[i - 1], dropout if j < NOISY_BLOCKS else 0.0, upsample))
         self.ups = nn.ModuleList(ups)
-        self.out = nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1)
+        self.out = up_conv(widths[0] * 2, out_channels, upsample, bias=True)
 
     def forward(self, x: torch.Tensor, noise: bool | None = None) -> torch.Tensor:
         noise = self.training if noise is None else noise
@@ -136,10 +145,26 @@ class PairDiscriminator(nn.Module):
 
 
 def build_pix2pix(model_cfg, *, image_channels: int, image_size: int
-                  ) -> tuple[UNetGenerator, PairDiscriminator]:
-    """(G, D) for ``model.name: pix2pix`` from the model config section."""
-    cond = condition_channels(model_cfg.mask_labels, model_cfg.anatomy_factor)
-    G = UNetGenerator(cond, image_channels, image_size, base_width=model_cfg.base_width,
-                      dropout=model_cfg.dropout)
-    D = PairDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
+                  ) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for ``model.name: pix2pix`` from the model config section: ``model.generator``
+    unet (Isola et al. 2017) or spade (:mod:`.spade`), ``model.upsample``, ``model.discriminator``
+    patchgan (strided) or pooled (no strided convolutions)."""
+    from synthmed.models.conditioning import conditioning_of
+    from synthmed.models.spade import PooledDiscriminator, SpadeGenerator
+
+    mode = conditioning_of(model_cfg)
+    cond = condition_channels(model_cfg.mask_labels, model_cfg.anatomy_factor, mode)
+    if getattr(model_cfg, "generator", "unet") == "spade":
+        G: nn.Module = SpadeGenerator(cond, image_channels, image_size,
+                                      base_width=model_cfg.base_width)
+    else:
+        G = UNetGenerator(cond, image_channels, image_size, base_width=model_cfg.base_width,
+                          dropout=model_cfg.dropout,
+                          upsample=getattr(model_cfg, "upsample", "transpose"))
+    if mode == "prior":  # the population prior travels with the generator's weights
+        G.register_buffer("prior", torch.zeros(image_size, image_size))
+    if getattr(model_cfg, "discriminator", "patchgan") == "pooled":
+        D: nn.Module = PooledDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
+    else:
+        D = PairDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
     return G, D

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthmed.models.conditioning import conditioning_of, population_prior
 from synthmed.models.pix2pix import build_condition, build_pix2pix, encode_mask
 from synthmed.training import distributed as ddp
 from synthmed.training.method import (
@@ -31,6 +32,26 @@ from synthmed.training.method import (
 
 GRID_PAIRS = 16  # mask | real | synthetic triplets in a training sample grid
 GRID_COLS = 6  # two triplets per grid row
+AUGMENT = {"rotate_deg": 10.0, "scale": 0.1, "translate": 0.06}  # model.pair_augment ranges
+
+
+def joint_geometric(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random flip, rotation, scale and shift for each image and its mask (bilinear for
+    the image, nearest for the label map), so a pair stays a pair; the conditioning channels are
+    computed afterwards from the moved image. Draws from the global RNG (the trainer's)."""
+    n, dev = len(images), images.device
+    a = torch.deg2rad((torch.rand(n, device=dev) * 2 - 1) * AUGMENT["rotate_deg"])
+    s = 1 + (torch.rand(n, device=dev) * 2 - 1) * AUGMENT["scale"]
+    t = (torch.rand(n, 2, device=dev) * 2 - 1) * AUGMENT["translate"] * 2
+    flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
+    theta = torch.stack([torch.stack([torch.cos(a) / s * flip, -torch.sin(a) / s, t[:, 0]], 1),
+                         torch.stack([torch.sin(a) / s * flip, torch.cos(a) / s, t[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    img = F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False) - 1  # outside the frame: background (-1)
+    m = F.grid_sample(masks.float(), grid, mode="nearest", padding_mode="zeros",
+                      align_corners=False)
+    return img, m
 
 
 @contextlib.contextmanager
@@ -60,7 +81,9 @@ class Pix2PixSampler(MaskSampler):
 
     def __init__(self, G: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
         self.G, self.meta, self.device, self.options = G, meta, device, {}
-        self.anatomy = bool(meta.get("anatomy_factor"))
+        self.mode = meta.get("conditioning") or ("anatomy" if meta.get("anatomy_factor")
+                                                 else "mask")
+        self.anatomy = self.mode != "mask"  # a brain to keep edited lesions in
 
     @torch.no_grad()
     def from_masks(self, seeds: list[int], masks: torch.Tensor,
@@ -69,7 +92,8 @@ class Pix2PixSampler(MaskSampler):
         del labels  # pix2pix is not class-conditional
         cond = build_condition(masks.to(self.device), None if images is None else
                                images.to(self.device), self.meta["mask_labels"],
-                               self.meta["anatomy_factor"])
+                               self.meta["anatomy_factor"], self.mode,
+                               getattr(self.G, "prior", None))
         return translate(self.G, cond, seeds)
 
 
@@ -84,12 +108,15 @@ class Pix2PixMethod(TrainingMethod):
         self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d
         self.m, self.amp, self.device = cfg.model, bool(cfg.train.amp), device
         self.data = data
+        self.mode = conditioning_of(cfg.model)
 
     @classmethod
     def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> Pix2PixMethod:
         channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
         G, D = build_pix2pix(cfg.model, image_channels=channels, image_size=size)
         fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        if hasattr(G, "prior"):  # conditioning prior: from the training images only
+            G.prior.copy_(population_prior(data.images.float().cpu()))
         G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
         t = cfg.train
         opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
@@ -100,17 +127,24 @@ class Pix2PixMethod(TrainingMethod):
     def meta(self) -> dict[str, Any]:
         return {"conditional": False, "mask_conditional": True,
                 "mask_labels": self.m.mask_labels, "anatomy_factor": self.m.anatomy_factor,
-                "l1_weight": self.m.l1_weight, "dropout": self.m.dropout}
+                "l1_weight": self.m.l1_weight, "dropout": self.m.dropout,
+                "conditioning": self.mode, "generator": self.m.generator,
+                "upsample": self.m.upsample, "discriminator": self.m.discriminator,
+                "pair_augment": self.m.pair_augment}
 
-    def _cond(self, b: Batch) -> torch.Tensor:
-        return build_condition(b.masks, b.images, self.m.mask_labels, self.m.anatomy_factor)
+    def _condition(self, masks, images, network: nn.Module) -> torch.Tensor:
+        return build_condition(masks, images, self.m.mask_labels, self.m.anatomy_factor,
+                               self.mode, getattr(unwrap(network), "prior", None))
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         b = batches[0]
-        cond, real = self._cond(b), b.images
+        real, masks = b.images, b.masks
+        if self.m.pair_augment:
+            real, masks = joint_geometric(real, masks)
+        cond = self._condition(masks, real, self.G)
         n = len(real)
         with self._autocast():
             fake = self.G(cond)
@@ -161,7 +195,7 @@ class Pix2PixMethod(TrainingMethod):
 
     def render_grid(self, inputs, network: nn.Module) -> tuple[torch.Tensor, int | None]:
         masks, real, seeds = inputs
-        cond = build_condition(masks, real, self.m.mask_labels, self.m.anatomy_factor)
+        cond = self._condition(masks, real, network)
         fake = translate(network, cond, seeds).float()
         shown = encode_mask(masks, self.m.mask_labels).amax(1, keepdim=True)
         shown = shown.expand(-1, real.shape[1], -1, -1)
