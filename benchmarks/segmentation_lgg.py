@@ -96,7 +96,8 @@ def patient_subset(data: Path, out: Path, fraction: float, seed: int = 0) -> Pat
                           name=out.name, force=True)
 
 
-def train_pix2pix(data: Path, runs: Path, s: Settings, name: str, steps: int) -> Path:
+def train_pix2pix(data: Path, runs: Path, s: Settings, name: str, steps: int,
+                  extra: list[str] | None = None) -> Path:
     from synthmed.config import load_config
     from synthmed.training import train
 
@@ -105,7 +106,7 @@ def train_pix2pix(data: Path, runs: Path, s: Settings, name: str, steps: int) ->
         f"name={name}", f"data.path={data}", f"model.image_size={s.size}",
         f"model.base_width={s.gan_width}", f"train.steps={steps}",
         f"train.batch_size={s.gan_batch}", f"train.num_threads={s.threads}",
-        f"train.sample_every={every}", f"train.checkpoint_every={every}"])
+        f"train.sample_every={every}", f"train.checkpoint_every={every}", *(extra or [])])
     return train(cfg, runs_dir=runs, progress=False)
 
 
@@ -141,6 +142,71 @@ def feature_audit(data: Path, pairs: Path, out: Path) -> dict:
                  cache_dir=out.parent / "cache")
     return {k: m.get(k) for k in ("copy_rate", "membership_auc", "copy_rate_features",
                                   "membership_auc_features")}
+
+
+# --variants (issue 21): one pix2pix per generator x conditioning on all training patients, each
+# scored by `synthmed evaluate --metrics privacy,labels` (no utility arms: a CPU budget of ~15 min)
+VARIANTS = {
+    "unet/anatomy (old default)": ["model.conditioning=anatomy"],
+    "unet-resize+pooled/mask (a)": ["model.conditioning=mask", "model.upsample=resize",
+                                    "model.discriminator=pooled", "model.pair_augment=true"],
+    "unet-resize+pooled/brain (b)": ["model.conditioning=brain", "model.upsample=resize",
+                                     "model.discriminator=pooled", "model.pair_augment=true"],
+    "unet-resize+pooled/prior (c)": ["model.conditioning=prior", "model.upsample=resize",
+                                     "model.discriminator=pooled", "model.pair_augment=true"],
+    "spade+pooled/prior (c)": ["model.conditioning=prior", "model.generator=spade",
+                               "model.discriminator=pooled", "model.pair_augment=true"],
+}
+
+
+def _variant_grid(pairs: Path, out: Path, n: int = 8) -> None:
+    """mask | synthetic for the first ``n`` edited pairs, two pairs per row, 3x enlarged."""
+    from PIL import Image
+
+    from synthmed.sampling.io import load_synthetic
+
+    s = load_synthetic(pairs)
+    tiles = [np.concatenate([s.masks[i] * 255, np.full((s.masks.shape[1], 2), 128, np.uint8),
+                             s.images[i, 0]], 1) for i in range(min(n, len(s)))]
+    rows = [np.concatenate([a, np.full((a.shape[0], 6), 255, np.uint8), b], 1)
+            for a, b in zip(tiles[::2], tiles[1::2], strict=False)]
+    grid = np.concatenate([np.pad(r, ((0, 4), (0, 0)), constant_values=255) for r in rows])
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out)
+
+
+def variants(data: Path, work: Path, s: Settings, steps: int) -> str:
+    """Train, pair and score each of :data:`VARIANTS`; a markdown table (CPU minutes per row)."""
+    from synthmed.metrics.evaluate import evaluate
+
+    lines = ["### LGG 64 px, all training patients: label consistency vs memorization per "
+             f"generator x conditioning ({steps} pix2pix steps each)", "",
+             "| generator / conditioning | Dice synth / real test (ratio) | lesions found synth "
+             "/ real | edited: translate strong half Dice | membership AUC pixel / features "
+             "| copy rate pixel / features | CPU min |", "|---|---|---|---|---|---|---|"]
+    for name, opts in VARIANTS.items():
+        t = _cpu_seconds()
+        tag = name.split(" ")[0].replace("/", "-").replace("+", "-")
+        run = train_pix2pix(data, work / "runs", s, f"lgg-var-{tag}", steps, extra=opts)
+        pairs = make_pairs(run, data, work / f"pairs-var-{tag}", s)
+        m = evaluate(f"{data}:test", pairs, train=f"{data}:train", metrics="privacy,labels",
+                     out=work / f"eval-var-{tag}", cache_dir=work / "cache", plots=False)
+        _variant_grid(pairs, work / f"grid-{tag}.png")
+        lc = m["label_consistency"]
+        tr = lc["by_edit"].get("translate", {}).get("stronger_half", {})
+        f = "{:.3f}".format
+        lines.append(
+            f"| {name} | {f(lc['synthetic']['dice'])} / {f(lc['real_test']['dice'])} "
+            f"({f(lc['dice_ratio'])}) | {f(lc['synthetic']['detection_rate'])} / "
+            f"{f(lc['real_test']['detection_rate'])} | {f(tr.get('dice') or float('nan'))} | "
+            f"{f(m['membership_auc'])} / {f(m['membership_auc_features'])} | "
+            f"{f(m['copy_rate'])} / {f(m['copy_rate_features'])} | "
+            f"{(_cpu_seconds() - t) / 60:.1f} |")
+        (work / "variants.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(lines[-1], flush=True)
+    lines += ["", f"Segmenter: {lc['segmenter']['arch']} seed {lc['segmenter']['seed']}, val Dice "
+              f"{lc['segmenter']['val_dice']:.3f}; edits: {' '.join(EDITS)}; total CPU "
+              f"{_cpu_seconds() / 60:.1f} min", ""]
+    return "\n".join(lines)
 
 
 def _cell(summary: list[dict], arm: str, metric: str) -> str:
@@ -199,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--gan-steps", type=int, default=None,
                    help="pix2pix steps on all patients (the low-data subsets get half)")
+    p.add_argument("--variants", type=int, default=None, metavar="STEPS",
+                   help="issue 21: each generator x conditioning for STEPS pix2pix steps on all "
+                        "patients, scored for label consistency and memorization (no utility)")
     args = p.parse_args(argv)
     if not args.npz.is_file():
         print(f"{args.npz}: not found (see ../shared/datasets/README.md); skipping")
@@ -213,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     data = import_real(args.npz, work / "data", s.size)
     timings["import"] = time.perf_counter() - t
+    if args.variants:
+        text = variants(data, args.work / "lgg-variants", s, args.variants)
+        (args.work / "lgg-variants" / "variants.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
     results = {}
     for frac in [1.0, *s.low_data]:
         tag = "all" if frac == 1.0 else f"{round(frac * 100)}pct"  # run names: no '%'
