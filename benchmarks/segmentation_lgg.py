@@ -148,6 +148,8 @@ def feature_audit(data: Path, pairs: Path, out: Path) -> dict:
 # scored by `synthmed evaluate --metrics privacy,labels` (no utility arms: a CPU budget of ~15 min)
 VARIANTS = {
     "unet/anatomy (old default)": ["model.conditioning=anatomy"],
+    "unet-resize+pooled/anatomy": ["model.conditioning=anatomy", "model.upsample=resize",
+                                   "model.discriminator=pooled", "model.pair_augment=true"],
     "unet-resize+pooled/mask (a)": ["model.conditioning=mask", "model.upsample=resize",
                                     "model.discriminator=pooled", "model.pair_augment=true"],
     "unet-resize+pooled/brain (b)": ["model.conditioning=brain", "model.upsample=resize",
@@ -174,7 +176,7 @@ def _variant_grid(pairs: Path, out: Path, n: int = 8) -> None:
     Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out)
 
 
-def variants(data: Path, work: Path, s: Settings, steps: int) -> str:
+def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None = None) -> str:
     """Train, pair and score each of :data:`VARIANTS`; a markdown table (CPU minutes per row)."""
     from synthmed.metrics.evaluate import evaluate
 
@@ -184,6 +186,9 @@ def variants(data: Path, work: Path, s: Settings, steps: int) -> str:
              "/ real | edited: translate strong half Dice | membership AUC pixel / features "
              "| copy rate pixel / features | CPU min |", "|---|---|---|---|---|---|---|"]
     for name, opts in VARIANTS.items():
+        if only and not any(o.strip() and o.strip() == name.split(" ")[0]
+                            for o in only.split(",")):
+            continue
         t = _cpu_seconds()
         tag = name.split(" ")[0].replace("/", "-").replace("+", "-")
         run = train_pix2pix(data, work / "runs", s, f"lgg-var-{tag}", steps, extra=opts)
@@ -201,7 +206,8 @@ def variants(data: Path, work: Path, s: Settings, steps: int) -> str:
             f"{f(m['membership_auc'])} / {f(m['membership_auc_features'])} | "
             f"{f(m['copy_rate'])} / {f(m['copy_rate_features'])} | "
             f"{(_cpu_seconds() - t) / 60:.1f} |")
-        (work / "variants.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (work / f"variants{'-' + tag if only else ''}.md").write_text("\n".join(lines) + "\n",
+                                                                      encoding="utf-8")
         print(lines[-1], flush=True)
     lines += ["", f"Segmenter: {lc['segmenter']['arch']} seed {lc['segmenter']['seed']}, val Dice "
               f"{lc['segmenter']['val_dice']:.3f}; edits: {' '.join(EDITS)}; total CPU "
@@ -268,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", type=int, default=None, metavar="STEPS",
                    help="issue 21: each generator x conditioning for STEPS pix2pix steps on all "
                         "patients, scored for label consistency and memorization (no utility)")
+    p.add_argument("--only", default=None, help="--variants: comma list of variant names "
+                   "(the part before the space, e.g. unet-resize+pooled/brain)")
     args = p.parse_args(argv)
     if not args.npz.is_file():
         print(f"{args.npz}: not found (see ../shared/datasets/README.md); skipping")
@@ -283,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     data = import_real(args.npz, work / "data", s.size)
     timings["import"] = time.perf_counter() - t
     if args.variants:
-        text = variants(data, args.work / "lgg-variants", s, args.variants)
-        (args.work / "lgg-variants" / "variants.md").write_text(text, encoding="utf-8")
+        text = variants(data, args.work / "lgg-variants", s, args.variants, args.only)
+        if not args.only:
+            (args.work / "lgg-variants" / "variants.md").write_text(text, encoding="utf-8")
         print(text)
         return 0
     results = {}
