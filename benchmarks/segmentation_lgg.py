@@ -25,6 +25,11 @@ The table's last line gives the CPU time measured. ``--gan-steps`` sets the pix2
 subsets get half), ``--epochs``, ``--seeds`` and ``--arms`` the rest.
 ``--quick`` (20-step pix2pix, 1 epoch, 2 seeds, 25 % low-data set only) checks the pipeline in
 about 15 minutes; its numbers mean nothing.
+``--variants STEPS [--only NAMES]`` (issue 21) trains one pix2pix per generator x conditioning
+(:data:`VARIANTS`) for STEPS steps on all patients and scores each pair set with ``synthmed
+evaluate --metrics privacy,labels`` (label consistency beside the memorization audit), writing
+``WORK/lgg-variants/variants.md`` and mask | synthetic grids; no utility arms (600 steps: ~16
+CPU-minutes).
 
 Usage::
 
