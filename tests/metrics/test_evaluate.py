@@ -127,7 +127,7 @@ def test_argument_errors_name_the_option():
         parse_features("domain,dino")
     assert parse_features("both") == ["domain", "inception"]
     assert parse_metrics(None) == {"fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st",
-                                   "spectral"}
+                                   "spectral", "labels"}
 
 
 def test_same_seed_same_numbers_and_unconditional_sets(phantom_dataset, tiny_extractor,
