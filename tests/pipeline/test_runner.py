@@ -198,6 +198,7 @@ def test_a_mask_to_image_run_makes_pairs_and_a_segmentation_study(tmp_path, pipe
     m = json.loads((rd / read_marker(rd, "evaluate")["outputs"]["metrics"]).read_text())
     assert m["label_consistency"]["synthetic"]["n"] == gen["n"]  # issue 21: scored by default
     assert "Label consistency" in html
+    assert "label consistency " in (rd / "log.txt").read_text(encoding="utf-8")
 
 
 def test_train_and_generate_alone_use_data_path(tmp_path, TINY, pipeline_cache):

@@ -207,8 +207,10 @@ def evaluate_stage(ctx: Context) -> dict[str, Any]:
     write_embedding(out / "embedding.json", ds, synth, train_ref, epochs=p.eval_extractor_epochs,
                     seed=ctx.cfg.train.seed)
     fd = m.get("relative_fd")  # was printed unrounded (3.6902673652841953)
+    ratio = m.get("label_consistency_ratio")  # mask-to-image pairs (issue 21)
+    labels = "" if ratio is None else f", label consistency {ratio:.3g}"
     ctx.log(f"evaluate: {out / 'metrics.json'} (relative FD "
-            f"{'n/a' if not isinstance(fd, (int, float)) else f'{fd:.3g}'})")
+            f"{'n/a' if not isinstance(fd, (int, float)) else f'{fd:.3g}'}{labels})")
     return {"metrics": "evaluate/metrics.json", "embedding": "evaluate/embedding.json"}
 
 
