@@ -11,6 +11,13 @@ idle core, whatever else the machine runs; wall time is only meaningful on an id
 
     python benchmarks/step_time.py --threads 1
     python benchmarks/step_time.py --threads 2 --sizes 64 --models dcgan,cgan
+
+``--profile`` instead breaks one step down into its parts (G forward, D forward, backward,
+optimizer, augmentation, EMA, loss bookkeeping, logging, RNG state, checkpoints, grids) and the
+start-up (imports, data load, building, first step), for dcgan, cgan, ddpm and vae at their shipped
+settings, running the real ``synthmed train`` loop with timers (benchmarks/step_profile.py):
+
+    python benchmarks/step_time.py --profile --profile-steps 10
 """
 
 from __future__ import annotations
@@ -83,6 +90,30 @@ def _fmt_min(s_per_step: float) -> str:
     return f"{m:.1f} min" if m < 10 else f"{m:.0f} min"
 
 
+def _profile(a) -> int:
+    """``--profile``: one fresh process per model (benchmarks/step_profile.py), then one table."""
+    from step_profile import table
+
+    models = a.models if a.models != ",".join(CONFIGS) else "dcgan,cgan,ddpm,vae"
+    results = []
+    for model in models.split(","):
+        env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
+        r = subprocess.run([sys.executable, str(Path(__file__).with_name("step_profile.py")),
+                            model, str(a.profile_steps), str(a.threads)], env=env,
+                           capture_output=True, text=True)
+        if r.returncode:
+            print(f"{model}: failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+            continue
+        results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        if a.out:
+            with a.out.open("a") as f:
+                f.write(json.dumps(results[-1]) + "\n")
+    print(f"{a.profile_steps} steps per model, {a.threads} thread(s), process CPU time; "
+          "events every k steps charged at 1/k (k from the shipped config)\n")
+    print(table(results))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(CONFIGS))
@@ -93,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-budget", type=float, default=12.0, help="CPU-s of timed steps per cell")
     p.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # model:size, subprocess
     p.add_argument("--out", type=Path, default=None, help="append JSON lines here")
+    p.add_argument("--profile", action="store_true", help="per-part breakdown of a step")
+    p.add_argument("--profile-steps", type=int, default=10, help="steps per --profile run")
     a = p.parse_args(argv)
+    if a.profile:
+        return _profile(a)
     if a.cell:
         model, size = a.cell.split(":")
         print(json.dumps(_cell(model, int(size), a.threads, a)), flush=True)

@@ -1,18 +1,23 @@
 """Data layer: import raw PNG/DICOM/NIfTI/npz into prepared datasets, split by patient, export."""
 
-from synthmed.data.dataset import (
-    PreparedDataset,
-    SynthmedDataset,
-    from_model_range,
-    to_model_range,
-    write_prepared,
-)
-from synthmed.data.export import export_dataset
-from synthmed.data.importer import import_dataset, parse_class_names
-from synthmed.data.phantom import make_phantom, write_phantom
-from synthmed.data.preprocess import Preprocessor
-from synthmed.data.readers import BadFileError, read_frames
-from synthmed.data.splits import group_stratified_split, parse_fractions
+import importlib
+
+# Names resolved on first use (PEP 562): ``import synthmed.data.dataset`` (what training needs)
+# must not pay for scipy, pulled in by the importer's preprocessing (~0.3 s of start-up).
+_WHERE = {
+    "PreparedDataset": "dataset", "SynthmedDataset": "dataset", "from_model_range": "dataset",
+    "to_model_range": "dataset", "write_prepared": "dataset", "export_dataset": "export",
+    "import_dataset": "importer", "parse_class_names": "importer", "make_phantom": "phantom",
+    "write_phantom": "phantom", "Preprocessor": "preprocess", "BadFileError": "readers",
+    "read_frames": "readers", "group_stratified_split": "splits", "parse_fractions": "splits",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BadFileError",

@@ -16,7 +16,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from synthmed.errors import ConfigError
@@ -136,6 +135,9 @@ class PairDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, base_width: int = 64, num_layers: int = 3) -> None:
         super().__init__()
+        # Imported here: MONAI costs ~2.5 s of start-up that GAN and VAE runs do not need.
+        from monai.networks.nets import PatchDiscriminator
+
         self.net = PatchDiscriminator(spatial_dims=2, channels=base_width, in_channels=in_channels,
                                       out_channels=1, num_layers_d=num_layers, norm="INSTANCE",
                                       bias=True)
