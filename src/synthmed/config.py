@@ -202,7 +202,8 @@ class PipelineConfig(Section):
     eval_metrics: str | None = Field(None, description="evaluate --metrics (default all)")
     eval_bootstrap: int = Field(100, ge=0, description="evaluate --bootstrap")
     eval_extractor_epochs: int = Field(15, gt=0, description="evaluate --extractor-epochs")
-    device: str = Field("cpu", description="device for generate and evaluate")
+    device: str = Field("auto", description="device for generate and evaluate: auto (cuda, "
+                        "then mps, then cpu) | cpu | cuda | cuda:N | mps")
     edits: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EDITS), description="mask-to-image runs: generate "
         "--edit list for the pairs made from the training split's masks; [] = unedited")

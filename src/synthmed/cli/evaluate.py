@@ -144,7 +144,8 @@ def evaluate_cmd(
     n_bootstrap: int = typer.Option(100, "--bootstrap", help=_BOOT),
     extractor_epochs: int = typer.Option(15, "--extractor-epochs",
                                          help="Epochs when a domain extractor must be trained."),
-    device: str = typer.Option("cpu", "--device", help="Device for the feature networks."),
+    device: str = typer.Option("auto", "--device", help="Device for the feature networks: auto "
+                               "(a GPU when there is one), cpu, cuda, cuda:N or mps."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Only metrics.json and nearest.csv."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
     segmenter: Path = typer.Option(None, "--segmenter", help=_SEG),

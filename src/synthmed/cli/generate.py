@@ -28,7 +28,8 @@ def generate_cmd(
     seeds: str = typer.Option(None, "--seeds", help="Seeds, e.g. 0-549 or 1,5,9."),
     checkpoint: str = typer.Option("latest", "--checkpoint", help="latest or step-XXXXXXXX."),
     fmt: str = typer.Option("png", "--format", help="png | npz | dicom"),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N"),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, "
+                               "cuda, cuda:N or mps"),
     exclude_near_copies: bool = typer.Option(
         False, "--exclude-near-copies", help="Drop images too close to a training image."),
     train: str = typer.Option(None, "--train", help=_TRAIN),

@@ -310,12 +310,12 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
              cache_dir: str | os.PathLike | None = None, n_bootstrap: int = 100,
              confidence: float = 0.95, extractor_epochs: int = 15, kid_subsets: int = 100,
              prdc_k: int = 5, ms_ssim_n_pairs: int = 200, plots: bool = True,
-             device: str = "cpu", input_size: int | tuple[int, int] | None = None,
+             device: str = "auto", input_size: int | tuple[int, int] | None = None,
              in_channels: int | None = None, segmenter: str | os.PathLike | None = None,
              segmenter_epochs: int = 10) -> dict[str, Any]:
     """Evaluate ``synthetic`` against held-out ``real`` (and ``train`` for privacy); writes
     ``out/metrics.json`` (plus nearest.csv and PNG plots) and returns the same dict.
-    ``device`` runs the feature networks (e.g. ``cuda`` for Inception); the domain extractor
+    ``device`` runs the feature networks (``auto``: a GPU when there is one); the domain extractor
     always trains on the CPU, so it is the same file on every machine. ``input_size`` and
     ``in_channels`` feed a ``torchscript`` extractor (default: the images' size, 1 channel).
     ``segmenter`` (a file) or one trained for ``segmenter_epochs`` on ``train`` scores the label
@@ -338,8 +338,11 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
                             epochs=extractor_epochs, warnings=warnings,
                             net_opts={"input_size": input_size, "in_channels": in_channels}
                             ) if wanted & FEATURE_METRICS else []
+    from synthmed.device import resolve_device
+
+    dev = resolve_device(device)
     for ex in exs:
-        ex.to(device)
+        ex.to(dev)
     opts = {"cache_dir": cache_dir, "seed": seed, "n_bootstrap": n_bootstrap,
             "confidence": confidence, "kid_subsets": kid_subsets, "prdc_k": prdc_k}
     privacy: list[PrivacyResult] = []

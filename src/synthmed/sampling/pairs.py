@@ -119,7 +119,7 @@ def plan_pairs(ds: PreparedDataset, rows: np.ndarray, images: torch.Tensor, mask
 
 def write_pairs(run_dir: str | os.PathLike, out: str | os.PathLike, *, masks_from: str,
                 n: int | None = None, seeds: str | None = None, edits: list[str] | None = None,
-                checkpoint: str = "latest", fmt: str = "png", device: str = "cpu",
+                checkpoint: str = "latest", fmt: str = "png", device: str = "auto",
                 force: bool = False, allow_eval_masks: bool = False,
                 micro_batch: int = MICRO_BATCH, **options: Any) -> Path:
     """Generate and write an image+mask pair set atomically; returns ``out``.

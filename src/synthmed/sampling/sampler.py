@@ -61,7 +61,7 @@ class GeneratedImages:
 
 
 def load_generator(run_dir: str | os.PathLike, checkpoint: str = "latest",
-                   device: str | torch.device = "cpu", **options: Any) -> LoadedGenerator:
+                   device: str | torch.device = "auto", **options: Any) -> LoadedGenerator:
     """Rebuild a run's sampler from its checkpoint through its training method (EMA weights
     when present); ``options`` are the method's generation options (e.g. diffusion steps)."""
     device = resolve_device(device)
@@ -115,26 +115,11 @@ def parse_seeds(text: str | None, n: int | None) -> list[int]:
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """``--device``: cpu, cuda, cuda:N or mps, refused in one line when this machine lacks it."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise SynthmedError(f"--device {name!r}: unknown device; use cpu, cuda, cuda:N or "
-                            "mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SynthmedError(f"--device {name}: CUDA is not available on this machine; use "
-                                "--device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SynthmedError(f"--device {name}: this machine has {torch.cuda.device_count()} "
-                                "CUDA device(s); use cuda:0 or cpu")
-    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                    and torch.backends.mps.is_available()):
-        raise SynthmedError(f"--device {name}: MPS is not available on this machine; use "
-                            "--device cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise SynthmedError(f"--device {name}: unsupported device; use cpu, cuda, cuda:N or mps")
-    return dev
+    """``--device``: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps, refused in one
+    line when this machine lacks it (:func:`synthmed.device.resolve_device`)."""
+    from synthmed.device import resolve_device as resolve
+
+    return resolve(name, key="--device")
 
 
 def plan_labels(loaded: LoadedGenerator, seeds: list[int], *, n: int | None = None,
@@ -270,7 +255,7 @@ def sample(loaded: LoadedGenerator, seeds: list[int], labels: list[int], *,
 
 def generate(run_dir: str | os.PathLike, n: int | None = None, *, per_class: int | None = None,
              class_name: str | None = None, seeds: str | list[int] | None = None,
-             checkpoint: str = "latest", device: str | torch.device = "cpu",
+             checkpoint: str = "latest", device: str | torch.device = "auto",
              size: int | None = None, match_train: bool = False,
              **options: Any) -> GeneratedImages:
     """Generate images in memory (no files): the Python API behind ``synthmed generate``.

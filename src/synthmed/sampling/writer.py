@@ -38,7 +38,7 @@ def _inputs(run_dir, train_dataset, gen: GeneratedImages | None = None) -> dict:
 def write_synthetic(run_dir: str | os.PathLike, out: str | os.PathLike, *, n: int | None = None,
                     per_class: int | None = None, class_name: str | None = None,
                     seeds: str | None = None, checkpoint: str = "latest", fmt: str = "png",
-                    device: str = "cpu", force: bool = False, exclude_near_copies: bool = False,
+                    device: str = "auto", force: bool = False, exclude_near_copies: bool = False,
                     train_dataset: str | os.PathLike | None = None,
                     size: int | None = None, match_train: bool = False, **options: Any) -> Path:
     """Generate and write a synthetic set atomically; returns ``out``.

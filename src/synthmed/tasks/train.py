@@ -82,9 +82,10 @@ class FitResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``utility.device`` (``auto``: cuda, then mps, then cpu; :mod:`synthmed.device`)."""
+    from synthmed.device import resolve_device as resolve
+
+    return resolve(name, key="utility.device")
 
 
 @torch.no_grad()

@@ -32,24 +32,11 @@ class DistInfo:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks cuda (this process's local GPU), then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda, cuda:N "
-                          "or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available; "
-                          "use auto or cpu")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return dev
+    """``train.device``: ``auto`` picks cuda (this process's local GPU), then mps, then cpu
+    (:func:`synthmed.device.resolve_device`, the one meaning every command shares)."""
+    from synthmed.device import resolve_device as resolve
+
+    return resolve(name, key="train.device", local_rank=local_rank)
 
 
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
