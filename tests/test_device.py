@@ -56,3 +56,16 @@ def test_every_command_defaults_to_auto():
         assert inspect.signature(fn).parameters["device"].default == "auto", fn.__name__
     for cmd in (generate_cmd, evaluate_cmd):
         assert inspect.signature(cmd).parameters["device"].default.default == "auto"
+
+
+def test_freed_memory_is_retained_unless_the_user_set_malloc_variables(monkeypatch):
+    import sys
+
+    import synthmed.device as device
+
+    monkeypatch.setattr(device, "_RETAINED", False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert device.retain_freed_memory() is False, "the user's own setting wins"
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    expected = sys.platform.startswith("linux")  # glibc here; a no-op elsewhere
+    assert device.retain_freed_memory() is expected

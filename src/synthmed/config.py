@@ -119,8 +119,9 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, ge=1)
     log_every: int = Field(50, gt=0)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-    amp: bool = Field(False, description="bf16 autocast on GPU, or on CPUs with native bf16 "
-                      "(AVX512-BF16/AMX): 1.6x train img/s on 2 EPYC cores")
+    amp: bool = Field(False, description="mixed precision: bf16 autocast where native (Ampere+ "
+                      "GPUs, CPUs with AVX512-BF16/AMX: 1.6x train img/s on 2 EPYC cores), fp16 "
+                      "with a gradient scaler on older GPUs")
     channels_last: bool = Field(True, description="NHWC convolutions (oneDNN on CPU, tensor "
                                 "cores on GPU); measured +10% train img/s on 2 CPU cores")
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")

@@ -83,3 +83,42 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_RETAINED = False
+
+
+def retain_freed_memory() -> bool:
+    """Keep the memory a training step frees for the next step instead of returning it to the OS.
+
+    glibc hands large blocks (a step's activations and gradients: up to ~17 MB each for a 64 px
+    DCGAN at batch 64) back to the kernel when they are freed, so every step page-faults them in
+    again: ~29,000 minor faults per DCGAN step on the CPU, and the fresh zeroed pages are cold in
+    the cache. Raising the mmap and trim thresholds (what ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` do, but settable after start-up) removes them: about 10% less CPU
+    time per step (benchmarks/step_time.py --profile, docs/benchmarks.md). The cost is that the
+    process keeps its peak heap. Linux/glibc only; a no-op elsewhere or when the user set either
+    variable. Returns whether the thresholds were set.
+    """
+    import ctypes
+    import os
+    import sys
+
+    global _RETAINED
+    if _RETAINED:
+        return True
+    if not sys.platform.startswith("linux") or any(
+            k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: leave them alone
+            return False
+        ok = (libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum
+              and libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+              and libc.mallopt(_M_TOP_PAD, 64 * 2**20))
+    except (OSError, AttributeError):
+        return False
+    _RETAINED = bool(ok)
+    return _RETAINED

@@ -57,3 +57,15 @@ def test_open_ended_runs_get_a_per_1000_steps_estimate():
 def test_format_duration_in_days_beyond_two_days():
     assert format_duration(89 * 86400) == "89 days"
     assert format_duration(47 * 3600) == "47 h 00 min"
+
+
+def test_the_estimate_synchronises_the_device_only_when_it_reads_the_clock():
+    """On a GPU the step returns before its kernels run: the clock is read after a device
+    synchronisation, at the first step and at the estimate only (not a host sync per step)."""
+    calls = []
+    clock = RunClock(start=0, total=2000, warmup=3, sync=lambda: calls.append(1))
+    notes = [clock.tick(step) for step in range(1, 11)]
+    assert sum(n is not None for n in notes) == 1
+    assert len(calls) == 2, "first step and the estimate"
+    clock.eta(10)
+    assert len(calls) == 3

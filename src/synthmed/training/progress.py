@@ -53,9 +53,10 @@ class TrainProgress:
 class LossMeter:
     """Device-side running sums of the step losses; one host sync per logging interval."""
 
-    def __init__(self) -> None:
+    def __init__(self, info=None) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.n, self.t0 = 0, time.perf_counter()
+        self.info = info  # DistInfo: under DDP the logged means are averaged over the ranks
 
     def add(self, losses: dict[str, torch.Tensor]) -> None:
         for k, v in losses.items():
@@ -69,10 +70,23 @@ class LossMeter:
         return all(bool(torch.isfinite(v).all()) for v in self.sums.values())
 
     def record(self, step: int, images_per_step: int) -> dict[str, Any]:
-        """The interval's mean losses and img/s; starts the next interval."""
-        dt = time.perf_counter() - self.t0
+        """The interval's mean losses (over the interval and, under DDP, over the ranks: every
+        rank calls this at the same steps) and img/s; starts the next interval.
+
+        The losses are read (the one host sync of the interval) before the clock, so on a GPU
+        the interval's time includes its queued work.
+        """
+        names = sorted(self.sums)
+        means = [self.sums[k] / max(self.n, 1) for k in names]
+        if means and self.info is not None and self.info.enabled:
+            import torch.distributed as dist
+
+            stacked = torch.stack(means)
+            dist.all_reduce(stacked)
+            means = list(stacked / self.info.world_size)
         rec: dict[str, Any] = {"step": step}
-        rec.update({k: (v / max(self.n, 1)).item() for k, v in self.sums.items()})
+        rec.update({k: float(v) for k, v in zip(names, means, strict=True)})
+        dt = time.perf_counter() - self.t0
         rec["img_per_s"] = self.n * images_per_step / max(dt, 1e-9)
         self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
         return rec
@@ -120,21 +134,30 @@ class RunClock:
     after the first have been timed; ``eta(step)`` is the remaining time at the mean rate since.
     """
 
-    def __init__(self, start: int, total: int, warmup: int = WARMUP_STEPS) -> None:
+    def __init__(self, start: int, total: int, warmup: int = WARMUP_STEPS,
+                 sync=None) -> None:
         self.start, self.total, self.warmup = start, total, warmup
+        self.sync = sync  # waits for the device (CUDA runs asynchronously) before a clock read
         self._t0: float | None = None
         self._s0 = start
         self._estimated = False
 
-    def tick(self, step: int, now: float | None = None) -> str | None:
-        import time
+    def _now(self, now: float | None) -> float:
+        """The clock after the device's queued work: synchronised only when a time is read (the
+        first step and the estimate), never on the other steps."""
+        if now is not None:
+            return now
+        if self.sync is not None:
+            self.sync()
+        return time.perf_counter()
 
-        now = time.perf_counter() if now is None else now
+    def tick(self, step: int, now: float | None = None) -> str | None:
         if self._t0 is None:  # the first step pays allocation and oneDNN set-up: not timed
-            self._t0, self._s0 = now, step
+            self._t0, self._s0 = self._now(now), step
             return None
         if self._estimated or step - self._s0 < self.warmup or step >= self.total:
             return None
+        now = self._now(now)
         self._estimated = True
         per_step = (now - self._t0) / (step - self._s0)
         steps, timed = self.total - self.start, f"{per_step:.3g} s/step over {step - self._s0}"
@@ -146,11 +169,9 @@ class RunClock:
         return f"estimate: {steps:,} steps \u2248 {whole} on this machine ({timed} timed steps)"
 
     def eta(self, step: int, now: float | None = None) -> float | None:
-        import time
-
-        now = time.perf_counter() if now is None else now
         if self._t0 is None or step <= self._s0:
             return None
+        now = self._now(now)
         return (now - self._t0) / (step - self._s0) * max(0, self.total - step)
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from synthmed.training.losses import aux_class_loss, gradient_penalty, r1_penalty
+from synthmed.training.precision import Precision
 
 
 @dataclass
@@ -39,6 +40,7 @@ class GANSteps:
         self.conditional, self.aux = conditional, aux_classifier
         self.s = settings
         self.device = device
+        self.precision = Precision(device, settings.amp, ("g", "d"))
         self._fake_for_g: tuple[torch.Tensor, torch.Tensor | None] | None = None
         # Per-class (routed) models: samples per class of the current batch, host ints, so
         # routing needs no host sync (set by the caller before each step; None: read from y).
@@ -50,9 +52,7 @@ class GANSteps:
 
     # -- helpers ---------------------------------------------------------------------------
     def _autocast(self):
-        if self.s.amp and self.device.type in ("cuda", "cpu"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def _d(self, x: torch.Tensor, y: torch.Tensor | None, *, through_ddp: bool = True):
         net = self.D if through_ddp else getattr(self.D, "module", self.D)
@@ -97,13 +97,13 @@ class GANSteps:
                 gp = gradient_penalty(lambda x, yy: self._d(x, yy, through_ddp=False)[0],
                                       real.detach(), fake, y)
                 loss_real = loss_real + self.s.gp_weight * gp
-            loss_real.backward()
+            self.precision.backward(loss_real, "d")
         fake_logits, fake_cls = self._d(fake, y)
         loss_fake = self.loss.d_fake(fake_logits)
         if self.aux and y is not None:
             loss_fake = loss_fake + self.s.aux_weight * aux_class_loss(fake_cls, y)
-        loss_fake.backward()
-        self.opt_d.step()
+        self.precision.backward(loss_fake, "d")
+        self.precision.step(self.opt_d, "d")
         if self.augment is not None:
             self.augment.observe(real_logits.detach())
             self.augment.update(real.shape[0])
@@ -124,8 +124,8 @@ class GANSteps:
         loss = self.loss.g_loss(logits)
         if self.aux and y is not None:
             loss = loss + self.s.aux_weight * aux_class_loss(cls, y)
-        loss.backward()
-        self.opt_g.step()
+        self.precision.backward(loss, "g")
+        self.precision.step(self.opt_g, "g")
         if self.ema is not None:
             self.ema.update_parameters(getattr(self.G, "module", self.G))
         self.D.requires_grad_(True)

@@ -10,7 +10,6 @@ the loop, EMA (on by default: diffusion samples from the raw weights are visibly
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
@@ -37,6 +36,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.precision import Precision, add_scalers
 
 
 def diffusion_of(model_cfg) -> Diffusion:
@@ -68,11 +68,10 @@ def mask_input(masks: torch.Tensor) -> torch.Tensor:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """bf16 in hardware: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX (oneDNN)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return device.type == "cpu" and bool(check and check())
+    """bf16 in hardware (:func:`synthmed.device.native_bf16`)."""
+    from synthmed.device import native_bf16 as native
+
+    return native(device)
 
 
 def check_generation_options(steps, guidance, bf16, *, model_cfg, conditional: bool,
@@ -111,6 +110,7 @@ class DDPMMethod(TrainingMethod):
         self.n_classes, self.shape, self.grid_masks = n_classes, shape, grid_masks
         self.diffusion = diffusion_of(cfg.model)
         self.scheduler = self.diffusion.train_scheduler()
+        self.precision = Precision(device, bool(cfg.train.amp), ("unet",))
 
     @classmethod
     def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> DDPMMethod:
@@ -132,9 +132,7 @@ class DDPMMethod(TrainingMethod):
                 "diffusion_steps": self.diffusion.num_train_timesteps}
 
     def _autocast(self):
-        if self.cfg.train.amp and self.device.type in ("cuda", "cpu"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         """One Adam step on the DDPM loss of one batch."""
@@ -145,19 +143,21 @@ class DDPMMethod(TrainingMethod):
                               scheduler=self.scheduler, num_classes=self.n_classes,
                               cond_drop=self.cfg.model.cond_drop, extra=extra,
                               autocast=self._autocast)
-        loss.backward()
-        self.opt.step()
+        self.precision.backward(loss, "unet")
+        self.precision.step(self.opt, "unet")
         return {"loss_diffusion": loss.detach()}
 
     def ema_network(self) -> nn.Module:
         return unwrap(self.unet)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"unet": unwrap(self.unet).state_dict(), "opt_unet": self.opt.state_dict()}
+        return add_scalers({"unet": unwrap(self.unet).state_dict(),
+                            "opt_unet": self.opt.state_dict()}, self.precision)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         unwrap(self.unet).load_state_dict(state["unet"])
         self.opt.load_state_dict(state["opt_unet"])
+        self.precision.load_state_dict(state.get("grad_scalers"))
 
     def grid_inputs(self, seed: int, n: int):
         """Starting noise from its own generator, one class per row band (as the GAN grids);
@@ -193,7 +193,8 @@ class DDPMMethod(TrainingMethod):
         unet = make_unet(cfg.model, in_channels=meta["in_channels"],
                          image_size=meta["image_size"], n_classes=k, mask_channels=mask_channels)
         unet.load_state_dict(sampling_weights(state, "unet"))
-        unet.to(device).eval()
+        # NHWC, as the GAN sampler: oneDNN on CPUs, tensor cores on GPUs.
+        unet.to(device, memory_format=torch.channels_last).eval()
         diffusion = diffusion_of(cfg.model)
         shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
 

@@ -26,6 +26,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.precision import add_scalers
 from synthmed.training.steps import GANSteps, StepConfig
 
 DEFAULT_POLICY = "translation,cutout,color"
@@ -117,10 +118,11 @@ class GANMethod(TrainingMethod):
 
     def state_dict(self) -> dict[str, Any]:
         s = self.steps
-        return {"generator": unwrap(s.G).state_dict(),
-                "discriminator": unwrap(s.D).state_dict(),
-                "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
-                "augment": s.augment.state_dict() if s.augment is not None else None}
+        return add_scalers({"generator": unwrap(s.G).state_dict(),
+                            "discriminator": unwrap(s.D).state_dict(),
+                            "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
+                            "augment": s.augment.state_dict() if s.augment is not None else None},
+                           s.precision)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         s = self.steps
@@ -128,6 +130,7 @@ class GANMethod(TrainingMethod):
         unwrap(s.D).load_state_dict(state["discriminator"])
         s.opt_g.load_state_dict(state["opt_g"])
         s.opt_d.load_state_dict(state["opt_d"])
+        s.precision.load_state_dict(state.get("grad_scalers"))
         if s.augment is not None and state.get("augment") is not None:
             s.augment.load_state_dict(state["augment"])
 

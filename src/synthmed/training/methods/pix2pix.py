@@ -29,6 +29,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.precision import Precision, add_scalers
 
 GRID_PAIRS = 16  # mask | real | synthetic triplets in a training sample grid
 GRID_COLS = 6  # two triplets per grid row
@@ -109,6 +110,7 @@ class Pix2PixMethod(TrainingMethod):
         self.m, self.amp, self.device = cfg.model, bool(cfg.train.amp), device
         self.data = data
         self.mode = conditioning_of(cfg.model)
+        self.precision = Precision(device, self.amp, ("g", "d"))
 
     @classmethod
     def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> Pix2PixMethod:
@@ -137,7 +139,7 @@ class Pix2PixMethod(TrainingMethod):
                                self.mode, getattr(unwrap(network), "prior", None))
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        return self.precision.autocast()
 
     def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         b = batches[0]
@@ -153,8 +155,8 @@ class Pix2PixMethod(TrainingMethod):
             d_out = self.D(torch.cat([cond, cond]), torch.cat([real, fake.detach()])).float()
         loss_d = 0.5 * (F.softplus(-d_out[:n]).mean() + F.softplus(d_out[n:]).mean())
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self.precision.backward(loss_d, "d")
+        self.precision.step(self.opt_d, "d")
         self.D.requires_grad_(False)  # G's step: no gradients (or all-reduces) for D
         with self._autocast():
             g_logits = self.D(cond, fake).float()
@@ -163,8 +165,8 @@ class Pix2PixMethod(TrainingMethod):
         loss_l1 = (fake.float() - real).abs().mean()
         loss_g = loss_adv + self.m.l1_weight * loss_l1
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.precision.backward(loss_g, "g")
+        self.precision.step(self.opt_g, "g")
         return {"loss_d": loss_d.detach(), "loss_g": loss_adv.detach(),
                 "loss_l1": loss_l1.detach()}
 
@@ -172,15 +174,17 @@ class Pix2PixMethod(TrainingMethod):
         return unwrap(self.G)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": unwrap(self.G).state_dict(),
-                "discriminator": unwrap(self.D).state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        return add_scalers({"generator": unwrap(self.G).state_dict(),
+                            "discriminator": unwrap(self.D).state_dict(),
+                            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()},
+                           self.precision)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         unwrap(self.G).load_state_dict(state["generator"])
         unwrap(self.D).load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self.precision.load_state_dict(state.get("grad_scalers"))
 
     def grid_inputs(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Fixed training pairs (preferring ones with a lesion) and their dropout seeds."""
@@ -209,5 +213,6 @@ class Pix2PixMethod(TrainingMethod):
         G, _ = build_pix2pix(cfg.model, image_channels=meta["in_channels"],
                              image_size=meta["image_size"])
         G.load_state_dict(sampling_weights(state, "generator"))
-        G.to(device).eval()
+        # NHWC, as the GAN sampler: oneDNN on CPUs, tensor cores on GPUs.
+        G.to(device, memory_format=torch.channels_last).eval()
         return Pix2PixSampler(G, meta, device), G

@@ -9,7 +9,6 @@ with ``model.ema: true``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
@@ -28,6 +27,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.precision import Precision, add_scalers
 
 
 def make_vae(model_cfg, *, in_channels: int, image_size: int, n_classes: int) -> ConditionalVAE:
@@ -55,6 +55,7 @@ class VAEMethod(TrainingMethod):
     def __init__(self, vae: nn.Module, opt, *, cfg, n_classes: int, device: torch.device) -> None:
         self.vae, self.opt, self.cfg, self.device = vae, opt, cfg, device
         self.n_classes = n_classes
+        self.precision = Precision(device, bool(cfg.train.amp), ("vae",))
 
     @classmethod
     def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> VAEMethod:
@@ -71,9 +72,7 @@ class VAEMethod(TrainingMethod):
         return {"conditional": self.n_classes > 0, "latent_dim": self.cfg.model.latent_dim}
 
     def _autocast(self):
-        if self.cfg.train.amp and self.device.type in ("cuda", "cpu"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def train_step(self, batches: list[Batch]) -> dict[str, torch.Tensor]:
         """One Adam step on ``rec + kl_weight * kl`` of one batch."""
@@ -84,19 +83,21 @@ class VAEMethod(TrainingMethod):
         rec, kl = vae_loss(recon, b.images, mu.float(), logvar.float(),
                            kl_weight=self.cfg.model.kl_weight)
         loss = rec + self.cfg.model.kl_weight * kl
-        loss.backward()
-        self.opt.step()
+        self.precision.backward(loss, "vae")
+        self.precision.step(self.opt, "vae")
         return {"loss_rec": rec.detach(), "loss_kl": kl.detach()}
 
     def ema_network(self) -> nn.Module:
         return unwrap(self.vae)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"vae": unwrap(self.vae).state_dict(), "opt_vae": self.opt.state_dict()}
+        return add_scalers({"vae": unwrap(self.vae).state_dict(),
+                            "opt_vae": self.opt.state_dict()}, self.precision)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         unwrap(self.vae).load_state_dict(state["vae"])
         self.opt.load_state_dict(state["opt_vae"])
+        self.precision.load_state_dict(state.get("grad_scalers"))
 
     def grid_inputs(self, seed: int, n: int):
         z = latent_noise([int(seed) * 1000 + 7919 + i for i in range(n)],
@@ -119,7 +120,8 @@ class VAEMethod(TrainingMethod):
         vae = make_vae(cfg.model, in_channels=meta["in_channels"], image_size=meta["image_size"],
                        n_classes=k)
         vae.load_state_dict(sampling_weights(state, "vae"))
-        vae.to(device).eval()
+        # NHWC, as the GAN sampler: oneDNN on CPUs, tensor cores on GPUs.
+        vae.to(device, memory_format=torch.channels_last).eval()
         latent = int(meta["latent_dim"])
 
         def sampler(seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
