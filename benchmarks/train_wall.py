@@ -19,6 +19,10 @@ what a user waits for on an idle machine.
 
     python benchmarks/train_wall.py                      # 25 steps, 1 thread, 3 pairs
     python benchmarks/train_wall.py --repeats 5 --threads 2
+    python benchmarks/train_wall.py --baseline-src /tmp/old/src   # also an older synthmed
+
+With ``--baseline-src`` each round also runs ``synthmed train`` from another source tree (e.g.
+``git archive main src | tar -x -C /tmp/old``), so before and after are measured in one script.
 """
 
 from __future__ import annotations
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-workers", type=int, default=2, help="the example's --workers default")
     p.add_argument("--set", dest="sets", action="append", default=[],
                    help="extra --set for synthmed (e.g. train.amp=true)")
+    p.add_argument("--baseline-src", default=None,
+                   help="also time synthmed from this src/ directory (before/after)")
     p.add_argument("--part", choices=["reference"], help=argparse.SUPPRESS)
     p.add_argument("--png", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -148,16 +154,17 @@ def main(argv: list[str] | None = None) -> int:
                   "train.device=cpu", f"train.num_threads={a.threads}", *a.sets]:
             ours_cmd += ["--set", s]
         rows = []
+        base_env = {**env, "PYTHONPATH": a.baseline_src or ""}
         for k in range(a.repeats):
-            order = [("ref", ref_cmd), ("ours", ours_cmd)]
-            res = dict((name, _timed(cmd, env)) for name, cmd in (order if k % 2 == 0
-                                                                  else order[::-1]))
+            order = [("ref", ref_cmd, env), ("ours", ours_cmd, env)]
+            if a.baseline_src:
+                order.append(("base", ours_cmd, base_env))
+            order = order[k % len(order):] + order[:k % len(order)]  # rotate who goes first
+            res = {name: _timed(cmd, e) for name, cmd, e in order}
             rows.append(res)
-            print(json.dumps({"pair": k, "first": "ref" if k % 2 == 0 else "synthmed",
-                              "ref_wall": round(res["ref"][0], 2),
-                              "ref_cpu": round(res["ref"][1], 2),
-                              "synthmed_wall": round(res["ours"][0], 2),
-                              "synthmed_cpu": round(res["ours"][1], 2),
+            print(json.dumps({"round": k, "order": [o[0] for o in order],
+                              **{f"{n}_{m}": round(res[n][i], 2) for n in res
+                                 for i, m in enumerate(("wall", "cpu"))},
                               "load1": os.getloadavg()[0]}), flush=True)
     wall = [r["ref"][0] / r["ours"][0] for r in rows]
     cpu = [r["ref"][1] / r["ours"][1] for r in rows]
@@ -170,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synthmed:  wall {med['ow']:.1f} s, CPU {med['oc']:.1f} s (medians)")
     print(f"speed-up reference/synthmed: wall {_summary(wall)}, CPU {_summary(cpu)} "
           "(target >= 1.3x)")
+    if a.baseline_src:
+        bw = [r["ref"][0] / r["base"][0] for r in rows]
+        bc = [r["ref"][1] / r["base"][1] for r in rows]
+        print(f"baseline {a.baseline_src}: wall {statistics.median(r['base'][0] for r in rows):.1f}"
+              f" s, CPU {statistics.median(r['base'][1] for r in rows):.1f} s; speed-up "
+              f"reference/baseline: wall {_summary(bw)}, CPU {_summary(bc)}")
     return 0
 
 

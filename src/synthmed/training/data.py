@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from synthmed.config import DataConfig
-from synthmed.data.dataset import PreparedDataset
+from synthmed.data.dataset import PreparedDataset, to_model_range
 from synthmed.errors import ConfigError
 
 
@@ -50,7 +50,10 @@ def resolve_dataset(cfg: DataConfig) -> PreparedDataset:
 
 @dataclass
 class TrainingData:
-    images: torch.Tensor  # (N, C, S, S) float32 in [-1, 1], on the training device
+    # (N, C, S, S) on the training device: uint8 pixels when the split is used at its stored
+    # size (4x less memory, e.g. on a GPU; :meth:`rows` converts per batch), else float32 in
+    # [-1, 1] (resized on load). Read images through :meth:`rows`.
+    images: torch.Tensor
     labels: torch.Tensor  # (N,) int64, -1 when unlabelled
     class_names: list[str]
     dataset_hash: str
@@ -61,6 +64,12 @@ class TrainingData:
     def labelled(self) -> bool:
         return bool(self.class_names) and bool((self.labels >= 0).all())
 
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Images ``idx`` as float32 (n, C, S, S) in [-1, 1], converted on the device with the
+        same arithmetic as :func:`~synthmed.data.dataset.to_model_range` (bit-identical)."""
+        x = self.images[idx]
+        return to_model_range(x) if x.dtype == torch.uint8 else x
+
 
 def load_training_data(cfg: DataConfig, image_size: int | None, device: torch.device, *,
                        masks: bool = False) -> TrainingData:
@@ -70,14 +79,19 @@ def load_training_data(cfg: DataConfig, image_size: int | None, device: torch.de
     mask-conditioned methods; a dataset without masks is then refused.
     """
     ds = resolve_dataset(cfg)
-    images, labels = ds.tensors(cfg.split)
-    if len(images) == 0:
+    idx = ds.indices(cfg.split)
+    labels = torch.from_numpy(ds.labels[idx])
+    if len(idx) == 0:
         raise ConfigError(f"data.split: split {cfg.split!r} of {ds.path} is empty")
-    h, w = images.shape[-2:]
+    h, w = ds.images.shape[-2:]
     size = image_size or h
-    if (h, w) != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                               align_corners=False).clamp_(-1, 1)
+    if (h, w) != (size, size) or ds.images.dtype != np.uint8:
+        images = to_model_range(np.asarray(ds.images[idx]))
+        if (h, w) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                                   align_corners=False).clamp_(-1, 1)
+    else:  # kept as stored: converted per batch
+        images = torch.from_numpy(np.ascontiguousarray(ds.images[idx]))
     m = _masks(ds, cfg, size) if masks else None
     return TrainingData(images.contiguous().to(device), labels.to(device), ds.class_names,
                         ds.content_hash, str(ds.path), m.to(device) if m is not None else None)
@@ -150,7 +164,7 @@ def draw_batches(data: TrainingData, stream: BatchStream, k: int, device: torch.
             idx = idx_cpu.to(device)
         counts = (torch.bincount(host_labels[idx_cpu], minlength=k_classes).tolist()
                   if host_labels is not None else None)
-        out.append(Batch(images=data.images[idx],
+        out.append(Batch(images=data.rows(idx),
                          labels=data.labels[idx] if data.labelled else None,
                          masks=data.masks[idx] if data.masks is not None else None,
                          indices=idx, class_counts=counts))

@@ -195,7 +195,7 @@ class Pix2PixMethod(TrainingMethod):
         order = torch.cat([order[has[order]], order[~has[order]]])[:GRID_PAIRS]
         rows = order.to(masks.device)
         seeds = [int(seed) * 1000 + k for k in range(len(rows))]
-        return masks[rows], self.data.images[rows], seeds
+        return masks[rows], self.data.rows(rows), seeds
 
     def render_grid(self, inputs, network: nn.Module) -> tuple[torch.Tensor, int | None]:
         masks, real, seeds = inputs
