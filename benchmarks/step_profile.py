@@ -75,8 +75,10 @@ class Clock:
         return timed
 
 
-def _instrument_method(clk: Clock, method) -> None:
-    """Forward hooks on the method's networks; timers on its optimizers and augmenter."""
+def _instrument_method(clk: Clock, method, active) -> None:
+    """Forward hooks on the method's networks (counted only while ``active()``: inside a
+    training step, not when a sample grid runs the EMA copy, which inherits the hooks); timers
+    on its optimizers and augmenter."""
     import torch
     from torch import nn
 
@@ -87,8 +89,9 @@ def _instrument_method(clk: Clock, method) -> None:
         for attr, value in list(vars(owner).items()):
             if isinstance(value, nn.Module) and attr in names:
                 label = names[attr]
-                value.register_forward_pre_hook(lambda *_, label=label: clk.enter(label))
-                value.register_forward_hook(lambda *_: clk.exit())
+                value.register_forward_pre_hook(
+                    lambda *_, label=label: clk.enter(label) if active() else None)
+                value.register_forward_hook(lambda *_: clk.exit() if active() else None)
             elif isinstance(value, torch.optim.Optimizer):
                 value.step = clk.wrap("optimizer steps", value.step)
             elif attr == "augment" and value is not None:
@@ -111,13 +114,20 @@ def profile_cell(model: str, steps: int, root, threads: int) -> dict:
     name, extra = CONFIGS[model]
     cfg = load_config(root / "configs" / name, extra + [
         f"train.steps={steps}", "train.device=cpu", f"train.num_threads={threads}"])
-    in_loop = {"on": False}
+    in_loop = {"on": False, "step": False}
     orig_build, orig_ema = trainer.build_method, trainer._build_ema
 
     def build_method(*a, **k):
         out = orig_build(*a, **k)
-        _instrument_method(clk, out[0])
-        step = out[0].train_step
+        _instrument_method(clk, out[0], lambda: in_loop["step"])
+        inner = out[0].train_step
+
+        def step(batches):
+            in_loop["step"] = True
+            try:
+                return inner(batches)
+            finally:
+                in_loop["step"] = False
 
         def train_step(batches):
             if in_loop["on"]:
