@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from synthmed.errors import DataError
 
@@ -185,10 +184,14 @@ class Preprocessor:
         if x.ndim == 3:
             return np.stack([self.denoise(x[..., c]) for c in range(x.shape[2])], axis=-1)
         if self.filter == "gaussian":
+            from scipy import ndimage  # here: training imports this module, not scipy
+
             return ndimage.gaussian_filter(x, sigma=self.filter_sigma, mode="reflect")
         if self.filter == "median":
             if self.filter_size == 3:
                 return median3(x)
+            from scipy import ndimage
+
             return ndimage.median_filter(x, size=self.filter_size, mode="reflect")
         return bilateral_filter(x, sigma_space=self.sigma_space, sigma_color=self.sigma_color)
 
