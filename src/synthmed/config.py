@@ -78,8 +78,11 @@ class ModelConfig(Section):
         "epsilon", description="ddpm: predict the noise, or v (Salimans & Ho 2022)")
     cond_drop: float = Field(0.1, ge=0, lt=1, description="ddpm: label dropout for "
                              "classifier-free guidance (Ho & Salimans 2022)")
-    sample_steps: int = Field(50, gt=0, description="ddpm: DDIM steps for sample grids and the "
-                              "default of generate --steps")
+    sampler: Literal["dpm-solver++", "ddim"] = Field(
+        "dpm-solver++", description="ddpm: ODE solver for sample grids and the default of "
+        "generate --sampler: DPM-Solver++(2M) with clean-image clipping (Lu et al. 2022), or DDIM")
+    sample_steps: int = Field(20, gt=0, description="ddpm: network evaluations (solver steps) for "
+                              "sample grids and the default of generate --steps")
     guidance: float = Field(1.0, ge=0, description="ddpm: CFG scale for grids and the default "
                             "of generate --guidance (0 unconditional, 1 conditional)")
     kl_weight: float = Field(1.0, gt=0, description="vae: weight of the KL term (beta-VAE)")

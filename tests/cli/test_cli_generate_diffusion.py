@@ -28,12 +28,30 @@ def test_steps_and_guidance_are_used_and_recorded(cli, runs, tmp_path):
                           "--steps", 3, "--guidance", 1.5])
     assert code == 0, err
     meta = json.loads((tmp_path / "s" / "generation.json").read_text())
-    assert meta["sampling_options"] == {"steps": 3, "guidance": 1.5, "bf16": False}
+    assert meta["sampling_options"] == {"sampler": "dpm-solver++", "steps": 3, "guidance": 1.5,
+                                        "bf16": False}
     assert meta["model"] == "ddpm" and meta["n"] == 2
 
 
+def test_sampler_ddim_is_selectable_and_differs(cli, runs, tmp_path):
+    import numpy as np
+
+    sets = {}
+    for sampler in ("dpm-solver++", "ddim"):
+        out = tmp_path / sampler
+        code, _, err = cli(["generate", runs["ddpm"], "--per-class", 1, "--out", out,
+                            "--steps", 3, "--sampler", sampler, "--format", "npz"])
+        assert code == 0, err
+        meta = json.loads((out / "generation.json").read_text())
+        assert meta["sampling_options"]["sampler"] == sampler
+        sets[sampler] = np.load(out / "synthetic.npz")["train_images"]
+    assert not np.array_equal(sets["dpm-solver++"], sets["ddim"])
+
+
 @pytest.mark.parametrize("run,args,needle", [
-    ("ddpm", ["--steps", 0], "--steps 0: DDIM steps must be an integer from 1 to 100"),
+    ("ddpm", ["--steps", 0], "--steps 0: solver steps must be an integer from 1 to 100"),
+    ("ddpm", ["--sampler", "euler"], "--sampler 'euler': use one of dpm-solver++, ddim"),
+    ("dcgan", ["--sampler", "ddim"], "--sampler: not used by dcgan"),
     ("ddpm", ["--steps", 1000], "--steps 1000"),
     ("ddpm", ["--guidance", -0.5], "--guidance -0.5"),
     ("ddpm", ["--guidance", "inf"], "finite number"),

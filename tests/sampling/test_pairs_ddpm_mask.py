@@ -64,7 +64,8 @@ def test_pairs_masks_are_the_edited_source_masks(runs, phantom_dataset, tmp_path
     doc = json.loads((out / "generation.json").read_text())
     assert doc["paired"] and doc["model"] == "ddpm-mask"
     assert doc["rejected_edits"] == sum(int(r["rejected_edits"]) for r in manifest)
-    assert doc["sampling_options"] == {"steps": 2, "guidance": 1.0, "bf16": False}
+    assert doc["sampling_options"] == {"sampler": "dpm-solver++", "steps": 2, "guidance": 1.0,
+                                       "bf16": False}
     assert sum(doc["classes"].values()) == 6
 
 
@@ -121,7 +122,8 @@ def test_cli_steps_and_guidance_are_used_and_recorded(runs, phantom_dataset, tmp
         assert e.value.code == 0, capsys.readouterr().err
         assert "image+mask pairs" in capsys.readouterr().out
         doc = json.loads((out / "generation.json").read_text())
-        assert doc["sampling_options"] == {"steps": steps, "guidance": guidance, "bf16": False}
+        assert doc["sampling_options"] == {"sampler": "dpm-solver++", "steps": steps,
+                                           "guidance": guidance, "bf16": False}
         outs[steps, guidance] = load_synthetic(out)
     a, b = outs.values()
     assert np.array_equal(a.masks, b.masks)

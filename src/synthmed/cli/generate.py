@@ -38,8 +38,11 @@ def generate_cmd(
     match_train: bool = typer.Option(
         False, "--match-train", help="Class counts follow the training split's; alone (no "
         "--n/--seeds): as many images as the training split."),
-    steps: int = typer.Option(None, "--steps", help="Diffusion models: DDIM steps "
-                              "(default: the run's model.sample_steps, 50)."),
+    steps: int = typer.Option(None, "--steps", help="Diffusion models: solver steps = network "
+                              "evaluations (default: the run's model.sample_steps, 20)."),
+    sampler: str = typer.Option(None, "--sampler", help="Diffusion models: dpm-solver++ "
+                                "(DPM-Solver++(2M), good at 20 steps) or ddim (needs ~200); "
+                                "default: the run's model.sampler."),
     guidance: float = typer.Option(None, "--guidance", help="Diffusion models: classifier-free "
                                    "guidance scale (0 unconditional, 1 conditional; default: the "
                                    "run's model.guidance)."),
@@ -66,7 +69,7 @@ def generate_cmd(
         path = write_pairs(run_dir, out, masks_from=masks_from, n=n, seeds=seeds, edits=edit,
                            checkpoint=checkpoint, fmt=fmt, device=device, force=force,
                            allow_eval_masks=allow_eval_masks, steps=steps, guidance=guidance,
-                           bf16=bf16 or None)
+                           bf16=bf16 or None, sampler=sampler)
         console.print(f"image+mask pairs: {path}  (manifest.csv, generation.json)")
         return
     if edit or allow_eval_masks:
@@ -76,5 +79,6 @@ def generate_cmd(
                            seeds=seeds, checkpoint=checkpoint, fmt=fmt, device=device,
                            force=force, exclude_near_copies=exclude_near_copies,
                            train_dataset=train, size=size, match_train=match_train,
-                           steps=steps, guidance=guidance, bf16=bf16 or None)
+                           steps=steps, guidance=guidance, bf16=bf16 or None,
+                           sampler=sampler)
     console.print(f"synthetic set: {path}  (manifest.csv, generation.json)")

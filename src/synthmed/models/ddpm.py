@@ -1,4 +1,5 @@
-"""Denoising diffusion: a class-conditional U-Net trained to undo Gaussian noise, sampled by DDIM.
+"""Denoising diffusion: a class-conditional U-Net trained to undo Gaussian noise, sampled by
+DPM-Solver++(2M) (default) or DDIM.
 
 - Network: MONAI's ``DiffusionModelUNet`` (Pinaya et al. 2022, after Rombach et al. 2022) with a
   class embedding added to the timestep embedding (``num_class_embeds``). One extra embedding,
@@ -9,10 +10,13 @@
   (epsilon) at a uniformly drawn timestep, or of the velocity v (Salimans & Ho 2022); noise
   levels from MONAI's ``DDPMScheduler`` with a linear (Ho et al.) or cosine (Nichol & Dhariwal
   2021) schedule.
-- Sampling: MONAI's ``DDIMScheduler`` with eta = 0 (Song et al. 2021), deterministic given the
-  starting noise, so an image is a function of (weights, class, starting noise, steps, guidance)
-  alone. Guided prediction ``u + s (c - u)``: s = 0 is the unconditional model, s = 1 the
-  conditional one, s > 1 trades diversity for class fidelity.
+- Sampling: DPM-Solver++(2M) with the clean-image prediction clipped to [-1, 1] (Lu et al.
+  2022; :mod:`synthmed.models.dpm_solver`), or MONAI's ``DDIMScheduler`` with eta = 0 (Song et
+  al. 2021). Both solve the probability-flow ODE deterministically from the starting noise, so an
+  image is a function of (weights, class, starting noise, sampler, steps, guidance) alone; at
+  20 network evaluations DPM-Solver++ is far closer to the ODE's solution than DDIM. Guided
+  prediction ``u + s (c - u)``: s = 0 is the unconditional model, s = 1 the conditional one,
+  s > 1 trades diversity for class fidelity.
 - Mask conditioning: optional extra input channels (a segmentation mask) concatenated to the
   noisy image at every step, as in SegGuidedDiff (Konz et al. 2024).
 
@@ -35,6 +39,8 @@ from torch import nn
 SCHEDULES = {"linear": "linear_beta", "cosine": "cosine"}
 #: ``model.prediction`` -> MONAI's prediction type.
 PREDICTIONS = {"epsilon": "epsilon", "v": "v_prediction"}
+#: ``model.sampler`` values: the ODE solver used to sample.
+SAMPLERS = ("dpm-solver++", "ddim")
 DEFAULT_CHANNELS = (32, 64, 64)
 
 
@@ -151,6 +157,40 @@ def guided_prediction(unet: nn.Module, x: torch.Tensor, t: torch.Tensor,
     out = unet(torch.cat([inp, inp]), torch.cat([t, t]), class_labels=torch.cat([y, null]))
     cond, uncond = out.chunk(2)
     return uncond + guidance * (cond - uncond)
+
+
+@torch.no_grad()
+def sample(unet: nn.Module, noise: torch.Tensor, y: torch.Tensor | None, *,
+           diffusion: Diffusion, steps: int, guidance: float, num_classes: int,
+           sampler: str = "dpm-solver++", extra: torch.Tensor | None = None,
+           bf16: bool = False) -> torch.Tensor:
+    """``noise`` (N, C, H, W) -> images in [-1, 1] with ``sampler`` (a key of SAMPLERS) in
+    ``steps`` network evaluations (each one batch of guided predictions).
+
+    Each image depends only on its own row of ``noise``, ``y`` and ``extra`` (the network is in
+    eval mode, GroupNorm and attention act per image). ``bf16`` runs the network under bf16
+    autocast; the solver update stays float32.
+    """
+    if sampler == "ddim":
+        return ddim_sample(unet, noise, y, diffusion=diffusion, steps=steps, guidance=guidance,
+                           num_classes=num_classes, extra=extra, bf16=bf16)
+    if sampler != "dpm-solver++":
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    from synthmed.models.dpm_solver import DPMSolverPP
+
+    solver = DPMSolverPP(diffusion.train_scheduler().alphas_cumprod, steps,
+                         prediction=diffusion.prediction, clip=True)
+    ctx = (torch.autocast(noise.device.type, dtype=torch.bfloat16) if bf16
+           else contextlib.nullcontext())
+
+    def model(x: torch.Tensor, t: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        with ctx:
+            out = guided_prediction(unet, x, tt, y, guidance=guidance, num_classes=num_classes,
+                                    extra=extra)
+        return out.float()
+
+    return solver.sample(model, noise.float()).clamp_(-1, 1)
 
 
 @torch.no_grad()

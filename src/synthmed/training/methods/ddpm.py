@@ -1,11 +1,12 @@
 """The diffusion training method: ``model.name: ddpm`` (and ``ddpm-mask``, mask-conditioned).
 
 Wires :mod:`synthmed.models.ddpm` (MONAI ``DiffusionModelUNet``, ``DDPMScheduler`` for training,
-``DDIMScheduler`` for sampling, classifier-free guidance) into the one engine: the trainer owns
-the loop, EMA (on by default: diffusion samples from the raw weights are visibly worse, Ho et al.
-2020 use decay 0.9999), checkpoints, exact resume and DDP. ``synthmed generate --steps N
---guidance S [--bf16]`` reach :meth:`DDPMMethod.build_sampler`; for ``ddpm-mask`` it returns a
-:class:`DDPMMaskSampler`, which ``generate --masks-from`` drives like pix2pix's.
+DPM-Solver++(2M) or DDIM for sampling, classifier-free guidance) into the one engine: the
+trainer owns the loop, EMA (on by default: diffusion samples from the raw weights are visibly
+worse, Ho et al. 2020 use decay 0.9999), checkpoints, exact resume and DDP. ``synthmed generate
+--steps N --sampler dpm-solver++|ddim --guidance S [--bf16]`` reach
+:meth:`DDPMMethod.build_sampler`; for ``ddpm-mask`` it returns a :class:`DDPMMaskSampler`, which
+``generate --masks-from`` drives like pix2pix's.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from torch import nn
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.models.ddpm import (
     DEFAULT_CHANNELS,
+    SAMPLERS,
     Diffusion,
     build_unet,
-    ddim_sample,
     diffusion_loss,
+    sample,
     seeded_noise,
 )
 from synthmed.training import distributed as ddp
@@ -74,14 +76,24 @@ def native_bf16(device: torch.device) -> bool:
     return native(device)
 
 
+def check_sampler(sampler, model_cfg) -> str:
+    """Validate ``--sampler`` (None: the run's ``model.sampler``)."""
+    sampler = getattr(model_cfg, "sampler", "dpm-solver++") if sampler is None else sampler
+    if sampler not in SAMPLERS:
+        raise SynthmedError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)} "
+                            "(dpm-solver++ needs about 20 steps, ddim 200 for the same quality)")
+    return sampler
+
+
 def check_generation_options(steps, guidance, bf16, *, model_cfg, conditional: bool,
                              device: torch.device) -> tuple[int, float, bool]:
     """Validate ``--steps``, ``--guidance`` and ``--bf16`` (None: the run's defaults)."""
     steps = model_cfg.sample_steps if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or \
             not 1 <= steps <= model_cfg.diffusion_steps:
-        raise SynthmedError(f"--steps {steps!r}: DDIM steps must be an integer from 1 to "
-                            f"{model_cfg.diffusion_steps} (the run's diffusion_steps); 50 is usual")
+        raise SynthmedError(f"--steps {steps!r}: solver steps must be an integer from 1 to "
+                            f"{model_cfg.diffusion_steps} (the run's diffusion_steps); 20 is "
+                            "usual with dpm-solver++, 50-200 with ddim")
     if guidance is not None and not conditional:
         raise SynthmedError("--guidance: this run's ddpm is unconditional (no class labels); "
                             "drop the option")
@@ -175,16 +187,20 @@ class DDPMMethod(TrainingMethod):
         if self.grid_masks is not None:  # the first training masks, repeated
             reps = -(-len(noise) // len(self.grid_masks))
             extra = mask_input(self.grid_masks.repeat(reps, 1, 1, 1)[:len(noise)]).to(self.device)
-        return ddim_sample(network, noise, y, diffusion=self.diffusion, steps=m.sample_steps,
-                           guidance=m.guidance, num_classes=self.n_classes, extra=extra), None
+        return sample(network, noise, y, diffusion=self.diffusion, steps=m.sample_steps,
+                      guidance=m.guidance, num_classes=self.n_classes, sampler=m.sampler,
+                      extra=extra), None
 
     @classmethod
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device, *,
                       steps: int | None = None, guidance: float | None = None,
-                      bf16: bool | None = None, **options: Any) -> tuple[Sampler, nn.Module]:
-        """DDIM from per-seed noise; for a mask-conditioned run a :class:`DDPMMaskSampler`
-        (``generate --masks-from``), which refuses to sample without masks."""
+                      bf16: bool | None = None, sampler: str | None = None,
+                      **options: Any) -> tuple[Sampler, nn.Module]:
+        """DPM-Solver++ or DDIM from per-seed noise; for a mask-conditioned run a
+        :class:`DDPMMaskSampler` (``generate --masks-from``), which refuses to sample without
+        masks."""
         reject_options(options, cfg.model.name)
+        solver = check_sampler(sampler, cfg.model)
         meta = state["meta"]
         k = int(meta["n_classes"]) if meta["conditional"] else 0
         mask_channels = int(meta.get("mask_channels", 0))
@@ -202,11 +218,11 @@ class DDPMMethod(TrainingMethod):
                 extra: torch.Tensor | None = None) -> torch.Tensor:
             noise = seeded_noise(seeds, shape).to(device)
             y = labels.to(device) if k and labels is not None else None
-            return ddim_sample(unet, noise, y, diffusion=diffusion, steps=steps,
-                               guidance=guidance, num_classes=k, bf16=bf16,
-                               extra=None if extra is None else extra.to(device))
+            return sample(unet, noise, y, diffusion=diffusion, steps=steps, guidance=guidance,
+                          num_classes=k, sampler=solver, bf16=bf16,
+                          extra=None if extra is None else extra.to(device))
 
-        provenance = {"steps": steps, "guidance": guidance, "bf16": bf16}
+        provenance = {"sampler": solver, "steps": steps, "guidance": guidance, "bf16": bf16}
         if mask_channels:
             return DDPMMaskSampler(run, cfg.model.name, provenance), unet
 
@@ -218,9 +234,9 @@ class DDPMMethod(TrainingMethod):
 
 
 class DDPMMaskSampler(MaskSampler):
-    """``ddpm-mask``'s :class:`~synthmed.training.method.MaskSampler`: DDIM from the seed's noise
-    with the mask concatenated at every step, in the source case's class (CFG applies to the
-    class; the mask is always given, as in training). Anatomy images are not used."""
+    """``ddpm-mask``'s :class:`~synthmed.training.method.MaskSampler`: the run's solver from the
+    seed's noise with the mask concatenated at every step, in the source case's class (CFG
+    applies to the class; the mask is always given, as in training). Anatomy images are not used."""
 
     def __init__(self, run, model: str, options: dict[str, Any]) -> None:
         self.run, self.model, self.options = run, model, options
