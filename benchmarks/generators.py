@@ -129,7 +129,8 @@ def score(data: Path, synthetic: Path, out: Path, *, full: bool, device: str) ->
 
 
 def synthetic_only(data: Path, synthetic: Path, runs: Path, name: str, *, seeds: int,
-                   epochs: int, threads: int, device: str, with_real: bool) -> dict:
+                   epochs: int, threads: int, device: str, with_real: bool,
+                   positive: str = "malignant") -> dict:
     from synthmed.config import load_config
     from synthmed.tasks.utility import run_utility
 
@@ -138,7 +139,7 @@ def synthetic_only(data: Path, synthetic: Path, runs: Path, name: str, *, seeds:
         f"name={name}", f"data.path={data}", f"utility.synthetic={synthetic}",
         f"utility.arms={arms}", "utility.model=small-resnet", f"utility.epochs={epochs}",
         "utility.batch_size=128", f"utility.seeds={seeds}", f"utility.num_threads={threads}",
-        "utility.positive_class=malignant", f"utility.device={device}"])
+        f"utility.positive_class={positive}", f"utility.device={device}"])
     run = run_utility(cfg, runs_dir=runs)
     doc = json.loads((run / "utility.json").read_text(encoding="utf-8"))
     return {x["arm"]: x for x in doc["summary"] if x["metric"] == "auc"}

@@ -276,3 +276,33 @@ def test_config_errors_name_the_key(kwargs, build_kw, match):
     with pytest.raises(ConfigError, match=match) as err:
         build_gan(cfg, **args)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("size", [16, 28, 64])
+def test_cgan_bilinear_upsampling_shapes_and_no_pixel_replication(size):
+    """model.upsample: bilinear keeps shapes, changes outputs, and unlike nearest does not
+    copy each low-resolution value into a 2x2 block before the convolution."""
+    from synthmed.models.cgan import upsample2x
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="cgan", latent_dim=LATENT, base_width=WIDTH, upsample="bilinear")
+    pair = build_gan(cfg, in_channels=1, image_size=size, n_classes=K)
+    torch.manual_seed(0)
+    nearest = build("cgan", size=size)
+    nearest.generator.load_state_dict(pair.generator.state_dict())
+    z, y = torch.randn(2, LATENT), torch.tensor([0, 1])
+    pair.generator.eval()
+    nearest.generator.eval()
+    with torch.no_grad():
+        out, ref = pair.generator(z, y), nearest.generator(z, y)
+    assert out.shape == ref.shape == (2, 1, size, size)
+    assert not torch.allclose(out, ref)
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    up = upsample2x(x, "bilinear")
+    assert torch.equal(upsample2x(x, "nearest")[0, 0, :2, :2], torch.zeros(2, 2))
+    assert up[0, 0, 0, 0] != up[0, 0, 0, 1] and up.mean() == x.mean()
+
+
+def test_cgan_upsample_mode_is_validated():
+    with pytest.raises(ValueError):
+        ModelConfig(name="cgan", upsample="bicubic")

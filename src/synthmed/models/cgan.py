@@ -43,6 +43,10 @@ def _sn(module: nn.Module, gain: float = 1.0) -> nn.Module:
     return spectral_norm(_xavier(module, gain))
 
 
+#: ``model.upsample`` values (cgan generator)
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm with per-class scale and shift; plain affine BatchNorm when num_classes == 0."""
 
@@ -66,11 +70,24 @@ class ConditionalBatchNorm2d(nn.Module):
         return h * self.gamma(y)[:, :, None, None] + self.beta(y)[:, :, None, None]
 
 
-class GenBlock(nn.Module):
-    """Pre-activation residual block that doubles the resolution (nearest upsampling)."""
+def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Double H and W: ``nearest`` (SNGAN's) or ``bilinear`` (a fixed low-pass before the 3x3
+    convolution: resize-convolution without the pixel-replication pattern, Odena et al. 2016)."""
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
-    def __init__(self, in_ch: int, out_ch: int, num_classes: int) -> None:
+
+class GenBlock(nn.Module):
+    """Pre-activation residual block that doubles the resolution (nearest or bilinear
+    upsampling)."""
+
+    def __init__(self, in_ch: int, out_ch: int, num_classes: int,
+                 upsample: str = "nearest") -> None:
         super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
         self.bn1 = ConditionalBatchNorm2d(in_ch, num_classes)
         self.conv1 = _xavier(nn.Conv2d(in_ch, out_ch, 3, 1, 1), 2**0.5)
         self.bn2 = ConditionalBatchNorm2d(out_ch, num_classes)
@@ -79,16 +96,17 @@ class GenBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """x (N, in_ch, H, W) -> (N, out_ch, 2H, 2W)."""
-        h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2.0, mode="nearest")
+        h = upsample2x(F.relu(self.bn1(x, y)), self.upsample)
         h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return h + self.shortcut(upsample2x(x, self.upsample))
 
 
 class ResNetGenerator(nn.Module):
     """(z (N, latent_dim), y (N,) | None) -> image (N, out_channels, image_size, image_size)."""
 
     def __init__(self, *, spatial_dims: int = 2, latent_dim: int = 128, out_channels: int = 1,
-                 channels: int = 64, image_size: int = 64, num_classes: int = 0) -> None:
+                 channels: int = 64, image_size: int = 64, num_classes: int = 0,
+                 upsample: str = "nearest") -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
         n = num_stages(image_size)
@@ -98,7 +116,7 @@ class ResNetGenerator(nn.Module):
         self.base_shape = (widths[0], 4, 4)
         self.fc = _xavier(nn.Linear(latent_dim, widths[0] * 16))
         self.blocks = nn.ModuleList(
-            GenBlock(widths[i], widths[i + 1], num_classes) for i in range(n)
+            GenBlock(widths[i], widths[i + 1], num_classes, upsample) for i in range(n)
         )
         self.bn_out = nn.BatchNorm2d(widths[-1])
         self.conv_out = _xavier(nn.Conv2d(widths[-1], out_channels, 3, 1, 1))
@@ -183,7 +201,8 @@ def build_cgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
         )
     k = n_classes if n_classes >= 2 else 0
     g = ResNetGenerator(spatial_dims=2, latent_dim=cfg.latent_dim, out_channels=in_channels,
-                        channels=cfg.base_width, image_size=image_size, num_classes=k)
+                        channels=cfg.base_width, image_size=image_size, num_classes=k,
+                        upsample=cfg.upsample)
     d = ProjectionDiscriminator(spatial_dims=2, in_channels=in_channels, channels=cfg.base_width,
                                 image_size=image_size, num_classes=k)
     return GANPair(g, d, latent_dim=cfg.latent_dim, n_classes=k, conditional=k > 0,

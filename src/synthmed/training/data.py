@@ -24,17 +24,18 @@ def cache_dir() -> Path:
 def phantom_dataset(n: int, size: int, seed: int) -> PreparedDataset:
     """The built-in phantom as a prepared dataset, built once into the cache (atomically)."""
     from synthmed.data.dataset import write_prepared
-    from synthmed.data.phantom import CLASS_NAMES, make_phantom
+    from synthmed.data.phantom import CLASS_NAMES, PHANTOM_VERSION, make_phantom
     from synthmed.data.splits import group_stratified_split
 
-    path = cache_dir() / "phantom" / f"n{n}-s{size}-seed{seed}"
+    path = cache_dir() / "phantom" / f"n{n}-s{size}-seed{seed}-v{PHANTOM_VERSION}"
     if not (path / "dataset.json").is_file():
         ph = make_phantom(n, size, seed)
         splits = group_stratified_split(ph["labels"], ph["groups"], seed=seed)
         write_prepared(path, images=ph["images"][:, None], labels=ph["labels"], splits=splits,
                        class_names=CLASS_NAMES, ids=ph["ids"], groups=ph["groups"],
                        masks=ph["masks"], name="phantom", force=True,
-                       source={"type": "phantom", "n": n, "size": size, "seed": seed})
+                       source={"type": "phantom", "n": n, "size": size, "seed": seed,
+                               "version": PHANTOM_VERSION})
     return PreparedDataset(path)
 
 
