@@ -21,16 +21,15 @@ def toy(x: torch.Tensor, t: int) -> torch.Tensor:
 # diffusers 0.42.1 DPMSolverMultistepScheduler(num_train_timesteps=1000, trained_betas=MONAI's
 # betas of the schedule, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
 # timestep_spacing="linspace", final_sigmas_type="zero", lower_order_final=True,
-# thresholding=CLIP, sample_max_value=1.0), stepped with toy() from
+# lambda_min_clipped=-5.1, thresholding=CLIP, sample_max_value=1.0), stepped with toy() from
 # x = linspace(-2.5, 2.5, 8).reshape(1, 1, 2, 4) (float32); outputs rounded to 6 decimals.
 REFERENCE = {
     ("cosine", "epsilon", 20, True):
-        [-1.0, -1.0, -1.0, -0.538409, 0.569429, 1.0, 1.0, 1.0],
+        [-1.0, -1.0, -1.0, -0.533139, 0.560314, 1.0, 1.0, 1.0],
     ("linear", "v", 20, True):
         [-1.0, -0.772304, -0.481838, -0.191129, 0.12764, 0.486151, 0.870245, 1.0],
     ("cosine", "epsilon", 10, False):
-        [-202.649429, 313.92923, -155.2332, -156.754257, 321.272491, -187.414612, -107.329475,
-         321.882019],
+        [-4.425582, 0.338164, -2.343651, -1.579652, 2.874362, -0.21937, 1.245653, 5.303032],
     ("linear", "epsilon", 7, True):
         [-1.0, -1.0, -1.0, -0.664444, 0.728479, 1.0, 1.0, 1.0],
 }
@@ -52,7 +51,7 @@ def test_matches_the_reference_implementation_numbers(key):
 
 
 @pytest.mark.parametrize("schedule,prediction,steps", [("cosine", "epsilon", 20),
-                                                       ("linear", "v", 5)])
+                                                       ("cosine", "v", 7), ("linear", "v", 5)])
 def test_matches_diffusers_when_installed(schedule, prediction, steps):
     """The same check live against diffusers (a dev extra), on random inputs and at both
     clip settings."""
@@ -66,7 +65,7 @@ def test_matches_diffusers_when_installed(schedule, prediction, steps):
             algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
             prediction_type={"epsilon": "epsilon", "v": "v_prediction"}[prediction],
             thresholding=clip, sample_max_value=1.0, timestep_spacing="linspace",
-            final_sigmas_type="zero", lower_order_final=True)
+            final_sigmas_type="zero", lower_order_final=True, lambda_min_clipped=-5.1)
         ref.set_timesteps(steps)
         xr = x.clone()
         for t in ref.timesteps:
@@ -130,6 +129,9 @@ def test_converges_to_the_ode_solution_faster_than_ddim():
 
 def test_timesteps_follow_linspace_and_drop_duplicates():
     assert dpm_timesteps(1000, 4).tolist() == [999, 749, 500, 250]
+    cosine = _alphas_cumprod("cosine")  # starts where lambda >= -5.1, not at alpha = 5e-5
+    assert dpm_timesteps(1000, 20, cosine)[:2].tolist() == [995, 945]
+    assert dpm_timesteps(1000, 4, _alphas_cumprod("linear")).tolist() == [999, 749, 500, 250]
     assert dpm_timesteps(1000, 1).tolist() == [999]
     ts = dpm_timesteps(10, 10)
     assert len(ts) == len(set(ts.tolist())) and (ts[:-1] > ts[1:]).all()

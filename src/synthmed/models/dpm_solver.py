@@ -14,8 +14,9 @@ which keeps guided and under-trained models from saturating.
 Conventions follow the reference implementation (``diffusers``' ``DPMSolverMultistepScheduler``
 with ``algorithm_type="dpmsolver++"``, ``solver_order=2``, ``solver_type="midpoint"``,
 ``timestep_spacing="linspace"``, ``final_sigmas_type="zero"``, ``thresholding=True``,
-``sample_max_value=1.0``): the tests check this module against its numbers. Timesteps are
-``linspace(0, T - 1, steps + 1)`` rounded, the first (noisiest) ``steps`` of them in reverse;
+``sample_max_value=1.0``, ``lambda_min_clipped=-5.1``): the tests check this module against its
+numbers. Timesteps are ``linspace(0, T' - 1, steps + 1)`` rounded, the first (noisiest) ``steps``
+of them in reverse, where T' stops short of the near-zero-signal end of a cosine schedule;
 the first step is first order (no history yet) and the last one jumps to sigma = 0, i.e. returns
 the last clean-image prediction. Coefficients are computed in float64.
 """
@@ -27,13 +28,26 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+#: smallest half-log-SNR the solver starts from (diffusers' ``lambda_min_clipped``, which its
+#: documentation calls critical for the cosine schedule): MONAI's cosine schedule ends at
+#: alpha = 5e-5 (t = 999), where the clean-image prediction divides the network's error by alpha
+#: and every first step saturates; the linear schedule (lambda(999) = -5.07) is not clipped.
+LAMBDA_MIN = -5.1
 
-def dpm_timesteps(num_train_timesteps: int, steps: int) -> np.ndarray:
+
+def dpm_timesteps(num_train_timesteps: int, steps: int,
+                  alphas_cumprod: torch.Tensor | None = None) -> np.ndarray:
     """The ``steps`` discrete timesteps (int64, decreasing) DPM-Solver++ evaluates the network
-    at; duplicates (``steps`` close to T) are dropped, so there may be fewer."""
+    at: ``linspace`` from the last timestep whose half-log-SNR is at least ``LAMBDA_MIN`` down to
+    0; duplicates (``steps`` close to T) are dropped, so there may be fewer."""
     if not 1 <= steps <= num_train_timesteps:
         raise ValueError(f"steps must be in 1..{num_train_timesteps}, got {steps}")
-    ts = np.linspace(0, num_train_timesteps - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
+    last = num_train_timesteps
+    if alphas_cumprod is not None:
+        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).cpu()
+        lam = 0.5 * (ac.log() - (1 - ac).log())
+        last = num_train_timesteps - int(torch.searchsorted(lam.flip(0), LAMBDA_MIN))
+    ts = np.linspace(0, last - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     return np.unique(ts)[::-1].copy()
 
 
@@ -52,7 +66,7 @@ class DPMSolverPP:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).cpu()
-        self.timesteps = dpm_timesteps(len(ac), steps)
+        self.timesteps = dpm_timesteps(len(ac), steps, ac)
         a = ac[torch.from_numpy(self.timesteps)]
         # the last step goes to sigma = 0 (alpha = 1): lambda = +inf there
         self.alpha = torch.cat([a.sqrt(), torch.ones(1, dtype=torch.float64)])
