@@ -158,7 +158,9 @@ def test_unet_sampling_is_batch_independent_and_in_range():
                   num_classes=2)
     one = sample(net, seeded_noise([seeds[5]], (1, 16, 16)), y[5:6], diffusion=d, steps=5,
                  guidance=2.0, num_classes=2)
-    assert torch.allclose(one[0], many[5], atol=1e-4)
+    # float rounding differs per batch size (oneDNN kernels) and the clipping re-projection
+    # can amplify it: 5e-4 on the [-1, 1] scale is 1/16 of a grey level
+    assert torch.allclose(one[0], many[5], atol=5e-4)
     assert many.abs().max() <= 1 and many.std() > 0.05
     ddim = sample(net, seeded_noise(seeds, (1, 16, 16)), y, diffusion=d, steps=5, guidance=2.0,
                   num_classes=2, sampler="ddim")
@@ -168,3 +170,22 @@ def test_unet_sampling_is_batch_independent_and_in_range():
     with pytest.raises(ValueError, match="sampler"):
         sample(net, seeded_noise(seeds, (1, 16, 16)), y, diffusion=d, steps=5, guidance=2.0,
                num_classes=2, sampler="euler")
+
+
+def test_keep_noise_changes_only_clipped_steps():
+    """``keep_noise`` rebuilds the state only where the clean image was clipped: identical
+    results when nothing is clipped, different ones when the prediction saturates."""
+    ac = _alphas_cumprod("linear")
+    x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def mild(x, t):  # exact denoiser of N(0, 0.1^2) data: clean images stay inside [-1, 1]
+        a2 = float(ac[t].double())
+        return math.sqrt(1 - a2) * x / (a2 * 0.01 + 1 - a2)
+
+    def wild(x, t):
+        return torch.sin(3 * x) + 0.5 * x
+
+    for model, same in ((mild, True), (wild, False)):
+        a = DPMSolverPP(ac, 10, keep_noise=True).sample(model, x.clone())
+        b = DPMSolverPP(ac, 10, keep_noise=False).sample(model, x.clone())
+        assert torch.allclose(a, b, atol=1e-10) == same

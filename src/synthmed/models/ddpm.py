@@ -179,7 +179,7 @@ def sample(unet: nn.Module, noise: torch.Tensor, y: torch.Tensor | None, *,
     from synthmed.models.dpm_solver import DPMSolverPP
 
     solver = DPMSolverPP(diffusion.train_scheduler().alphas_cumprod, steps,
-                         prediction=diffusion.prediction, clip=True)
+                         prediction=diffusion.prediction, clip=True, keep_noise=True)
     ctx = (torch.autocast(noise.device.type, dtype=torch.bfloat16) if bf16
            else contextlib.nullcontext())
 
