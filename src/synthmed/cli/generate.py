@@ -41,7 +41,7 @@ def generate_cmd(
     steps: int = typer.Option(None, "--steps", help="Diffusion models: solver steps = network "
                               "evaluations (default: the run's model.sample_steps, 20)."),
     sampler: str = typer.Option(None, "--sampler", help="Diffusion models: dpm-solver++ "
-                                "(DPM-Solver++(2M), good at 20 steps) or ddim (needs ~200); "
+                                "(DPM-Solver++(2M), made for ~20 steps) or ddim (50-200); "
                                 "default: the run's model.sampler."),
     guidance: float = typer.Option(None, "--guidance", help="Diffusion models: classifier-free "
                                    "guidance scale (0 unconditional, 1 conditional; default: the "

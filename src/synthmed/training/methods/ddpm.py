@@ -81,7 +81,7 @@ def check_sampler(sampler, model_cfg) -> str:
     sampler = getattr(model_cfg, "sampler", "dpm-solver++") if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise SynthmedError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)} "
-                            "(dpm-solver++ needs about 20 steps, ddim 200 for the same quality)")
+                            "(dpm-solver++: about 20 steps; ddim: 50-200)")
     return sampler
 
 
