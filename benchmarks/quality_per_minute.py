@@ -57,9 +57,8 @@ GENERATORS = {
 }
 DIFFUSION = {"ddpm"}
 POSITIVE = {"breastmnist": "malignant", "ddti": "malignant", "pneumoniamnist": "pneumonia"}
-# the realism judge's keys in evaluate's result, when present (issue 18)
-JUDGE_KEYS = {"c2st_auc": ("c2st_auc",), "c2st_ci": ("c2st_auc_ci_low", "c2st_auc_ci_high"),
-              "spectral": ("spectral_score", "checkerboard_score")}
+# the realism judge's numbers in evaluate's result (issue 18): realism.auc [auc_ci_low,
+# auc_ci_high] (C2ST) and spectral.checkerboard (log10 power ratio at Nyquist vs real)
 
 
 def prepare(name: str, work: Path, subset: int | None) -> Path:
@@ -126,21 +125,16 @@ def score(data: Path, syn: Path, out: Path, device: str, bootstrap: int) -> dict
                     plots=False, device=device)
 
 
-def _first(m: dict, keys: tuple[str, ...]):
-    for k in keys:
-        if isinstance(m.get(k), (int, float)):
-            return m[k]
-    return None
-
-
 def cell(m: dict) -> dict:
     """The numbers of one (dataset, generator, budget) cell."""
     out = {k: m.get(k) for k in ("relative_fd", "fid", "fid_ci_low", "fid_ci_high", "precision",
                                  "recall", "density", "coverage", "membership_auc",
                                  "membership_auc_features")}
-    out["c2st_auc"] = _first(m, JUDGE_KEYS["c2st_auc"])
-    out["c2st_ci"] = [m.get(k) for k in JUDGE_KEYS["c2st_ci"]]
-    out["spectral"] = _first(m, JUDGE_KEYS["spectral"])
+    realism, spectral = m.get("realism") or {}, m.get("spectral") or {}
+    out["c2st_auc"] = realism.get("auc")
+    out["c2st_ci"] = [realism.get("auc_ci_low"), realism.get("auc_ci_high")]
+    out["spectral"] = spectral.get("checkerboard")
+    out["checkerboard_flagged"] = spectral.get("checkerboard_flagged")
     return out
 
 
@@ -192,8 +186,9 @@ def table(results: dict, a) -> str:
     for ds_name, gens in results.items():
         lines += [f"#### {ds_name}", "",
                   "| generator | budget (train + sample CPU min) | steps | relative FD "
-                  "[FID 95% CI] | C2ST AUC [CI] | spectral | precision / recall | density / "
-                  "coverage | membership AUC px / feat | synthetic-only AUC |",
+                  "[FID 95% CI] | C2ST AUC [CI] | checkerboard (log10 vs real) | "
+                  "precision / recall | density / coverage | membership AUC px / feat | "
+                  "synthetic-only AUC |",
                   "|---" * 10 + "|"]
         for gen, points in gens.items():
             for p in points:
