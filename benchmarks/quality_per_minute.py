@@ -47,7 +47,7 @@ from utility_breastmnist import SHARED, import_real  # noqa: E402
 # MONAI U-Net [32, 64, 64], DPM-Solver++ at 20 evaluations (the default sampler).
 GENERATORS = {
     "cgan": ["model.name=cgan", "model.base_width=32"],
-    "cgan-bilinear": ["model.name=cgan", "model.base_width=32", "model.upsample=bilinear"],
+    "cgan-bilinear": ["model.name=cgan", "model.base_width=32", "model.cgan_upsample=bilinear"],
     "cgan-noada": ["model.name=cgan", "model.base_width=32", "model.ada=false"],
     "dcgan": ["model.name=dcgan", "model.base_width=32"],
     "vae": ["model.name=vae", "model.channels=[32,64,128]", "model.latent_dim=32",

@@ -64,7 +64,7 @@ class ModelConfig(Section):
     ada_speed_img: int = Field(20_000, gt=0, description="images for p to move by 1")
     ema: bool | None = Field(None, description="EMA of G weights; default per model")
     ema_decay: float = Field(0.999, gt=0, lt=1)
-    upsample: Literal["nearest", "bilinear"] = Field(
+    cgan_upsample: Literal["nearest", "bilinear"] = Field(
         "nearest", description="cgan: generator up-sampling before each 3x3 convolution "
         "(nearest as SNGAN; bilinear low-passes first)")
     # Diffusion (ddpm, ddpm-mask) and VAE keys; other models ignore them.

@@ -280,12 +280,13 @@ def test_config_errors_name_the_key(kwargs, build_kw, match):
 
 @pytest.mark.parametrize("size", [16, 28, 64])
 def test_cgan_bilinear_upsampling_shapes_and_no_pixel_replication(size):
-    """model.upsample: bilinear keeps shapes, changes outputs, and unlike nearest does not
+    """model.cgan_upsample: bilinear keeps shapes, changes outputs, and unlike nearest does not
     copy each low-resolution value into a 2x2 block before the convolution."""
     from synthmed.models.cgan import upsample2x
 
     torch.manual_seed(0)
-    cfg = ModelConfig(name="cgan", latent_dim=LATENT, base_width=WIDTH, upsample="bilinear")
+    cfg = ModelConfig(name="cgan", latent_dim=LATENT, base_width=WIDTH,
+                      cgan_upsample="bilinear")
     pair = build_gan(cfg, in_channels=1, image_size=size, n_classes=K)
     torch.manual_seed(0)
     nearest = build("cgan", size=size)
@@ -305,4 +306,4 @@ def test_cgan_bilinear_upsampling_shapes_and_no_pixel_replication(size):
 
 def test_cgan_upsample_mode_is_validated():
     with pytest.raises(ValueError):
-        ModelConfig(name="cgan", upsample="bicubic")
+        ModelConfig(name="cgan", cgan_upsample="bicubic")

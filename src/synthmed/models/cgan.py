@@ -43,7 +43,7 @@ def _sn(module: nn.Module, gain: float = 1.0) -> nn.Module:
     return spectral_norm(_xavier(module, gain))
 
 
-#: ``model.upsample`` values (cgan generator)
+#: ``model.cgan_upsample`` values (the cgan generator)
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
@@ -202,7 +202,7 @@ def build_cgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
     k = n_classes if n_classes >= 2 else 0
     g = ResNetGenerator(spatial_dims=2, latent_dim=cfg.latent_dim, out_channels=in_channels,
                         channels=cfg.base_width, image_size=image_size, num_classes=k,
-                        upsample=cfg.upsample)
+                        upsample=cfg.cgan_upsample)
     d = ProjectionDiscriminator(spatial_dims=2, in_channels=in_channels, channels=cfg.base_width,
                                 image_size=image_size, num_classes=k)
     return GANPair(g, d, latent_dim=cfg.latent_dim, n_classes=k, conditional=k > 0,
