@@ -45,11 +45,11 @@ def _cell(model: str, size: int, threads: int, a) -> dict:
     """One (model, size) timing, in this process (called in a fresh subprocess)."""
     import torch
 
+    from synthmed import generators
     from synthmed.config import load_config
     from synthmed.seed import seed_everything
     from synthmed.training.data import BatchStream, draw_batches, load_training_data
     from synthmed.training.distributed import DistInfo
-    from synthmed.training.method import resolve_method
     from synthmed.training.trainer import _build_ema, build_method
 
     torch.set_num_threads(threads)
@@ -60,7 +60,7 @@ def _cell(model: str, size: int, threads: int, a) -> dict:
     seed_everything(0)
     device, info = torch.device("cpu"), DistInfo()
     data = load_training_data(cfg.data, size, device,
-                              masks=resolve_method(model).needs_masks)
+                              masks=generators.needs_masks(model))
     method, _ = build_method(cfg, data, device, info)
     ema = _build_ema(cfg, method)
     stream = BatchStream(len(data.images), cfg.train.batch_size, seed=0)

@@ -12,22 +12,20 @@ import contextlib
 import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from synthmed import generators
+from synthmed.config_migration import FLAT_MODEL_DEFAULTS, migrate_model
 from synthmed.errors import ConfigError
+from synthmed.generators import ModelSection, Section, role_of, setting
+
+__all__ = ["Section", "ModelSection", "ExperimentConfig", "load_config", "config_from_dict",
+           "role_of", "setting", "FLAT_MODEL_DEFAULTS", "migrate_model"]
 
 Split = Literal["train", "val", "test", "all"]
-
-
-class Section(BaseModel):
-    """Base for config sections: unknown keys are errors, assignments are validated."""
-
-    # inf and nan are never a meaningful setting (train.lr_g=inf trained nan losses to exit 0).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
 
 #: A seed every RNG accepts (torch takes up to 2**64-1, numpy's legacy seeding 2**32; synthmed
 #: reduces it where needed): 0 to 2**63-1, as ``generate --seeds``.
@@ -35,157 +33,123 @@ Seed = Annotated[int, Field(ge=0, lt=2**63)]
 
 
 class DataConfig(Section):
-    path: str = Field("phantom", description="prepared dataset dir, or 'phantom' (built-in)")
-    split: Split = "train"
-    phantom_n: int = Field(600, gt=0, description="images in the built-in phantom")
-    phantom_size: int = Field(64, gt=0, description="phantom side length in pixels")
-    phantom_seed: Seed = 0
-
-
-class ModelConfig(Section):
-    name: str = Field("dcgan", description="dcgan | acgan | cgan | ddpm | ddpm-mask | vae | "
-                      "pix2pix (mask-to-image)")
-    image_size: int | None = Field(None, gt=0, description="16 to 512 px (pix2pix: 64, 128 or "
-                                   "256); default: the data's")
-    latent_dim: int = Field(100, gt=0)
-    base_width: int = Field(64, gt=0)
-    per_class: bool = Field(False, description="one unconditional generator per class")
-    loss: str | None = Field(None, description="bce | hinge | wgan-gp; default per model")
-    r1_gamma: float = Field(0.0, ge=0)
-    gp_weight: float = Field(10.0, ge=0)
-    aux_weight: float = Field(1.0, ge=0, description="ACGAN auxiliary classifier weight")
-    diffaugment: str | None = Field(
-        "auto", description="comma list of translation,cutout,color; 'auto' (on for cgan) or none"
-    )
-    ada: bool | None = Field(None, description="adaptive augmentation probability; "
-                             "default per model")
-    ada_target: float = Field(0.6, gt=0, lt=1)
-    ada_interval: int = Field(4, gt=0)
-    ada_speed_img: int = Field(20_000, gt=0, description="images for p to move by 1")
-    ema: bool | None = Field(None, description="EMA of G weights; default per model")
-    ema_decay: float = Field(0.999, gt=0, lt=1)
-    cgan_upsample: Literal["nearest", "bilinear"] = Field(
-        "nearest", description="cgan: generator up-sampling before each 3x3 convolution "
-        "(nearest as SNGAN; bilinear low-passes first)")
-    # Diffusion (ddpm, ddpm-mask) and VAE keys; other models ignore them.
-    channels: list[int] | None = Field(None, description="ddpm/vae: widths per resolution level "
-                                       "(ddpm default [32, 64, 64], vae [32, 64, 128])")
-    num_res_blocks: int = Field(1, gt=0, description="ddpm: residual blocks per U-Net level")
-    attention_levels: list[bool] | None = Field(
-        None, description="ddpm: self-attention per level; default none (the middle block "
-        "always has it)")
-    diffusion_steps: int = Field(1000, gt=1, description="ddpm: training noise levels T")
-    noise_schedule: Literal["linear", "cosine"] = Field(
-        "cosine", description="ddpm: linear (Ho et al. 2020) or cosine (Nichol & Dhariwal 2021)")
-    prediction: Literal["epsilon", "v"] = Field(
-        "epsilon", description="ddpm: predict the noise, or v (Salimans & Ho 2022)")
-    cond_drop: float = Field(0.1, ge=0, lt=1, description="ddpm: label dropout for "
-                             "classifier-free guidance (Ho & Salimans 2022)")
-    sampler: Literal["dpm-solver++", "ddim"] = Field(
-        "dpm-solver++", description="ddpm: ODE solver for sample grids and the default of "
-        "generate --sampler: DPM-Solver++(2M) with clean-image clipping (Lu et al. 2022), or DDIM")
-    sample_steps: int = Field(20, gt=0, description="ddpm: network evaluations (solver steps) for "
-                              "sample grids and the default of generate --steps")
-    guidance: float = Field(1.0, ge=0, description="ddpm: CFG scale for grids and the default "
-                            "of generate --guidance (0 unconditional, 1 conditional)")
-    kl_weight: float = Field(1.0, gt=0, description="vae: weight of the KL term (beta-VAE)")
-    mask_labels: int = Field(1, gt=0, description="pix2pix: foreground labels in the masks "
-                             "(1: binary mask channel; more: one-hot, one channel per label)")
-    anatomy_factor: int | None = Field(None, gt=1, description="pix2pix: extra conditioning "
-                                       "channel, the image down-sampled by this factor")
-    dropout: float = Field(0.5, ge=0, lt=1, description="pix2pix: decoder dropout (the noise)")
-    l1_weight: float = Field(100.0, ge=0, description="pix2pix: weight of the L1 loss")
-    conditioning: Literal["mask", "anatomy", "brain", "prior"] | None = Field(
-        None, description="pix2pix: what G sees beside the mask: mask only | anatomy (the slice "
-        "down-sampled by anatomy_factor) | brain (its brain mask in blocks of anatomy_factor, "
-        "default 8) | prior (the population's mean brain mask in the slice's brain box); "
-        "default anatomy when anatomy_factor is set, else mask (see models/conditioning.py)")
-    generator: Literal["unet", "spade"] = Field(
-        "unet", description="pix2pix: unet (Isola et al. 2017) | spade (SPADE normalization, "
-        "noise injection, resize-convolve up-sampling; models/spade.py)")
-    upsample: Literal["transpose", "resize"] = Field(
-        "transpose", description="pix2pix unet: transposed conv | nearest resize then 3x3 conv")
-    discriminator: Literal["patchgan", "pooled"] = Field(
-        "patchgan", description="pix2pix: strided PatchGAN | pooled (stride-1 convs, avg pool)")
-    pair_augment: bool = Field(False, description="pix2pix: random flip, rotation, scale and "
-                               "shift applied jointly to image and mask in training")
+    path: str = setting("phantom", role="data", description="prepared dataset dir, or 'phantom' "
+                        "(built-in)")
+    split: Split = setting("train", role="data", description="the split the generator trains on")
+    phantom_n: int = setting(600, role="data", gt=0, description="images in the built-in phantom")
+    phantom_size: int = setting(64, role="data", gt=0, description="phantom side length in pixels")
+    phantom_seed: Seed = setting(0, role="data", description="seed of the built-in phantom")
 
 
 class TrainConfig(Section):
-    batch_size: int = Field(64, gt=0)
-    steps: int = Field(2000, gt=0, description="generator steps")
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
-        0.5, 0.999)
-    d_steps: int = Field(1, gt=0, description="discriminator steps per generator step")
-    seed: Seed = 0
-    sample_every: int = Field(500, gt=0)
-    checkpoint_every: int = Field(500, gt=0)
-    keep_checkpoints: int = Field(3, ge=1)
-    log_every: int = Field(50, gt=0)
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-    amp: bool = Field(False, description="mixed precision: bf16 autocast where native (Ampere+ "
-                      "GPUs, CPUs with AVX512-BF16/AMX: 1.6x train img/s on 2 EPYC cores), fp16 "
-                      "with a gradient scaler on older GPUs")
-    channels_last: bool = Field(True, description="NHWC convolutions (oneDNN on CPU, tensor "
-                                "cores on GPU); measured +10% train img/s on 2 CPU cores")
-    num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
-    deterministic: bool | None = Field(None, description="deterministic kernels (exact resume); "
-                                       "default true on CPU, false on CUDA (cuDNN autotuning)")
-    sync_batchnorm: bool | None = Field(None, description="SyncBatchNorm under multi-GPU DDP; "
-                                        "default on for CUDA, unavailable on CPU")
+    batch_size: int = setting(64, role="trained", gt=0, description="images per step (all "
+                              "processes together)")
+    steps: int = setting(2000, role="resumable", gt=0, description="training steps (generator "
+                         "steps for GANs); raising it resumes a finished run, lowering it is "
+                         "refused")
+    lr_g: float = setting(2e-4, role="trained", gt=0, description="learning rate of the "
+                          "sampling network (G, U-Net, VAE)")
+    lr_d: float = setting(2e-4, role="trained", gt=0, description="learning rate of the "
+                          "discriminator (GANs, pix2pix)")
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = \
+        setting((0.5, 0.999), role="trained", description="Adam betas, each in [0, 1)")
+    d_steps: int = setting(1, role="trained", gt=0, description="discriminator steps per "
+                           "generator step (GANs)")
+    seed: Seed = setting(0, role="trained", description="seed of every random stream")
+    sample_every: int = setting(500, role="runtime", gt=0, description="steps between sample "
+                                "grids (own random stream: training is unchanged)")
+    checkpoint_every: int = setting(500, role="runtime", gt=0, description="steps between "
+                                    "checkpoints")
+    keep_checkpoints: int = setting(3, role="runtime", ge=1, description="periodic checkpoints "
+                                    "kept")
+    log_every: int = setting(50, role="runtime", gt=0, description="steps between log lines")
+    device: str = setting("auto", role="runtime", description="auto | cpu | cuda | cuda:N | mps")
+    amp: bool = setting(False, role="trained", description="mixed precision: bf16 autocast "
+                        "where native (Ampere+ GPUs, CPUs with AVX512-BF16/AMX: 1.6x train img/s "
+                        "on 2 EPYC cores), fp16 with a gradient scaler on older GPUs")
+    channels_last: bool = setting(True, role="trained", description="NHWC convolutions (oneDNN "
+                                  "on CPU, tensor cores on GPU); measured +10% train img/s on 2 "
+                                  "CPU cores")
+    num_threads: int | None = setting(None, role="runtime", gt=0, description="CPU threads; "
+                                      "default: all cores")
+    deterministic: bool | None = setting(None, role="runtime", description="deterministic "
+                                         "kernels (exact resume); default true on CPU, false on "
+                                         "CUDA (cuDNN autotuning)")
+    sync_batchnorm: bool | None = setting(None, role="trained", description="SyncBatchNorm "
+                                          "under multi-GPU DDP; default on for CUDA, unavailable "
+                                          "on CPU")
 
 
 class UtilityConfig(Section):
     """``synthmed utility``: does a downstream model trained with synthetic images get better on
     real test patients? Arms, model and seeds; see docs/utility.md."""
 
-    task: Literal["classification", "segmentation"] = Field(
-        "classification", description="segmentation by default when model.name is a "
-        "mask-to-image model (pix2pix, ddpm-mask)")
-    model: str | None = Field(None, description="fridadar-cnn | resnet18 | small-resnet | unet; "
-                              "default small-resnet, or unet for segmentation")
-    weights: str | None = Field(None, description="local state-dict file (transfer learning)")
-    synthetic: str | list[str] | None = Field(None, description="synthetic set dir(s)")
-    arms: list[str] | None = Field(None, description="default: all five (see docs/utility.md)")
-    ratios: list[float] = Field([1.0], description="extra images per real train image")
-    class_mix: Literal["real", "balanced", "fill"] = Field(
-        "real", description="extras follow real class frequencies | equal per class | fill the "
-        "minority classes first")
-    synthetic_only_ratio: float = Field(1.0, gt=0, description="synthetic-only size / real train")
-    seeds: int | list[Seed] = Field(5, description="a count (seeds 0..N-1) or a list of seeds")
-    epochs: int = Field(30, gt=0)
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    select_metric: str | None = Field(None, description="val metric for selection; default "
-                                      "auc (classification) or dice (segmentation)")
-    threshold: Literal["youden"] | float = Field("youden", description="binary operating point")
-    positive_class: str | None = Field(None, description="binary: default the last class")
-    ordinal: bool = Field(False, description="classes are ordered grades (in class order): "
-                          "adds quadratic weighted kappa (kappa_qw)")
-    rotate_deg: float = Field(15.0, ge=0, description="classic augmentation: max rotation")
-    translate: float = Field(0.1, ge=0, description="max shift, fraction of the side")
-    scale: float = Field(0.1, ge=0, lt=1, description="max zoom in or out")
-    flip: bool = Field(True, description="random horizontal flip")
-    intensity: float = Field(0.1, ge=0, description="intensity/contrast jitter")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
+    task: Literal["classification", "segmentation"] = setting(
+        "classification", role="utility", description="segmentation by default when model.name "
+        "is a mask-to-image model (pix2pix, ddpm-mask)")
+    model: str | None = setting(None, role="utility", description="fridadar-cnn | resnet18 | "
+                                "small-resnet | unet; default small-resnet, or unet for "
+                                "segmentation")
+    weights: str | None = setting(None, role="utility", description="local state-dict file "
+                                  "(transfer learning)")
+    synthetic: str | list[str] | None = setting(None, role="runtime", description="synthetic "
+                                                "set dir(s) (synthmed run sets its own)")
+    arms: list[str] | None = setting(None, role="utility", description="default: all five (see "
+                                     "docs/utility.md)")
+    ratios: list[float] = setting([1.0], role="utility", description="extra images per real "
+                                  "train image")
+    class_mix: Literal["real", "balanced", "fill"] = setting(
+        "real", role="utility", description="extras follow real class frequencies | equal per "
+        "class | fill the minority classes first")
+    synthetic_only_ratio: float = setting(1.0, role="utility", gt=0, description="synthetic-only "
+                                          "size / real train")
+    seeds: int | list[Seed] = setting(5, role="utility", description="a count (seeds 0..N-1) or a "
+                                     "list of seeds")
+    epochs: int = setting(30, role="utility", gt=0, description="training epochs per arm")
+    batch_size: int = setting(32, role="utility", gt=0, description="downstream batch size")
+    lr: float = setting(1e-3, role="utility", gt=0, description="downstream learning rate")
+    weight_decay: float = setting(1e-4, role="utility", ge=0, description="downstream weight "
+                                  "decay")
+    select_metric: str | None = setting(None, role="utility", description="val metric for "
+                                        "selection; default auc (classification) or dice "
+                                        "(segmentation)")
+    threshold: Literal["youden"] | float = setting("youden", role="utility", description="binary "
+                                                   "operating point")
+    positive_class: str | None = setting(None, role="utility", description="binary: the positive "
+                                         "class; null or 'auto': the last class; ignored with 3+ "
+                                         "classes (macro metrics)")
+    ordinal: bool = setting(False, role="utility", description="classes are ordered grades (in "
+                            "class order): adds quadratic weighted kappa (kappa_qw)")
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _class_names_are_strings(cls, value: Any) -> Any:
+        """Class names are strings; ``positive_class: 4`` (YAML or --set) means the class "4"."""
+        if isinstance(value, bool):
+            return value
+        return str(value) if isinstance(value, (int, float)) else value
+
+    rotate_deg: float = setting(15.0, role="utility", ge=0, description="classic augmentation: "
+                                "max rotation")
+    translate: float = setting(0.1, role="utility", ge=0, description="max shift, fraction of "
+                               "the side")
+    scale: float = setting(0.1, role="utility", ge=0, lt=1, description="max zoom in or out")
+    flip: bool = setting(True, role="utility", description="random horizontal flip")
+    intensity: float = setting(0.1, role="utility", ge=0, description="intensity/contrast jitter")
+    device: str = setting("auto", role="runtime", description="auto | cpu | cuda | cuda:N")
+    num_threads: int | None = setting(None, role="runtime", gt=0, description="CPU threads; "
+                                      "default: all cores")
     synthetic_filter: Literal["none", "classifier-agree", "confidence-topk", "realism-topk"] = \
-        Field("none", description="keep only synthetic images a classifier trained on the real "
-              "train split agrees with (classifier-agree) or is most confident about "
-              "(confidence-topk), or the most real-looking by evaluate's C2ST (realism-topk)")
-    synthetic_filter_keep: float = Field(0.5, gt=0, le=1, description="confidence-topk and "
-                                         "realism-topk: fraction of each class's synthetic "
-                                         "images kept")
+        setting("none", role="utility", description="keep only synthetic images a classifier "
+                "trained on the real train split agrees with (classifier-agree) or is most "
+                "confident about (confidence-topk), or the most real-looking by evaluate's C2ST "
+                "(realism-topk)")
+    synthetic_filter_keep: float = setting(0.5, role="utility", gt=0, le=1, description="confidence"
+                                           "-topk and realism-topk: fraction of each class's "
+                                           "synthetic images kept")
 
 
 STAGES = ("import", "train", "generate", "evaluate", "utility", "report")
-#: ``model.name`` of the mask-to-image generators (the training methods with ``needs_masks``; a
-#: test keeps the two in step). ``synthmed run`` makes image+mask pairs with them, and their
-#: utility task defaults to segmentation: the pairs are segmentation training data (issue 10).
-MASK_MODELS = frozenset({"pix2pix", "ddpm-mask"})
 #: ``pipeline.edits`` default: moved, turned, resized, mirrored and deformed lesions, the label-map
 #: editing of the brain-MRI pix2pix study (as in benchmarks/segmentation_lgg.py).
 DEFAULT_EDITS = ["translate=0.1", "rotate=20", "scale=0.8:1.25", "flip=h", "elastic=3"]
@@ -195,44 +159,76 @@ class PipelineConfig(Section):
     """``synthmed run``: the stages from images to a report, in one run directory (docs/report.md).
     """
 
-    source: str | None = Field(None, description="raw folder/file to import; default: reuse "
-                               "data.path (a prepared dataset or 'phantom')")
-    import_options: dict[str, Any] = Field(
-        {}, description="keyword options of `synthmed data import` (size, labels_csv, ...)")
-    stages: list[Literal["import", "train", "generate", "evaluate", "utility", "report"]] = Field(
-        list(STAGES), description="stages to run, in pipeline order")
-    n_generate: int | None = Field(None, gt=0, description="synthetic images; default: as many "
-                                   "as the training split")
-    class_counts: Literal["match-train", "balanced"] = Field(
-        "match-train", description="classes follow the training split's proportions | equal")
-    eval_features: str = Field("domain", description="evaluate --features")
-    eval_metrics: str | None = Field(None, description="evaluate --metrics (default all)")
-    eval_bootstrap: int = Field(100, ge=0, description="evaluate --bootstrap")
-    eval_extractor_epochs: int = Field(15, gt=0, description="evaluate --extractor-epochs")
-    device: str = Field("auto", description="device for generate and evaluate: auto (cuda, "
-                        "then mps, then cpu) | cpu | cuda | cuda:N | mps")
-    edits: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_EDITS), description="mask-to-image runs: generate "
-        "--edit list for the pairs made from the training split's masks; [] = unedited")
+    source: str | None = setting(None, role="data", description="raw folder/file to import; "
+                                 "default: reuse data.path (a prepared dataset or 'phantom')")
+    import_options: dict[str, Any] = setting(
+        {}, role="data", description="keyword options of `synthmed data import` (size, "
+        "labels_csv, ...)")
+    stages: list[Literal["import", "train", "generate", "evaluate", "utility", "report"]] = \
+        setting(list(STAGES), role="runtime", description="stages to run, in pipeline order")
+    n_generate: int | None = setting(None, role="generation", gt=0, description="synthetic "
+                                     "images; default: as many as the training split")
+    class_counts: Literal["match-train", "balanced"] = setting(
+        "match-train", role="generation", description="classes follow the training split's "
+        "proportions | equal")
+    eval_features: str = setting("domain", role="evaluation", description="evaluate --features")
+    eval_metrics: str | None = setting(None, role="evaluation", description="evaluate --metrics "
+                                       "(default all)")
+    eval_bootstrap: int = setting(100, role="evaluation", ge=0, description="evaluate --bootstrap")
+    eval_extractor_epochs: int = setting(15, role="evaluation", gt=0, description="evaluate "
+                                         "--extractor-epochs")
+    device: str = setting("auto", role="runtime", description="device for generate and "
+                          "evaluate: auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
+    edits: list[str] = setting(
+        default_factory=lambda: list(DEFAULT_EDITS), role="generation", description="mask-to-"
+        "image runs: generate --edit list for the pairs made from the training split's masks; "
+        "[] = unedited")
+
+
+def _model_union() -> Any:
+    """``Annotated[Union[every registered section], Field(discriminator="name")]``."""
+    secs = tuple(generators.sections())
+    if len(secs) == 1:  # a one-member union needs no discriminator
+        return secs[0]
+    return Annotated[Union[secs], Field(discriminator="name")]  # noqa: UP007
+
+
+def default_model() -> ModelSection:
+    return generators.get("dcgan").section()
 
 
 class ExperimentConfig(Section):
-    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = setting("experiment", role="runtime", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                        description="the run's name (runs/<name>)")
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    model: ModelSection = Field(default_factory=default_model, description="the generator: "
+                                "model.name selects its section")
     train: TrainConfig = TrainConfig()
     utility: UtilityConfig = UtilityConfig()
     pipeline: PipelineConfig = PipelineConfig()
 
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> ExperimentConfig:
+        """Validate with the union of the generators registered now (build configs with this,
+        :func:`config_from_dict` or :func:`load_config`; ``ExperimentConfig()`` gives the
+        defaults)."""
+        _ensure_union()
+        return super().model_validate(obj, **kwargs)
+
     @model_validator(mode="before")
     @classmethod
-    def _mask_models_default_to_segmentation(cls, data: Any) -> Any:
-        """A mask-to-image model's utility task is segmentation unless the config says one."""
+    def _migrate_and_default(cls, data: Any, info) -> Any:
+        """Old flat ``model`` sections become their method's; a mask-to-image model's utility
+        task is segmentation unless the config says one."""
         if not isinstance(data, dict):
             return data
+        saved = bool((info.context or {}).get("saved"))
         model = data.get("model")
-        name = model.get("name") if isinstance(model, dict) else getattr(model, "name", None)
-        if name not in MASK_MODELS:
+        if isinstance(model, dict):
+            data = {**data, "model": migrate_model(model, saved=saved)}
+            model = data["model"]
+        name = model.get("name") if isinstance(model, dict) else getattr(model, "name", "dcgan")
+        if not generators.needs_masks(name):
             return data
         u = data.get("utility")
         if u is None:
@@ -243,6 +239,37 @@ class ExperimentConfig(Section):
             return {**data, "utility": {**u.model_dump(exclude_unset=True),
                                         "task": "segmentation"}}
         return data
+
+
+_BUILT = {"version": -1}
+
+
+def _ensure_union() -> None:
+    """Make ``ExperimentConfig.model`` the union of the sections registered now."""
+    generators.ensure_loaded()
+    if _BUILT["version"] == generators.version():
+        return
+    ExperimentConfig.model_fields["model"].annotation = _model_union()
+    ExperimentConfig.model_rebuild(force=True)
+    _BUILT["version"] = generators.version()
+
+
+def leaf_fields(cfg: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Every leaf key of a config instance -> its pydantic FieldInfo (the model section is the
+    instance's own method section)."""
+    out: dict[str, Any] = {}
+    for name, f in type(cfg).model_fields.items():
+        value = getattr(cfg, name)
+        if isinstance(value, BaseModel):
+            out.update(leaf_fields(value, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = f
+    return out
+
+
+def key_roles(cfg: BaseModel) -> dict[str, str | None]:
+    """Dotted leaf key -> its role (:data:`synthmed.generators.ROLES`)."""
+    return {k: role_of(f) for k, f in leaf_fields(cfg).items()}
 
 
 def _describe(value: Any) -> str:
@@ -265,26 +292,43 @@ _TYPE_WORDS = {
 }
 
 
-def key_paths(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
-    """Every dotted key of a config model (sections and their keys), for suggestions."""
+def key_paths(model: type[BaseModel] | None = None, prefix: str = "",
+              model_name: str | None = None) -> list[str]:
+    """Every dotted key of a config model (sections and their keys), for suggestions; the
+    ``model`` section's keys are those of ``model_name``'s section (default: every section's)."""
     model = ExperimentConfig if model is None else model
     out = []
     for name, f in model.model_fields.items():
         out.append(prefix + name)
-        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+        if model is ExperimentConfig and name == "model":
+            secs = ([generators.get(model_name).section] if generators.find(model_name)
+                    else generators.sections())
+            keys = dict.fromkeys(k for sec in secs for k in key_paths(sec, f"{prefix}model."))
+            out += list(keys)
+        elif isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
             out += key_paths(f.annotation, f"{prefix}{name}.")
     return out
 
 
-def suggest_key(loc: str, model: type[BaseModel] | None = None) -> str | None:
+def suggest_key(loc: str, model: type[BaseModel] | None = None,
+                model_name: str | None = None) -> str | None:
     """The documented key closest to a misspelt ``loc`` (difflib), first among its siblings."""
-    keys = key_paths(model)
+    keys = key_paths(model, model_name=model_name)
     parent, _, last = loc.rpartition(".")
     siblings = [k for k in keys if k.rpartition(".")[0] == parent]
     near = difflib.get_close_matches(loc, siblings, n=1, cutoff=0.6) or \
         difflib.get_close_matches(loc, keys, n=1, cutoff=0.6) or \
         [k for k in keys if k.rpartition(".")[2] == last]
     return near[0] if near else None
+
+
+def _error_loc(e: dict) -> tuple[str, str | None]:
+    """The dotted key of a pydantic error without the union's tag (``model.ddpm.x`` ->
+    ``model.x``), and that tag (the model name) when there is one."""
+    loc = [str(p) for p in e["loc"]]
+    if len(loc) > 2 and loc[0] == "model" and generators.find(loc[1]) is not None:
+        return ".".join([loc[0], *loc[2:]]), loc[1]
+    return ".".join(loc), None
 
 
 def format_validation_error(err: ValidationError, source: str | None = None, *,
@@ -298,12 +342,19 @@ def format_validation_error(err: ValidationError, source: str | None = None, *,
             given[".".join(parse_override(text)[0])] = text
     from_file, from_set = [], []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc, tag = _error_loc(e)
         kind = e["type"]
         if kind == "extra_forbidden":
-            near = suggest_key(loc, model)
+            near = suggest_key(loc, model, tag)
             msg = (f"unknown key; did you mean {near}?" if near and near != loc else
                    "unknown key (check the spelling against the documented keys)")
+            if tag and not (near and near != loc):
+                msg = (f"not a key of {tag} models (their keys: "
+                       f"{', '.join(generators.get(tag).section.model_fields)})")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            name = _describe((e.get("input") or {}).get("name"))
+            loc = f"{loc}.name"
+            msg = f"unknown model {name}; choose one of {', '.join(generators.names())}"
         elif kind in _TYPE_WORDS:
             msg = f"expected {_TYPE_WORDS[kind]}, got {_describe(e.get('input'))}"
         else:
@@ -330,8 +381,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    # YAML 1.1 reads "1e-4" as a string; numbers are what users mean.
-    if isinstance(value, str):
+    # YAML 1.1 reads "1e-4" as a string; numbers are what users mean (a quoted value stays a
+    # string: --set 'utility.positive_class="4"').
+    quoted = raw.strip()[:1] in ("'", '"')
+    if isinstance(value, str) and not quoted:
         with contextlib.suppress(ValueError):
             value = float(value) if any(c in value for c in ".eE") else int(value)
     return parts, value
@@ -372,9 +425,11 @@ def _read_yaml(path: Path) -> dict:
 
 
 def config_from_dict(data: dict, *, source: str | None = None, model=ExperimentConfig,
-                     overrides: list[str] | None = None):
+                     overrides: list[str] | None = None, saved: bool = False):
+    """Validate a raw mapping; ``saved``: it is a config synthmed itself wrote (a checkpoint's
+    or a run's), whose keys of other models are dropped (:func:`migrate_model`)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"saved": saved})
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source, overrides=overrides, model=model)
                           ) from None

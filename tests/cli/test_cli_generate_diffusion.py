@@ -55,11 +55,26 @@ def test_sampler_ddim_is_selectable_and_differs(cli, runs, tmp_path):
     ("ddpm", ["--steps", 1000], "--steps 1000"),
     ("ddpm", ["--guidance", -0.5], "--guidance -0.5"),
     ("ddpm", ["--guidance", "inf"], "finite number"),
-    ("dcgan", ["--steps", 10], "--steps: not used by dcgan"),
-    ("dcgan", ["--guidance", 2], "--guidance: not used by dcgan"),
+    ("dcgan", ["--steps", 10], "--steps: not a generation option of dcgan"),
+    ("dcgan", ["--guidance", 2], "--guidance: not a generation option of dcgan"),
 ])
 def test_bad_diffusion_options_are_one_line_exit_2(cli, runs, tmp_path, run, args, needle):
     code, out, err = cli(["generate", runs[run], "--n", 2, "--out", tmp_path / "s", *args])
     assert code == 2
     assert needle in out + err and "Traceback" not in out + err
     assert not (tmp_path / "s").exists()
+
+
+def test_generic_option_is_the_same_as_the_short_flag(cli, runs, tmp_path):
+    code, out, err = cli(["generate", runs["ddpm"], "--per-class", 1, "--out", tmp_path / "o",
+                          "--option", "steps=3", "--option", "guidance=1.5"])
+    assert code == 0, err
+    meta = json.loads((tmp_path / "o" / "generation.json").read_text())
+    assert meta["sampling_options"] == {"steps": 3, "guidance": 1.5, "bf16": False}
+    code, out, err = cli(["generate", runs["ddpm"], "--n", 1, "--out", tmp_path / "x",
+                          "--option", "eta=0.5"])
+    assert code == 2 and "--eta: not a generation option of ddpm models (their options: "\
+        "steps, guidance, bf16)" in out + err
+    code, out, err = cli(["generate", runs["ddpm"], "--n", 1, "--out", tmp_path / "y",
+                          "--option", "steps"])
+    assert code == 2 and "expected KEY=VALUE" in out + err

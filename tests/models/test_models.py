@@ -7,17 +7,17 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from synthmed.config import ModelConfig
 from synthmed.errors import ConfigError
 from synthmed.models import GAN_MODELS, GANPair, build_gan
 from synthmed.models.base import num_stages, render_size
 from synthmed.models.perclass import PerClassDiscriminator, PerClassGenerator
+from synthmed.training.methods.gan import GANSection
 
 LATENT = 16
 WIDTH = 4
 K = 3
 
-# variant -> (ModelConfig kwargs, n_classes in the dataset)
+# variant -> (GANSection kwargs, n_classes in the dataset)
 VARIANTS = {
     "dcgan": ({"name": "dcgan"}, 0),
     "acgan": ({"name": "acgan"}, K),
@@ -30,7 +30,7 @@ VARIANTS = {
 
 def build(variant: str, *, size: int = 32, channels: int = 1, width: int = WIDTH) -> GANPair:
     kwargs, n_classes = VARIANTS[variant]
-    cfg = ModelConfig(latent_dim=LATENT, base_width=width, **kwargs)
+    cfg = GANSection(latent_dim=LATENT, base_width=width, **kwargs)
     return build_gan(cfg, in_channels=channels, image_size=size, n_classes=n_classes)
 
 
@@ -145,14 +145,14 @@ def test_gradient_reaches_generator_through_discriminator(variant):
 
 def test_dcgan_parameter_counts_match_the_pytorch_example():
     """The canonical PyTorch DCGAN example (nc=3, nz=100, ngf=ndf=64) has these exact counts."""
-    pair = build_gan(ModelConfig(), in_channels=3, image_size=64, n_classes=0)
+    pair = build_gan(GANSection(), in_channels=3, image_size=64, n_classes=0)
     assert sum(p.numel() for p in pair.generator.parameters()) == 3_576_704
     assert sum(p.numel() for p in pair.discriminator.parameters()) == 2_765_568
 
 
 def test_dcgan_init_statistics():
     torch.manual_seed(0)
-    pair = build_gan(ModelConfig(), in_channels=1, image_size=64, n_classes=0)
+    pair = build_gan(GANSection(), in_channels=1, image_size=64, n_classes=0)
     for net in (pair.generator, pair.discriminator):
         conv = torch.cat([m.weight.flatten() for m in net.modules()
                           if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
@@ -259,10 +259,17 @@ def test_same_seed_same_networks():
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
 
 
+def test_an_unknown_gan_is_refused_by_the_config_naming_every_model():
+    from synthmed.config import load_config
+
+    with pytest.raises(ConfigError, match=r"model\.name: unknown model 'dcgn'; choose one of "
+                       r"acgan, cgan, dcgan, ddpm"):
+        load_config(None, ["model.name=dcgn"])
+
+
 @pytest.mark.parametrize(
     "kwargs, build_kw, match",
     [
-        ({"name": "dcgn"}, {}, r"model\.name: unknown model 'dcgn'; choose one of acgan, cgan"),
         ({}, {"image_size": 12}, r"model\.image_size: 12 px .*between 16 and 512"),
         ({}, {"image_size": 513}, r"model\.image_size: 513 px .*between 16 and 512"),
         ({"name": "acgan"}, {"n_classes": 0}, r"model\.name: 'acgan' .*no labels.*dcgan"),
@@ -271,7 +278,7 @@ def test_same_seed_same_networks():
     ],
 )
 def test_config_errors_name_the_key(kwargs, build_kw, match):
-    cfg = ModelConfig(base_width=WIDTH, **kwargs)
+    cfg = GANSection(base_width=WIDTH, **kwargs)
     args = {"in_channels": 1, "image_size": 32, "n_classes": 0, **build_kw}
     with pytest.raises(ConfigError, match=match) as err:
         build_gan(cfg, **args)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from synthmed.config import DEFAULT_EDITS, MASK_MODELS, STAGES, load_config
+from synthmed.config import DEFAULT_EDITS, STAGES, load_config
 from synthmed.errors import ConfigError
 from synthmed.pipeline import run
 from synthmed.pipeline.markers import read_marker
@@ -80,11 +80,11 @@ def test_mask_models_default_to_segmentation_utility():
     assert again.utility.task == "classification"  # said on purpose: kept (and refused by run)
 
 
-def test_mask_models_match_the_methods_that_need_masks():
-    from synthmed.training.method import METHODS, resolve_method
+def test_mask_models_are_the_generators_that_need_masks():
+    from synthmed import generators
 
-    resolve_method("dcgan")  # registers every method
-    assert {n for n in METHODS.names() if METHODS.get(n).needs_masks} == MASK_MODELS
+    assert {n for n in generators.names() if generators.needs_masks(n)} == {"pix2pix",
+                                                                             "ddpm-mask"}
 
 
 def test_classification_utility_with_a_mask_model_is_refused_before_training(tmp_path):

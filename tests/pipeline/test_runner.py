@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -99,6 +100,11 @@ def test_a_failing_stage_is_one_line_and_keeps_earlier_outputs(tiny_copy, TINY, 
     before = _tokens(tiny_copy)
     code, _, err = _cli(["run", cfg, "--run-dir", tiny_copy, "--no-progress",
                          "--set", "utility.model=no-such-net"], capsys)
+    assert code == 2 and err.strip() == ("error: utility.model: unknown classifier 'no-such-net'"
+                                         "; choose one of fridadar-cnn, resnet18, small-resnet")
+    assert _tokens(tiny_copy) == before  # refused before any work
+    code, _, err = _cli(["run", cfg, "--run-dir", tiny_copy, "--no-progress",
+                         "--set", f"utility.weights={tiny_copy / 'missing.pt'}"], capsys)
     assert code == 2
     assert err.strip().startswith("error: stage utility failed:") and "\n" not in err.strip()
     assert "Traceback" not in err
@@ -161,7 +167,7 @@ def test_import_stage_imports_a_raw_folder(tmp_path, TINY, pipeline_cache):
     assert summary["n"] == 40 and summary["size"] == [16, 16]
     assert read_marker(rd, "import")["outputs"]["dataset"] == str((rd / "dataset").resolve())
     cfg["pipeline"]["import_options"] = {"bogus": 1}
-    with pytest.raises(SynthmedError, match=r"stage import failed: pipeline.import_options.bogus"):
+    with pytest.raises(SynthmedError, match=r"^pipeline.import_options.bogus: not an option"):
         run(cfg, run_dir=rd, progress=False)
 
 
@@ -248,3 +254,61 @@ def test_generate_stage_makes_images_at_the_datas_size(tmp_path, phantom_dataset
                   outputs={"train": {"train_run": "train/run"}}, log=lambda m: None)
     generate_stage(ctx)
     assert seen["size"] == expected  # the phantom fixture is 32 px
+
+
+def test_raising_train_steps_resumes_the_finished_training(tiny_copy, TINY):
+    """The report advises more steps: `synthmed run --set train.steps=N` continues the finished
+    run from its last step (here 20 -> 30) instead of starting again; lowering it is one line."""
+    before = _tokens(tiny_copy)
+    run(TINY, run_dir=tiny_copy, progress=False, overrides=["train.steps=30"])
+    after = _tokens(tiny_copy)
+    assert after["import"] == before["import"] and after["train"] != before["train"]
+    assert read_marker(tiny_copy, "train")["outputs"]["step"] == 30
+    lines = (tiny_copy / "train" / "00000-tiny" / "metrics.jsonl").read_text().splitlines()
+    assert {"event": "resume", "step": 20} in [json.loads(x) for x in lines]
+    assert "train: resuming" in (tiny_copy / "log.txt").read_text()
+    with pytest.raises(SynthmedError, match=r"train.steps: 10 is below the 30 steps"):
+        run(TINY, run_dir=tiny_copy, progress=False, overrides=["train.steps=10"])
+
+
+def test_a_five_class_dataset_runs_with_the_shipped_positive_class(tmp_path, pipeline_cache):
+    """positive_class means nothing for 3+ classes: it never stops a run; for two classes an
+    unknown one stops before any training, in one line."""
+    import numpy as np
+
+    from synthmed.data.dataset import write_prepared
+    from synthmed.data.splits import group_stratified_split
+    from synthmed.pipeline.checks import check_dataset
+    from synthmed.pipeline.runner import resolve_config
+    from synthmed.pipeline.stages import Context
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 8)
+    groups = np.arange(40)
+    ds = write_prepared(tmp_path / "five", images=rng.integers(0, 255, (40, 1, 16, 16),
+                                                              dtype=np.uint8),
+                        labels=labels, splits=group_stratified_split(labels, groups, seed=0),
+                        class_names=[str(i) for i in range(5)], ids=[f"i{i}" for i in range(40)],
+                        groups=groups, name="five")
+    shipped = Path(__file__).resolve().parents[2] / "configs"
+    for name, pos in (("quickstart", "malignant"), ("quickstart", "null"),
+                      ("breastmnist_cgan", "")):
+        extra = [f"utility.positive_class={pos}"] if pos != "" else []
+        cfg = resolve_config(shipped / f"{name}.yaml", [f"data.path={ds}", *extra])
+        check_dataset(Context(run_dir=tmp_path, cfg=cfg))  # no error
+    two = resolve_config(shipped / "quickstart.yaml", ["utility.positive_class=nodule"])
+    with pytest.raises(SynthmedError, match=r"^utility.positive_class: 'nodule' is not a class "
+                       r"of this dataset; choose one of benign, malignant"):
+        run(two, run_dir=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "train").exists()
+
+
+def test_a_run_from_before_restart_hashes_resumes_after_the_upgrade(tiny_copy, TINY):
+    """Run directories made before restart hashes (train.started.json with only inputs_hash):
+    an upgrade re-runs every stage, and the finished training is resumed, not redone."""
+    started = tiny_copy / "stages" / "train.started.json"
+    started.write_text(json.dumps({"inputs_hash": "from-an-older-synthmed"}))
+    run(TINY, run_dir=tiny_copy, progress=False, overrides=["train.steps=24"])
+    lines = (tiny_copy / "train" / "00000-tiny" / "metrics.jsonl").read_text().splitlines()
+    assert {"event": "resume", "step": 20} in [json.loads(x) for x in lines]
+    assert "restart_hash" in json.loads(started.read_text())

@@ -51,11 +51,13 @@ def test_synthmed_run_accepts_the_thyroid_configs(path, phantom_dataset, tmp_pat
     from synthmed.cli import main
 
     run = tmp_path / "run"
+    small = "model.channels=[8,16]" if load_config(path).model.name == "vae" else \
+        "model.base_width=8"  # each model's own width key
     with pytest.raises(SystemExit) as e:
         main(["run", str(path), "--set", f"data.path={phantom_dataset}", "--set",
               "pipeline.stages=[import,train,generate]", "--set", "train.steps=2", "--set",
               "train.batch_size=8", "--set", "train.num_threads=1", "--set", "train.device=cpu",
-              "--set", "pipeline.n_generate=16", "--set", "model.base_width=8",
+              "--set", "pipeline.n_generate=16", "--set", small,
               "--run-dir", str(run), "--no-progress"])
     assert e.value.code in (0, None)
     marker = json.loads((run / "stages" / "generate.json").read_text())

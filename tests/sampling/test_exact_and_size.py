@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from synthmed import generate
-from synthmed.config import ModelConfig
 from synthmed.data.dataset import from_model_range
 from synthmed.errors import SynthmedError
 from synthmed.models import build_gan
 from synthmed.resize import resize_tensor
 from synthmed.sampling.sampler import load_generator, plan_labels, run_generator, sample
 from synthmed.sampling.writer import write_synthetic
+from synthmed.training.methods.gan import GANSection
 
 
 def _in_chunks(fn, n: int, chunk: int) -> np.ndarray:
@@ -41,7 +41,7 @@ def test_run_generator_is_batch_invariant_at_28_px(variant):
     images come back in request order (checked against one plain forward pass)."""
     name, per_class = variant
     torch.manual_seed(0)
-    pair = build_gan(ModelConfig(name=name, per_class=per_class, latent_dim=32, base_width=8),
+    pair = build_gan(GANSection(name=name, per_class=per_class, latent_dim=32, base_width=8),
                      in_channels=1, image_size=28, n_classes=3)
     g = pair.generator.eval()
     z = torch.randn(70, 32)

@@ -35,7 +35,7 @@ def test_ddpm_smoke_train_and_generate(ddpm_run):
     assert (ddpm_run / "samples" / "step-00000003.png").is_file()
     gen = generate(ddpm_run, per_class=2, steps=3, guidance=2.0)
     assert gen.images.shape == (4, 1, 32, 32) and gen.labels.tolist() == [0, 0, 1, 1]
-    assert gen.images.abs().max() <= 1 and gen.source.sampler.options["steps"] == 3
+    assert gen.images.abs().max() <= 1 and gen.source.options["steps"] == 3
 
 
 def test_ddpm_images_do_not_depend_on_batch_size_and_follow_steps(ddpm_run):
@@ -69,7 +69,7 @@ def test_vae_and_mask_ddpm_smoke_train(tmp_path, tiny_config, model):
         assert gen.images.shape == (6, 1, 32, 32) and gen.images.std() > 0
         same = generate(run, seeds="1", class_name=gen.class_names[1]).images
         assert torch.allclose(same[0], gen.images[4], atol=1e-5)
-        with pytest.raises(SynthmedError, match="--steps: not used by vae"):
+        with pytest.raises(SynthmedError, match="--steps: not a generation option of vae models"):
             generate(run, n=1, steps=10)
     else:
         assert state["meta"]["mask_channels"] == 1

@@ -1,26 +1,53 @@
-"""The training-method interface: a non-GAN method trains, resumes and samples through the one
-engine (loop, checkpoints, EMA, grids, ``generate``) without touching it."""
+"""The training-method interface: a new method, declared in this one file (its config section,
+generation option, capabilities, recipe and training method), trains, resumes and samples through
+the one engine (loop, checkpoints, EMA, grids, ``generate``) without touching any other module."""
 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import pytest
 import torch
 from torch import nn
 
-from synthmed import generate
+from synthmed import generate, generators
+from synthmed.config import load_config
 from synthmed.errors import ConfigError, SynthmedError
+from synthmed.generators import (
+    Capabilities,
+    Descriptor,
+    GenerationOptions,
+    ModelSection,
+    Recipe,
+    setting,
+)
 from synthmed.training import train
 from synthmed.training.checkpoint import load_checkpoint
 from synthmed.training.method import (
-    METHODS,
     Batch,
     TrainingMethod,
-    reject_options,
     resolve_method,
     sampling_weights,
 )
+
+
+class ToySection(ModelSection):
+    """The toy's own ``model:`` keys."""
+
+    name: Literal["toy"] = setting("toy", role="trained", description="toy")
+    width: int = setting(8, role="trained", gt=0, description="latent length")
+
+
+class ToyOptions(GenerationOptions):
+    scale: float | None = setting(None, role="generation", description="output scale",
+                                  extra={"flag": "--scale"})
+
+
+TOY = Descriptor(names=("toy",), section=ToySection, options=ToyOptions,
+                 kinds={"toy": "toy regression (an interface probe)"},
+                 capabilities=Capabilities(needs_masks=True, conditional=True),
+                 recipe=Recipe(steps=lambda size: 3, losses={"mse": "toy MSE"}))
 
 
 class Decoder(nn.Module):
@@ -38,7 +65,6 @@ class Decoder(nn.Module):
 class ToyMethod(TrainingMethod):
     """Noise -> image regression onto the batch (not a useful generator; an interface probe)."""
 
-    needs_masks = True
     default_ema = True
     seen_masks: list[bool] = []
 
@@ -48,6 +74,7 @@ class ToyMethod(TrainingMethod):
     @classmethod
     def build(cls, cfg, data, device, info):
         n = len(data.class_names) if data.labelled else 0
+        assert cfg.model.width == 8  # its own typed section
         net = Decoder(8, tuple(data.images.shape[1:]), n).to(device)
         return cls(net, torch.optim.Adam(net.parameters(), lr=1e-2), device, n)
 
@@ -82,9 +109,8 @@ class ToyMethod(TrainingMethod):
         return network(*inputs), 4
 
     @classmethod
-    def build_sampler(cls, state, cfg, device, **options):
-        reject_options({k: v for k, v in options.items() if k != "scale"}, "toy")
-        scale = options.get("scale") or 1.0
+    def build_sampler(cls, state, cfg, device, scale=None):
+        scale = scale or 1.0
         meta = state["meta"]
         net = Decoder(8, (meta["in_channels"], meta["image_size"], meta["image_size"]),
                       meta["n_classes"])
@@ -100,20 +126,40 @@ class ToyMethod(TrainingMethod):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setitem(METHODS._items, "toy", ToyMethod)
-    return ToyMethod
+def toy():
+    generators.register_generator(TOY)(ToyMethod)
+    yield ToyMethod
+    generators.unregister_generator(TOY)
 
 
-def test_unknown_model_names_every_method(monkeypatch, toy):
+def test_unknown_model_names_every_method(toy):
     with pytest.raises(ConfigError, match=r"model.name: unknown model 'nope'.*cgan.*dcgan.*toy"):
         resolve_method("nope")
     assert resolve_method("toy") is ToyMethod
     assert resolve_method("cgan").__name__ == "GANMethod"
+    with pytest.raises(ConfigError, match=r"model.name: unknown model 'nope'.*toy"):
+        load_config(None, ["model.name=nope"])
+
+
+def test_the_toy_has_its_own_strict_config_section(toy):
+    cfg = load_config(None, ["model.name=toy", "model.width=3"])
+    assert isinstance(cfg.model, ToySection) and cfg.model.width == 3
+    with pytest.raises(ConfigError, match=r"model.latent_dim: not a key of toy models"):
+        load_config(None, ["model.name=toy", "model.latent_dim=7"])
+    with pytest.raises(ConfigError, match=r"model.width: unknown key; did you mean model.base_w"):
+        load_config(None, ["model.name=dcgan", "model.width=3"])
+    assert generators.kind("toy").startswith("toy") and generators.needs_masks("toy")
+    assert generators.short_flags()["--scale"] == "scale"
+    from synthmed.report.figures import loss_label
+    from synthmed.training.progress import short_of_recipe
+
+    assert loss_label("loss_mse", "toy") == "toy MSE"
+    assert "needs ~3 steps" in short_of_recipe("toy", 1, 32)
 
 
 def test_a_new_method_trains_resumes_and_samples_through_the_engine(tmp_path, tiny_config, toy):
     cfg = tiny_config("toy", "train.steps=4", "train.checkpoint_every=2", "train.sample_every=2")
+    assert isinstance(cfg.model, ToySection)
     run = train(cfg, runs_dir=tmp_path / "a", progress=False)
     state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert {"toy_net", "toy_opt", "generator_ema", "stream", "rng", "meta"} <= set(state)
@@ -140,13 +186,16 @@ def test_a_new_method_trains_resumes_and_samples_through_the_engine(tmp_path, ti
     assert torch.allclose(one, g.images[3:], atol=1e-6)
     half_scale = generate(run, per_class=2, scale=0.5).images
     assert torch.allclose(half_scale, g.images * 0.5)
-    with pytest.raises(SynthmedError, match="--steps: not used by toy"):
+    with pytest.raises(SynthmedError, match=r"--steps: not a generation option of toy models "
+                       r"\(their options: scale\)"):
         generate(run, n=2, steps=10)
+    with pytest.raises(SynthmedError, match=r"--scale .big.: input should be a valid number"):
+        generate(run, n=2, scale="big")
 
 
 def test_gan_generation_refuses_diffusion_options(tmp_path, tiny_config):
     run = train(tiny_config("dcgan", "train.steps=1"), runs_dir=tmp_path, progress=False)
-    with pytest.raises(SynthmedError, match="--guidance: not used by dcgan"):
+    with pytest.raises(SynthmedError, match="--guidance: not a generation option of dcgan"):
         generate(run, n=2, guidance=2.0)
 
 

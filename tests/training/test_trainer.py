@@ -95,12 +95,12 @@ def test_image_size_resizes_the_data(tmp_path, tiny_config):
 def test_amp_runs_the_networks_in_bf16_on_cpu_and_channels_last_is_applied(tiny_config):
     from synthmed.training import distributed as ddp
     from synthmed.training.data import load_training_data
-    from synthmed.training.trainer import build_steps
+    from synthmed.training.trainer import build_method
 
     cfg = tiny_config("dcgan", "train.amp=true")
     device = torch.device("cpu")
     data = load_training_data(cfg.data, None, device)
-    steps, _ = build_steps(cfg, data, device, ddp.DistInfo())
+    steps = build_method(cfg, data, device, ddp.DistInfo())[0].steps
     conv = next(m for m in steps.D.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     seen = []

@@ -13,7 +13,8 @@ from synthmed.errors import SynthmedError
 
 app = typer.Typer(
     name="synthmed",
-    help="Synthetic medical images: import data, train GANs, generate, evaluate.",
+    help="Synthetic medical images: import data, train generators (GAN, diffusion, VAE, "
+    "pix2pix), generate, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -18,6 +18,28 @@ _EDIT = ("With --masks-from, repeatable: translate=F|LO:HI, rotate=DEG|LO:HI, sc
          "flip=h|v|hv, elastic=ALPHA[:SIGMA], transplant (see docs/training.md).")
 
 
+_OPTION = ("Repeatable KEY=VALUE: a generation option of the run's model (docs/training.md; "
+           "diffusion: steps, guidance, bf16). Values are read as YAML, like --set.")
+
+
+def parse_options(texts: list[str] | None, flags: dict[str, object]) -> dict[str, object]:
+    """``--option KEY=VALUE`` pairs plus the short flags that were given, as one mapping (the
+    run's method validates them: an unknown option is one line naming it and the choices)."""
+    from synthmed.config import parse_override
+    from synthmed.errors import SynthmedError
+
+    out = {k: v for k, v in flags.items() if v is not None}
+    for text in texts or []:
+        if "=" not in text:
+            raise SynthmedError(f"--option {text!r}: expected KEY=VALUE, e.g. --option steps=20")
+        parts, value = parse_override(text)
+        key = ".".join(parts)
+        if key in out and out[key] != value:
+            raise SynthmedError(f"--option {key}: given twice with different values")
+        out[key] = value
+    return out
+
+
 @app.command("generate")
 def generate_cmd(
     run_dir: Path = typer.Argument(..., help="A training run directory."),
@@ -38,16 +60,18 @@ def generate_cmd(
     match_train: bool = typer.Option(
         False, "--match-train", help="Class counts follow the training split's; alone (no "
         "--n/--seeds): as many images as the training split."),
-    steps: int = typer.Option(None, "--steps", help="Diffusion models: solver steps = network "
-                              "evaluations (default: the run's model.sample_steps, 20)."),
-    sampler: str = typer.Option(None, "--sampler", help="Diffusion models: dpm-solver++ "
-                                "(DPM-Solver++(2M), made for ~20 steps) or ddim (50-200); "
-                                "default: the run's model.sampler."),
-    guidance: float = typer.Option(None, "--guidance", help="Diffusion models: classifier-free "
-                                   "guidance scale (0 unconditional, 1 conditional; default: the "
-                                   "run's model.guidance)."),
-    bf16: bool = typer.Option(None, "--bf16", help="Diffusion models: bf16 network on devices "
-                              "with native bf16 (faster; images differ slightly from float32)."),
+    option: list[str] = typer.Option(None, "--option", help=_OPTION),
+    steps: int = typer.Option(None, "--steps", help="Short for --option steps=N (diffusion: "
+                              "solver steps = network evaluations; default: the run's "
+                              "model.sample_steps, 20)."),
+    sampler: str = typer.Option(None, "--sampler", help="Short for --option sampler=NAME "
+                                "(diffusion: dpm-solver++, made for ~20 steps, or ddim, 50-200; "
+                                "default: the run's model.sampler)."),
+    guidance: float = typer.Option(None, "--guidance", help="Short for --option guidance=S "
+                                   "(diffusion: classifier-free guidance scale, 0 unconditional, "
+                                   "1 conditional; default: the run's model.guidance)."),
+    bf16: bool = typer.Option(None, "--bf16", help="Short for --option bf16=true (diffusion: "
+                              "bf16 network on devices with native bf16)."),
     masks_from: str = typer.Option(None, "--masks-from", help=_MASKS),
     edit: list[str] = typer.Option(None, "--edit", help=_EDIT),
     allow_eval_masks: bool = typer.Option(
@@ -58,6 +82,8 @@ def generate_cmd(
     from synthmed.errors import SynthmedError
     from synthmed.sampling.writer import write_synthetic
 
+    options = parse_options(option, {"steps": steps, "guidance": guidance,
+                                     "bf16": bf16 or None, "sampler": sampler})
     if masks_from is not None:
         from synthmed.sampling.pairs import write_pairs
 
@@ -68,8 +94,7 @@ def generate_cmd(
                                 "pairs; drop them")
         path = write_pairs(run_dir, out, masks_from=masks_from, n=n, seeds=seeds, edits=edit,
                            checkpoint=checkpoint, fmt=fmt, device=device, force=force,
-                           allow_eval_masks=allow_eval_masks, steps=steps, guidance=guidance,
-                           bf16=bf16 or None, sampler=sampler)
+                           allow_eval_masks=allow_eval_masks, **options)
         console.print(f"image+mask pairs: {path}  (manifest.csv, generation.json)")
         return
     if edit or allow_eval_masks:
@@ -78,7 +103,5 @@ def generate_cmd(
     path = write_synthetic(run_dir, out, n=n, per_class=per_class, class_name=class_name,
                            seeds=seeds, checkpoint=checkpoint, fmt=fmt, device=device,
                            force=force, exclude_near_copies=exclude_near_copies,
-                           train_dataset=train, size=size, match_train=match_train,
-                           steps=steps, guidance=guidance, bf16=bf16 or None,
-                           sampler=sampler)
+                           train_dataset=train, size=size, match_train=match_train, **options)
     console.print(f"synthetic set: {path}  (manifest.csv, generation.json)")

@@ -20,7 +20,8 @@ def train_cmd(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    """Train a generator (DCGAN, ACGAN, conditional GAN, ...) and write a run directory."""
+    """Train a generator (model.name: dcgan, acgan, cgan, ddpm, ddpm-mask, vae, pix2pix) and write a
+    run directory."""
     from synthmed.training import train
 
     if config is None and resume is None:

@@ -1,4 +1,5 @@
-"""GAN networks: DCGAN, AC-GAN (and one DCGAN per class), projection cGAN.
+"""The GAN family's networks: DCGAN, AC-GAN (and one DCGAN per class), projection cGAN (the
+diffusion, VAE and pix2pix networks are in their own modules here).
 
 ``build_gan(cfg.model, in_channels=..., image_size=..., n_classes=...)`` returns a
 :class:`GANPair`; ``GAN_MODELS`` holds the names YAML can use.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from synthmed.config import ModelConfig
+from synthmed.generators import ModelSection
 from synthmed.models.base import GAN_MODELS, GANPair, dcgan_init_, require_labels
 from synthmed.models.dcgan import DCGANDiscriminator, DCGANGenerator, build_per_class_dcgan
 
@@ -59,7 +59,7 @@ class ACGANDiscriminator(DCGANDiscriminator):
 
 
 @GAN_MODELS.register("acgan")
-def build_acgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
+def build_acgan(cfg: ModelSection, *, in_channels: int, image_size: int,
                 n_classes: int) -> GANPair:
     """AC-GAN for labelled data, or one DCGAN per class with ``model.per_class``."""
     if cfg.per_class:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from synthmed.config import ModelConfig
 from synthmed.errors import ConfigError
+from synthmed.generators import ModelSection
 from synthmed.registry import Registry
 from synthmed.resize import resize_tensor
 
@@ -126,7 +126,7 @@ def require_labels(n_classes: int, *, model: str, key: str = "model.name",
         )
 
 
-def build_gan(cfg: ModelConfig, *, in_channels: int, image_size: int, n_classes: int) -> GANPair:
+def build_gan(cfg: ModelSection, *, in_channels: int, image_size: int, n_classes: int) -> GANPair:
     """Build the GAN named by ``cfg.name`` for images of ``in_channels`` x ``image_size``^2.
 
     ``image_size`` is the resolved size the data are fed at (``model.image_size`` or the data's);

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from synthmed.config import ModelConfig
 from synthmed.errors import ConfigError
+from synthmed.generators import ModelSection
 from synthmed.models.base import (
     GAN_MODELS,
     GANPair,
@@ -191,7 +191,7 @@ class ProjectionDiscriminator(nn.Module):
 
 
 @GAN_MODELS.register("cgan")
-def build_cgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
+def build_cgan(cfg: ModelSection, *, in_channels: int, image_size: int,
                n_classes: int) -> GANPair:
     """Projection cGAN for labelled data; unconditional when the data have fewer than 2 classes."""
     if cfg.per_class:

@@ -17,7 +17,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from synthmed.config import ModelConfig
+from synthmed.generators import ModelSection
 from synthmed.models.base import (
     GAN_MODELS,
     GANPair,
@@ -96,7 +96,7 @@ class DCGANDiscriminator(nn.Module):
         return self.adv_head(self.feature_map(x)).flatten(), None
 
 
-def build_per_class_dcgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
+def build_per_class_dcgan(cfg: ModelSection, *, in_channels: int, image_size: int,
                           n_classes: int) -> GANPair:
     """K independent DCGANs in one conditional pair (``model.per_class: true``)."""
     require_labels(n_classes, model="one network per class", key="model.per_class",
@@ -114,7 +114,7 @@ def build_per_class_dcgan(cfg: ModelConfig, *, in_channels: int, image_size: int
 
 
 @GAN_MODELS.register("dcgan")
-def build_dcgan(cfg: ModelConfig, *, in_channels: int, image_size: int,
+def build_dcgan(cfg: ModelSection, *, in_channels: int, image_size: int,
                 n_classes: int) -> GANPair:
     """Unconditional DCGAN (labels ignored), or K of them with ``model.per_class``."""
     if cfg.per_class:

@@ -1,9 +1,10 @@
 """Stage completion markers: ``RUN_DIR/stages/STAGE.json`` with the hash of the stage's inputs.
 
-A stage's inputs are the config keys it reads plus the completion tokens of the stages it reads
-from, so changing a key re-runs exactly the stages that read it (and those downstream of them),
-and re-running an upstream stage re-runs everything that consumed its old outputs (the same idea
-as make's timestamps or DVC's stage hashes, on config values instead of files).
+A stage's inputs are the config keys it reads (derived from each key's role, declared once in the
+config: :data:`ROLE_STAGE`), the completion tokens of the stages it reads from, the code versions
+and, for import and train, the data's content manifest. Changing a key re-runs exactly the stage
+its role names and those downstream of it, and re-running an upstream stage re-runs everything
+that consumed its old outputs (the same idea as make's timestamps or DVC's stage hashes).
 """
 
 from __future__ import annotations
@@ -15,30 +16,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from synthmed.config import MASK_MODELS, STAGES, ExperimentConfig
-from synthmed.fileio import atomic_write_json
+from synthmed import __version__
+from synthmed.config import STAGES, ExperimentConfig, key_roles
+from synthmed.fileio import atomic_write_json, sha256_file
 
-# Config keys each stage reads. Keys that only say how to run (device, threads, log interval)
-# are left out: changing them never invalidates a finished stage.
-STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "import": ("data", "pipeline.source", "pipeline.import_options"),
-    "train": ("data.split", "model", "train.batch_size", "train.steps", "train.lr_g",
-              "train.lr_d", "train.betas", "train.d_steps", "train.seed", "train.sample_every",
-              "train.amp", "train.channels_last"),
-    "generate": ("pipeline.n_generate", "pipeline.class_counts", "pipeline.edits"),
-    "evaluate": ("pipeline.eval_features", "pipeline.eval_metrics", "pipeline.eval_bootstrap",
-                 "pipeline.eval_extractor_epochs", "train.seed"),
-    "utility": ("utility",),
-    "report": (),
+#: The first stage whose result a key of each role changes (``ROLES`` in synthmed.generators);
+#: that stage and every stage downstream of it run again. Runtime keys never re-run a stage.
+ROLE_STAGE: dict[str, str | None] = {
+    "data": "import", "trained": "train", "resumable": "train", "generation": "generate",
+    "evaluation": "evaluate", "utility": "utility", "runtime": None,
 }
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "import": (), "train": ("import",), "generate": ("import", "train"),
     "evaluate": ("import", "generate"), "utility": ("import", "generate"),
     "report": ("import", "train", "generate", "evaluate", "utility"),
 }
-# Written into utility runs as the synthetic set (not a user key), and the utility keys that say
-# how to run, not what: never part of a hash.
-_IGNORED = {"utility.synthetic", "utility.device", "utility.num_threads"}
+#: Stages whose inputs include the data's identity (the content manifest and the data keys): the
+#: import stage, and train, so a run without an import stage still sees changed data.
+DATA_STAGES = ("import", "train")
 
 
 def _get(data: dict, dotted: str) -> Any:
@@ -48,29 +43,52 @@ def _get(data: dict, dotted: str) -> Any:
     return node
 
 
+def stage_keys(stage: str, cfg: ExperimentConfig) -> list[str]:
+    """The config keys ``stage`` reads: those whose role maps to it (:data:`ROLE_STAGE`)."""
+    return sorted(k for k, role in key_roles(cfg).items() if ROLE_STAGE.get(role) == stage)
+
+
+def versions() -> dict[str, Any]:
+    """Code versions in every marker: an upgrade re-runs the stages (a fixed metric is not
+    reported as up to date)."""
+    from synthmed.metrics.imagestats import STATS_VERSION
+
+    return {"synthmed": __version__, "feature_stats": STATS_VERSION}
+
+
 def stage_inputs(stage: str, cfg: ExperimentConfig, tokens: dict[str, str]) -> dict[str, Any]:
     """The values that decide whether ``stage`` must run again."""
     data = cfg.model_dump(mode="json")
-    values = {k: _get(data, k) for k in STAGE_KEYS[stage]}
-    if stage == "generate" and cfg.model.name not in MASK_MODELS:
-        del values["pipeline.edits"]  # only pairs are edited; other runs keep their old hashes
-    if isinstance(values.get("utility"), dict):
-        values["utility"] = {k: v for k, v in values["utility"].items()
-                             if f"utility.{k}" not in _IGNORED}
-    out = {"config": values, "upstream": {u: tokens.get(u) for u in UPSTREAM[stage]}}
-    if stage == "import":
-        out["files"] = _data_identity(cfg)
+    keys = stage_keys(stage, cfg) + (stage_keys("import", cfg) if stage == "train" else [])
+    values = {k: _get(data, k) for k in keys}
+    out = {"config": values, "upstream": {u: tokens.get(u) for u in UPSTREAM[stage]},
+           "versions": versions()}
+    if stage in DATA_STAGES:
+        out["files"] = data_identity(cfg)
     return out
 
 
-def _data_identity(cfg: ExperimentConfig) -> Any:
-    """What the files behind the data are: a prepared dataset's content hash, or the source's
-    size and modification time, so re-importing the data re-runs the pipeline."""
+def restart_hash(inputs: dict[str, Any], cfg: ExperimentConfig) -> str:
+    """The train stage's inputs without its resumable keys (``train.steps``), the versions and
+    the import stage's token: a training started with the same keys and data (its own inputs
+    hold the data keys and files) resumes its checkpoint instead of starting again, e.g. after
+    raising ``train.steps`` or upgrading synthmed (the finished run then takes no step)."""
+    roles = key_roles(cfg)
+    kept = {k: v for k, v in inputs["config"].items() if roles.get(k) != "resumable"}
+    return inputs_hash({**inputs, "config": kept, "versions": None, "upstream": None})
+
+
+def data_identity(cfg: ExperimentConfig) -> Any:
+    """What the files behind the data are: for ``pipeline.source`` a content manifest (relative
+    path, size and mtime of every file, and the SHA-256 of label CSVs); for a prepared dataset
+    its content hash; None for the phantom (its keys are config keys)."""
     p = cfg.pipeline
     if p.source is not None:
-        src = Path(p.source)
-        return {"source": str(src.resolve()), "mtime_ns": src.stat().st_mtime_ns,
-                "size": src.stat().st_size} if src.exists() else None
+        out = {"source": str(Path(p.source).resolve()), "manifest": manifest(Path(p.source))}
+        csv = p.import_options.get("labels_csv")
+        if csv:
+            out["labels_csv"] = sha256_file(csv) if Path(csv).is_file() else None
+        return out
     meta = Path(cfg.data.path) / "dataset.json"
     if cfg.data.path == "phantom" or not meta.is_file():
         return None
@@ -78,6 +96,36 @@ def _data_identity(cfg: ExperimentConfig) -> Any:
         return {"content_hash": json.loads(meta.read_text(encoding="utf-8")).get("content_hash")}
     except (OSError, ValueError):
         return None
+
+
+def manifest(root: Path) -> Any:
+    """``[relative path, size, mtime_ns, sha256 for .csv]`` of every file under ``root`` (or of
+    ``root`` itself), sorted; None when it does not exist."""
+    if not root.exists():
+        return None
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    rows = []
+    for f in files:
+        st = f.stat()
+        rel = f.name if f == root else f.relative_to(root).as_posix()
+        rows.append([rel, st.st_size, st.st_mtime_ns,
+                     sha256_file(f) if f.suffix.lower() == ".csv" else None])
+    return rows
+
+
+def changed_keys(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """What differs between two stages' inputs, in words (for the skipped-stage warning)."""
+    if not old:
+        return ["no record of its inputs"]
+    out = [k for k in sorted(set(old.get("config", {})) | set(new["config"]))
+           if old.get("config", {}).get(k) != new["config"].get(k)]
+    out += [f"{u} stage's outputs" for u in new["upstream"]
+            if (old.get("upstream") or {}).get(u) != new["upstream"][u]]
+    if old.get("files") != new.get("files"):
+        out.append("the data files")
+    if old.get("versions") != new["versions"]:
+        out.append("the synthmed version")
+    return out
 
 
 def inputs_hash(inputs: dict[str, Any]) -> str:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.config import (
-    MASK_MODELS,
     STAGES,
     ExperimentConfig,
     apply_overrides,
@@ -24,6 +23,7 @@ from synthmed.config import (
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.fileio import atomic_write_json
 from synthmed.pipeline import markers as mk
+from synthmed.pipeline.checks import check_dataset, check_run_config
 from synthmed.pipeline.stages import STAGE_FUNCS, Context, StageInterrupted, train_stage
 
 RUN_MARKER = "run.json"
@@ -40,30 +40,6 @@ def resolve_config(config: ExperimentConfig | str | os.PathLike | dict | None,
     if isinstance(config, dict):
         return config_from_dict(apply_overrides(json.loads(json.dumps(config)), overrides))
     return load_config(config, overrides)
-
-
-def check_run_config(cfg: ExperimentConfig) -> None:
-    """Refuse, before anything runs, what a mask-to-image run cannot finish: its synthetic set is
-    image+mask pairs from the training split's masks, which a segmentation utility uses. A
-    classification utility is refused rather than guessed at (pix2pix pairs carry no classes;
-    a class-conditional ddpm-mask's do, and ``synthmed utility`` takes them directly)."""
-    from synthmed.sampling.masks import parse_edits
-
-    name, stages = cfg.model.name, cfg.pipeline.stages
-    if name not in MASK_MODELS:
-        return
-    if "utility" in stages and cfg.utility.task == "classification":
-        raise ConfigError(f"utility.task: classification with model.name {name}: a mask-to-image "
-                          "run makes image+mask pairs for segmentation; set utility.task: "
-                          "segmentation (the default for mask models) or drop utility from "
-                          "pipeline.stages")
-    if "generate" in stages and cfg.data.split != "train":
-        raise ConfigError(f"data.split: {cfg.data.split!r} with model.name {name}: the pairs are "
-                          "made from the training split's masks, never val/test; use train")
-    try:
-        parse_edits(list(cfg.pipeline.edits))
-    except SynthmedError as e:
-        raise ConfigError(f"pipeline.edits: {str(e).removeprefix('--edit ')}") from None
 
 
 def _open_run_dir(run_dir: Path) -> None:
@@ -108,6 +84,13 @@ def _run_lock(run_dir: Path):
         os.close(fd)
 
 
+def _clear_warnings(run_dir: Path) -> None:
+    path = run_dir / RUN_MARKER
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.pop("warnings", None) is not None:
+        atomic_write_json(path, info)
+
+
 def _logger(run_dir: Path, echo: Callable[[str], None] | None) -> Callable[[str], None]:
     def log(message: str) -> None:
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
@@ -123,7 +106,9 @@ def _run_stage(stage: str, ctx: Context, inputs: dict[str, Any], forced: bool) -
     if stage == "train":
         path = ctx.run_dir / "stages" / "train.started.json"
         started = json.loads(path.read_text()) if path.is_file() and not forced else {}
-        return train_stage(ctx, started.get("inputs_hash"), mk.inputs_hash(inputs))
+        # a run directory from before restart hashes: train_stage checks its checkpoint instead
+        old = started.get("restart_hash") or ("legacy" if "inputs_hash" in started else None)
+        return train_stage(ctx, old, mk.restart_hash(inputs, ctx.cfg))
     return STAGE_FUNCS[stage](ctx)
 
 
@@ -140,6 +125,21 @@ def _execute(stage: str, ctx: Context, inputs: dict[str, Any], forced: bool) -> 
         ctx.log(f"stage {stage} failed:\n{traceback.format_exc()}")
         raise StageError(f"stage {stage} failed: {type(e).__name__}: {e} (traceback in "
                          f"{ctx.run_dir / 'log.txt'})") from None
+
+
+def _warn_stale(ctx: Context, stage: str, changed: list[str]) -> str:
+    """A stage left out of pipeline.stages whose inputs changed since it ran: its old outputs are
+    used, so say so (log, console, and run.json's ``warnings`` for the report)."""
+    what = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    line = (f"warning: stage {stage} is not in pipeline.stages but its inputs changed since it "
+            f"ran ({what}); later stages use its old outputs (add {stage} to pipeline.stages "
+            "to bring it up to date)")
+    ctx.log(line)
+    path = ctx.run_dir / RUN_MARKER
+    info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    info.setdefault("warnings", []).append(line)
+    atomic_write_json(path, info)
+    return line
 
 
 def run(config: ExperimentConfig | str | os.PathLike | dict | None = None, *,
@@ -167,7 +167,8 @@ def _run_locked(cfg: ExperimentConfig, rd: Path, from_stage: str | None, progres
     ctx = Context(run_dir=rd, cfg=cfg, progress=progress, log=log)
     tokens: dict[str, str] = {}
     forced = mk.stage_index(from_stage) if from_stage else len(STAGES)
-    t_all = time.perf_counter()
+    t_all, checked, stale = time.perf_counter(), False, []
+    _clear_warnings(rd)
     log(f"synthmed run {cfg.name} in {rd}: stages {', '.join(cfg.pipeline.stages)}")
     for i, stage in enumerate(STAGES):
         marker = mk.read_marker(rd, stage)
@@ -175,11 +176,19 @@ def _run_locked(cfg: ExperimentConfig, rd: Path, from_stage: str | None, progres
         if stage not in cfg.pipeline.stages:
             if marker:  # keep what an earlier run made, for the stages that read it
                 tokens[stage], ctx.outputs[stage] = marker["token"], marker["outputs"]
+                if marker.get("inputs_hash") != mk.inputs_hash(inputs):
+                    stale.append(_warn_stale(ctx, stage,
+                                             mk.changed_keys(marker.get("inputs"), inputs)))
             continue
+        if stage == "report" and stale:  # the report names them: a new warning re-makes it
+            inputs["stale"] = stale
         if i < forced and marker and marker.get("inputs_hash") == mk.inputs_hash(inputs):
             tokens[stage], ctx.outputs[stage] = marker["token"], marker["outputs"]
             log(f"stage {stage}: up to date (finished {marker['finished']}), skipped")
             continue
+        if stage != "import" and not checked:
+            check_dataset(ctx)
+            checked = True
         mk.clear_marker(rd, stage)
         log(f"stage {stage}: running")
         started, t0 = mk.now(), time.perf_counter()

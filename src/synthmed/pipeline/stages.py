@@ -3,7 +3,6 @@ marker records (paths relative to the run directory where they live inside it)."
 
 from __future__ import annotations
 
-import inspect
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from synthmed import generators
 from synthmed.config import (
-    MASK_MODELS,
     ExperimentConfig,
     PipelineConfig,
     UtilityConfig,
     config_from_dict,
 )
-from synthmed.errors import ConfigError, SynthmedError
+from synthmed.errors import SynthmedError
 from synthmed.fileio import atomic_write_json
 
 REAL_SAMPLES_PER_CLASS = 8
@@ -71,16 +70,13 @@ def import_stage(ctx: Context) -> dict[str, Any]:
     the dataset summary and a few real images per class in RUN_DIR/data for the report."""
     from synthmed.data.dataset import PreparedDataset
     from synthmed.data.importer import import_dataset
+    from synthmed.pipeline.checks import check_import_options
     from synthmed.training.data import resolve_dataset
 
     p = ctx.cfg.pipeline
     if p.source is not None:
         opts = dict(p.import_options)
-        allowed = set(inspect.signature(import_dataset).parameters) - {"source", "out", "force"}
-        for key in opts:
-            if key not in allowed:
-                raise ConfigError(f"pipeline.import_options.{key}: not an option of data import; "
-                                  f"choose from {', '.join(sorted(allowed))}")
+        check_import_options(opts)
         path = import_dataset(p.source, _fresh(ctx.run_dir / "dataset"), progress=False, **opts)
         ds = PreparedDataset(path)
     else:
@@ -134,22 +130,43 @@ def _echo_training_log(ctx: Context, path: Path) -> None:
             f"{(path / 'log.txt').relative_to(ctx.run_dir)}")
 
 
+def _legacy_resumable(ctx: Context, cfg: ExperimentConfig, run: Path) -> bool:
+    """A training started by a synthmed that kept no restart hash (an upgrade): resume it when
+    its checkpoint is this experiment on this data (what ``synthmed train --resume`` accepts,
+    same dataset content), rather than train again from step 0."""
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.training.resume import resolve_config
+
+    try:
+        _, state = resolve_config(cfg, None, run)
+    except SynthmedError:
+        return False
+    return state["meta"].get("dataset_hash") == PreparedDataset(ctx.dataset()).content_hash
+
+
 def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str = "") -> dict:
-    """Train in RUN_DIR/train; a run started with the same inputs resumes from its checkpoint."""
+    """Train in RUN_DIR/train; a run started with the same inputs (``inputs_hash``: all but the
+    resumable keys, so a raised ``train.steps`` continues a finished run) resumes from its
+    checkpoint."""
     from synthmed.training import train
     from synthmed.training.checkpoint import load_checkpoint
 
     root = ctx.run_dir / "train"
     runs = _train_runs(root)
-    resume = runs[-1] if (runs and resume_hash == inputs_hash
-                          and (runs[-1] / "checkpoints" / "latest.pt").exists()) else None
+    have = bool(runs) and (runs[-1] / "checkpoints" / "latest.pt").exists()
     cfg = _train_config(ctx)
+    resume = runs[-1] if have and (resume_hash == inputs_hash or (
+        resume_hash == "legacy" and _legacy_resumable(ctx, cfg, runs[-1]))) else None
+    if resume is not None and resume_hash == "legacy":  # from now on the hash decides
+        atomic_write_json(ctx.run_dir / "stages" / "train.started.json",
+                          {"restart_hash": inputs_hash})
     if resume is None:
         _fresh(root)
         atomic_write_json(ctx.run_dir / "stages" / "train.started.json",
-                          {"inputs_hash": inputs_hash})
+                          {"restart_hash": inputs_hash})
     else:
-        ctx.log(f"train: resuming {resume}")
+        done = int(load_checkpoint(resume / "checkpoints" / "latest.pt")["step"])
+        ctx.log(f"train: resuming {resume} from step {done:,} (train.steps {cfg.train.steps:,})")
     path = train(cfg, runs_dir=root, resume=resume, progress=ctx.progress)
     _echo_training_log(ctx, path)
     step = int(load_checkpoint(path / "checkpoints" / "latest.pt")["step"])
@@ -157,6 +174,24 @@ def train_stage(ctx: Context, resume_hash: str | None = None, inputs_hash: str =
         raise StageInterrupted(f"stage train stopped at step {step} of {cfg.train.steps}; run the "
                                "same command again to resume from the checkpoint")
     return {"train_run": str(path.relative_to(ctx.run_dir)), "step": step}
+
+
+def _generation_options(ctx: Context) -> dict[str, Any]:
+    """The generation options this config's ``model`` keys set (generation-only keys such as a
+    ddpm's ``sample_steps``) where they differ from the trained run's: changing them re-runs
+    generate, never train."""
+    import yaml
+
+    saved = ctx.path("train", "train_run") / "config.yaml"
+    trained = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("model", {}) \
+        if saved.is_file() else {}
+    desc = generators.get(ctx.cfg.model.name)
+    out = {}
+    for opt, value in generators.config_options(ctx.cfg.model).items():
+        key = desc.options.model_fields[opt].json_schema_extra["config_key"]
+        if trained.get(key) != value:
+            out[opt] = value
+    return out
 
 
 def generate_stage(ctx: Context) -> dict[str, Any]:
@@ -174,19 +209,20 @@ def generate_stage(ctx: Context) -> dict[str, Any]:
     # synthetic set, its thumbnails and the evaluation match the real images (issue 19)
     h, w = ds.size
     size = h if ctx.cfg.model.image_size not in (None, h) and h == w else None
-    if ctx.cfg.model.name in MASK_MODELS:  # the same test as check_run_config and the markers
+    options = _generation_options(ctx)
+    if generators.needs_masks(ctx.cfg.model.name):  # as check_run_config
         from synthmed.sampling.pairs import write_pairs
 
         source = f"{dataset}:{ctx.cfg.data.split}"
         out = write_pairs(ctx.path("train", "train_run"), ctx.run_dir / "synthetic",
                           masks_from=source, n=n, device=p.device, force=True,
-                          edits=list(p.edits))
+                          edits=list(p.edits), **options)
         ctx.log(f"synthetic set: {out} ({n} image+mask pairs from the masks of {source}, "
                 f"edits: {' '.join(p.edits) or 'none'})")
         return {"synthetic": "synthetic", "n": n}
     out = write_synthetic(ctx.path("train", "train_run"), ctx.run_dir / "synthetic", n=n,
                           device=p.device, force=True, match_train=p.class_counts == "match-train",
-                          size=size)
+                          size=size, **options)
     ctx.log(f"synthetic set: {out} ({n} images, {p.class_counts})")
     return {"synthetic": "synthetic", "n": n}
 

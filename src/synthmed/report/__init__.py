@@ -38,6 +38,9 @@ def render_report(run_dir: str | os.PathLike) -> str:
         "about": results.about_section(rd, st, env),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__, "fmt": results.fmt,
+        # stages left out of pipeline.stages whose inputs changed (their outputs are stale)
+        "stale": [w.removeprefix("warning: ") for w in
+                  (collect.read_json(rd / "run.json") or {}).get("warnings") or []],
     }
     env_j = jinja2.Environment(loader=jinja2.PackageLoader("synthmed.report", "templates"),
                                autoescape=True, trim_blocks=True, lstrip_blocks=True,

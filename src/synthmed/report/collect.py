@@ -19,13 +19,6 @@ import yaml
 from synthmed.report import figures as fg
 
 RATINGS = ("good", "borderline", "poor")
-# What kind of generator each model name is, for readers who do not know the acronyms; a model
-# not listed is shown by its name only.
-KINDS = {"dcgan": "unconditional GAN (DCGAN)", "cgan": "class-conditional GAN",
-         "acgan": "class-conditional GAN with auxiliary classifier (AC-GAN)",
-         "stylegan2": "style-based GAN (StyleGAN2)", "ddpm": "diffusion model (DDPM)",
-         "vae": "variational autoencoder", "pix2pix": "mask-to-image GAN (pix2pix)",
-         "ddpm-mask": "mask-to-image diffusion model (DDPM, mask channel)"}
 ESTIMATE_RE = re.compile(r"\d{4}-\S+ (estimate: .*)$")
 SHORT_RE = re.compile(r"\d{4}-\S+ (stopped at step .* needs .*)$")
 END_RE = re.compile(r"\d{4}-\S+ ((finished|stopped by \S+) at step \d+.*)$")
@@ -108,7 +101,8 @@ def _short_note(path: Path) -> str | None:
 
 
 def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
-    from synthmed.training.progress import RECIPE_STEPS, format_duration
+    from synthmed import generators
+    from synthmed.training.progress import format_duration
 
     path = _outputs_path(run_dir, st, "train", "train_run")
     if path is None or not path.is_dir():
@@ -121,7 +115,10 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     losses = fg.loss_keys(records)
     steps = [r for r in records if any(k in r for k in losses)]
     model = (cfg.get("model") or {}).get("name")
-    recipe = RECIPE_STEPS.get(model)
+    size = (cfg.get("model") or {}).get("image_size") or (cfg.get("data") or {}).get(
+        "phantom_size") or 64
+    # what kind of generator (plain words from its descriptor) and its recipe's step count
+    recipe = generators.recipe_steps(model, size)
     grids = sorted((path / "samples").glob("step-*.png"))
     if len(grids) > 4:
         grids = [grids[round(i * (len(grids) - 1) / 3)] for i in range(4)]
@@ -129,15 +126,15 @@ def training_section(run_dir: Path, st: dict) -> dict[str, Any] | None:
     secs = marker.get("seconds")
     last = steps[-1]["step"] if steps else None
     return {
-        "model": model, "kind": KINDS.get(model), "cfg": cfg, "steps_done": last,
-        "losses": [fg.loss_label(k) for k in losses],
+        "model": model, "kind": generators.kind(model), "cfg": cfg, "steps_done": last,
+        "losses": [fg.loss_label(k, model) for k in losses],
         "steps_planned": (cfg.get("train") or {}).get("steps"), "recipe_steps": recipe,
         "recipe_line": fg.recipe_line_drawn(recipe, max((r["step"] for r in steps), default=None)),
         "seconds": secs, "duration": format_duration(secs) if secs else None,
         "steps_per_s": (last / secs) if last and secs else None,
         "img_per_s": float(np.median([r["img_per_s"] for r in steps if "img_per_s" in r]))
         if any("img_per_s" in r for r in steps) else None,
-        "curves": fg.curves_uri(records, recipe),
+        "curves": fg.curves_uri(records, recipe, model),
         "grids": [{"step": int(g.stem.split("-")[1]), "uri": fg.file_uri(g, trim=False)}
                   for g in grids],
         "estimate": _log_lines(path / "log.txt", ESTIMATE_RE),

@@ -84,11 +84,6 @@ def grid_uri(images: np.ndarray, cols: int = 8, pad: int = 2, scale: int = 1) ->
     return png_uri(buf.getvalue())
 
 
-# Readable names of the losses training methods log (``loss_<name>`` in metrics.jsonl); a key
-# not listed is shown as written, so a new method's curves appear without touching the report.
-LOSS_NAMES = {"d": "discriminator", "g": "generator", "l1": "L1 (pix2pix)",
-              "rec": "reconstruction", "recon": "reconstruction", "kl": "KL divergence",
-              "mse": "noise MSE", "diffusion": "diffusion (noise MSE)", "vlb": "variational bound"}
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
            "#000000")  # Okabe & Ito (2008)
 
@@ -103,9 +98,13 @@ def loss_keys(records: list[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def loss_label(key: str) -> str:
+def loss_label(key: str, model: str | None = None) -> str:
+    """Readable name of a logged loss (``loss_<name>``): the words a generator's descriptor gives
+    it (``recipe.losses``), else the name as written, so a new method's curves need no edit."""
+    from synthmed.generators import loss_words
+
     name = key.removeprefix("loss_")
-    return LOSS_NAMES.get(name, name.replace("_", " "))
+    return loss_words(name, model) or name.replace("_", " ")
 
 
 def recipe_line_drawn(recipe_steps: int | None, last_step: int | None) -> bool:
@@ -113,7 +112,8 @@ def recipe_line_drawn(recipe_steps: int | None, last_step: int | None) -> bool:
     return bool(recipe_steps and last_step and recipe_steps <= last_step * 1.05)
 
 
-def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None) -> str | None:
+def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None,
+               model: str | None = None) -> str | None:
     """Every logged loss (one panel; methods log different ones: GANs ``loss_d``/``loss_g``,
     pix2pix adds ``loss_l1``, diffusion its noise MSE) and the ADA probability p, by step."""
     keys = loss_keys(records)
@@ -128,7 +128,7 @@ def curves_uri(records: list[dict[str, Any]], recipe_steps: int | None) -> str |
     for i, k in enumerate(keys):
         pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
         ax.plot([a for a, _ in pts], [b for _, b in pts], color=PALETTE[i % len(PALETTE)],
-                label=loss_label(k))
+                label=loss_label(k, model))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("Losses", fontsize=10)

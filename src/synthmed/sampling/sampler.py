@@ -28,7 +28,7 @@ from synthmed.errors import SynthmedError
 from synthmed.models.base import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from synthmed.resize import resize_tensor
 from synthmed.training.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
-from synthmed.training.method import Sampler, resolve_method
+from synthmed.training.method import Sampler, check_options, resolve_method
 
 #: Images per generator call while sampling. Part of the exact-image contract: changing it may
 #: change an image by float rounding, so generation.json records it.
@@ -45,6 +45,7 @@ class LoadedGenerator:
     step: int
     sampler: Sampler  # the training method's: (seeds, labels) -> images in [-1, 1]
     device: torch.device
+    options: dict[str, Any]  # the generation options in effect (recorded in generation.json)
 
     @property
     def class_names(self) -> list[str]:
@@ -67,10 +68,12 @@ def load_generator(run_dir: str | os.PathLike, checkpoint: str = "latest",
     device = resolve_device(device)
     path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path))
-    sampler, net = resolve_method(cfg.model.name).build_sampler(state, cfg, device, **options)
+    cfg = config_from_dict(state["config"], source=str(path), saved=True)
+    method = resolve_method(cfg.model.name)
+    resolved = method.resolve_options(check_options(cfg.model.name, options), cfg, state, device)
+    sampler, net = method.build_sampler(state, cfg, device, **resolved)
     return LoadedGenerator(net, state["meta"], cfg, path, checkpoint_hash(path),
-                           int(state["step"]), sampler, device)
+                           int(state["step"]), sampler, device, resolved)
 
 
 MAX_SEED = 2**63 - 1  # torch.Generator seeds and the int64 seeds column

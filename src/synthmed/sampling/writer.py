@@ -122,7 +122,7 @@ def _provenance(gen: GeneratedImages, fmt: str, images: np.ndarray, cls: list[st
         "model": src.config.model.name,
         "dataset_hash": src.meta.get("dataset_hash"),
         "config": src.config.model_dump(mode="json"),
-        "sampling_options": dict(getattr(src.sampler, "options", {})),
+        "sampling_options": dict(src.options),
         "excluded_near_copies": excluded,
         "synthmed_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

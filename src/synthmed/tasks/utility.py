@@ -95,13 +95,16 @@ def _check_classes_in_splits(ds: PreparedDataset, rows: dict[str, np.ndarray]) -
                     f"with more patients or other --split fractions, or --drop-label {name}")
 
 
-def _positive(cfg: UtilityConfig, class_names: list[str]) -> int:
-    if cfg.positive_class is None:
+def positive_index(positive_class: str | None, class_names: list[str]) -> int:
+    """``utility.positive_class`` as a class index. null or 'auto': the last class. It only
+    means something for two classes; with 3+ the metrics are macro averages and it is not used
+    (the last class is returned, whatever it says), so a shipped config runs on any dataset."""
+    if positive_class in (None, "auto") or len(class_names) != 2:
         return len(class_names) - 1
-    if cfg.positive_class not in class_names:
-        raise ConfigError(f"utility.positive_class: {cfg.positive_class!r} is not a class; "
-                          f"choose one of {', '.join(class_names)}")
-    return class_names.index(cfg.positive_class)
+    if positive_class not in class_names:
+        raise ConfigError(f"utility.positive_class: {positive_class!r} is not a class of this "
+                          f"dataset; choose one of {', '.join(class_names)} (or auto: the last)")
+    return class_names.index(positive_class)
 
 
 def prepare_study(cfg: ExperimentConfig) -> Study:
@@ -137,7 +140,7 @@ def prepare_study(cfg: ExperimentConfig) -> Study:
     labels = np.zeros(len(ds), np.int64) if seg else ds.labels
     rows = _real_rows(ds, u.task)
     study = Study(cfg=u, real=Images(ds.images, labels, ds.masks), rows=rows,
-                  class_names=names, positive=0 if seg else _positive(u, names),
+                  class_names=names, positive=0 if seg else positive_index(u.positive_class, names),
                   select=u.select_metric or ("dice" if u.task == "segmentation" else "auc"),
                   seeds=_seeds(u.seeds), device=resolve_device(u.device),
                   dataset={"path": str(ds.path), "content_hash": ds.content_hash,

@@ -1,10 +1,12 @@
-"""GAN training: the loop, losses, small-data augmentation, checkpoints, multi-process."""
+"""Training every generator (GANs, diffusion, VAE, pix2pix) with one engine: the loop, losses,
+small-data augmentation, checkpoints, exact resume, multi-process."""
 
 from __future__ import annotations
 
 
 def train(*args, **kwargs):
-    """Train a GAN from a config and return its run directory (:mod:`synthmed.training.trainer`)."""
+    """Train the generator a config describes and return its run directory
+    (:mod:`synthmed.training.trainer`)."""
     from synthmed.training.trainer import train as _train
 
     return _train(*args, **kwargs)

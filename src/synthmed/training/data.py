@@ -172,10 +172,6 @@ def draw_batches(data: TrainingData, stream: BatchStream, k: int, device: torch.
     return out
 
 
-#: Models that ignore class labels: every image trains them, labelled or not.
-LABEL_BLIND_MODELS = frozenset({"dcgan", "pix2pix"})
-
-
 def drop_unlabelled(data: TrainingData, model: str) -> tuple[TrainingData, str | None]:
     """A class-conditional model on partly labelled data trains on the labelled images only.
 
@@ -183,9 +179,12 @@ def drop_unlabelled(data: TrainingData, model: str) -> tuple[TrainingData, str |
     unconditionally ("0 classes") without a word, and the utility stage failed afterwards.
     Returns the data and the notice to print (None when nothing was dropped).
     """
+    from synthmed import generators
+
     known = data.labels >= 0
-    if model in LABEL_BLIND_MODELS or not data.class_names or bool(known.all()) \
-            or not bool(known.any()):
+    d = generators.find(model)  # label-blind models (not conditional) train on every image
+    blind = d is not None and not d.caps(model).conditional
+    if blind or not data.class_names or bool(known.all()) or not bool(known.any()):
         return data, None
     keep = known.nonzero(as_tuple=True)[0]
     n_drop = len(data.labels) - len(keep)

@@ -6,8 +6,9 @@ groups, signals, progress, ``metrics.jsonl`` and sample grids. A *method* owns w
 kinds of generator (a GAN's G/D steps, a diffusion model's noise-prediction step, pix2pix's
 mask-conditioned step): its networks and optimizers, one training step, its part of the
 checkpoint, the sample grid, and how to sample from a checkpoint. ``model.name`` picks the method
-through :data:`METHODS` (GAN models fall back to the GAN method). docs/training.md, "Adding a
-generator", describes the contract for implementers.
+through its descriptor (:mod:`synthmed.generators`: config section, generation options,
+capabilities, recipe), registered with the method class in the method's own module.
+docs/training.md, "Adding a generator", describes the contract for implementers.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from synthmed.errors import ConfigError, SynthmedError
-from synthmed.registry import Registry
+from synthmed import generators
+from synthmed.errors import SynthmedError
 
 #: Checkpoint key of the EMA of the sampling network (kept from the GAN-only format).
 EMA_KEY = "generator_ema"
@@ -42,14 +43,13 @@ class MaskSampler(ABC):
     ``synthmed generate --masks-from`` (:func:`synthmed.sampling.pairs.write_pairs`) picks and
     edits the masks and calls :meth:`from_masks` on fixed-size micro-batches; it does not care
     which method answers. Called like a class :data:`Sampler` (no masks) it refuses in one line.
-    ``options`` are the generation options in effect (recorded in generation.json); ``anatomy``
+    ``anatomy``
     says the method uses the source case's image as an anatomy channel (then ``--edit
     transplant`` can put a lesion into another case's anatomy).
     """
 
     model: str = "mask-conditioned"
     anatomy: bool = False
-    options: dict[str, Any]  # set by each subclass's __init__
 
     def __call__(self, seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
         raise SynthmedError(f"{self.model} runs are mask-conditioned (they make images from "
@@ -74,7 +74,7 @@ class Batch:
 
     images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
     labels: torch.Tensor | None  # (N,) int64 class ids; None when the data are unlabelled
-    masks: torch.Tensor | None  # (N, 1, H, W) float32 in {0, 1}; only for needs_masks methods
+    masks: torch.Tensor | None  # (N, 1, H, W) float32 in {0, 1}; only for mask-to-image methods
     indices: torch.Tensor  # (N,) int64 row numbers in the training split
     class_counts: list[int] | None = None  # samples per class (host ints), when labelled
 
@@ -86,12 +86,13 @@ class TrainingMethod(ABC):
 
     - ``batches_per_step``: batches the trainer draws for one :meth:`train_step` (a GAN with
       ``train.d_steps: k`` takes k, one per discriminator update);
-    - ``needs_masks``: load the dataset's segmentation masks into :attr:`Batch.masks`;
     - ``default_ema``: EMA of :meth:`ema_network` when ``model.ema`` is null.
+
+    Whether the dataset's segmentation masks are loaded into :attr:`Batch.masks` is the
+    descriptor's ``capabilities.needs_masks``.
     """
 
     batches_per_step: int = 1
-    needs_masks: ClassVar[bool] = False
     default_ema: bool = False
 
     @classmethod
@@ -171,31 +172,52 @@ class TrainingMethod(ABC):
                       **options: Any) -> tuple[Sampler, nn.Module]:
         """A sampler for a loaded checkpoint, and the network it runs (for inspection).
 
-        ``state`` is the checkpoint, ``cfg`` its ExperimentConfig; ``options`` are
-        method-specific generation options from ``synthmed generate`` (e.g. diffusion ``steps``,
-        ``guidance``); an option the method does not know raises :class:`SynthmedError` naming
-        it. Use :func:`sampling_weights` to get the EMA weights when the run kept them.
+        ``state`` is the checkpoint, ``cfg`` its ExperimentConfig; ``options`` are the
+        generation options set (not None), already validated against the descriptor's
+        ``options`` class (unknown ones were refused by :func:`check_options`). Use
+        :func:`sampling_weights` to get the EMA weights when the run kept them.
         """
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any], cfg, state: dict[str, Any],
+                        device: torch.device) -> dict[str, Any]:
+        """The options in effect, recorded in generation.json (defaults filled in from the run,
+        checked against it). Default: the options as given."""
+        del cfg, state, device
+        return dict(options)
 
 
 MethodType = type[TrainingMethod]
 
-#: ``model.name`` -> training method class, for generators other than the GAN family.
-METHODS: Registry[MethodType] = Registry("model")
-
 
 def resolve_method(name: str) -> MethodType:
-    """The method class for ``model.name``; every registered GAN model uses the GAN method."""
-    import synthmed.training.methods  # noqa: F401  (registers every method module)
-    from synthmed.models import GAN_MODELS
-    from synthmed.training.methods.gan import GANMethod
+    """The method class registered for ``model.name`` (one line naming every choice when none)."""
+    return generators.get(name).method
 
-    if name in METHODS:
-        return METHODS.get(name)
-    if name in GAN_MODELS:
-        return GANMethod
-    names = sorted(set(METHODS.names()) | set(GAN_MODELS.names()))
-    raise ConfigError(f"model.name: unknown model {name!r}; choose one of {', '.join(names)}")
+
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Generation options for a ``model.name`` run, validated by its descriptor's options class:
+    None values dropped; an unknown option or a wrong type is one line naming it."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in options.items() if v is not None}
+    fields = generators.option_fields(name)
+    for key in given:
+        if key not in fields:
+            choices = ", ".join(fields) or "none"
+            raise SynthmedError(f"--{key.replace('_', '-')}: not a generation option of {name} "
+                                f"models (their options: {choices}); drop the option")
+    try:
+        parsed = generators.get(name).options.model_validate(given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0])
+        extra = fields[key].json_schema_extra if key in fields else None
+        flag = extra.get("flag") if isinstance(extra, dict) else None
+        given_as = f"{flag} {err.get('input')!r}" if flag else \
+            f"--option {key}={err.get('input')!r}"
+        raise SynthmedError(f"{given_as}: {err['msg'].lower()}") from None
+    return {k: getattr(parsed, k) for k in given}
 
 
 def unwrap(m: nn.Module) -> nn.Module:
@@ -213,11 +235,3 @@ def sampling_weights(state: dict[str, Any], key: str) -> dict[str, torch.Tensor]
     if ema is not None:
         return {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
     return state[key]
-
-
-def reject_options(options: dict[str, Any], method: str) -> None:
-    """One-line refusal for generation options a method does not take."""
-    for name, value in options.items():
-        if value is not None:
-            raise SynthmedError(f"--{name.replace('_', '-')}: not used by {method} models "
-                                "(only by diffusion models); drop the option")

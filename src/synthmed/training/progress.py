@@ -103,9 +103,6 @@ def log_line(record: dict[str, Any], total: int, eta_s: float | None) -> str:
             f"  {record['img_per_s']:.0f} img/s{aug}  ETA {eta}")
 
 
-# Steps after which each model's samples are usable (recognisable class structure, no checkerboard)
-# on the phantom and on 64 px ultrasound, from the runs in docs/training.md ("Steps you need").
-RECIPE_STEPS = {"dcgan": 2000, "acgan": 2000, "cgan": 2000}
 WARMUP_STEPS = 5  # timed steps behind the estimate; the first step (allocation) is not counted
 # A run longer than this is open-ended (a huge train.steps meaning 'until stopped', as in
 # benchmarks/generators.py): its estimate line gives the time per 1,000 steps instead.
@@ -176,8 +173,11 @@ class RunClock:
 
 
 def short_of_recipe(model: str, step: int, image_size: int) -> str | None:
-    """The log/report line when a run stopped before its model's documented step count."""
-    need = RECIPE_STEPS.get(model)
+    """The log/report line when a run stopped before its model's documented step count (the
+    ``recipe.steps`` of its descriptor, :mod:`synthmed.generators`)."""
+    from synthmed.generators import recipe_steps
+
+    need = recipe_steps(model, image_size)
     if need is None or step >= need:
         return None
     return (f"stopped at step {step:,}; this recipe ({model}) needs ~{need:,} steps for usable "

@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from synthmed.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
+from synthmed.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    key_roles,
+    load_config,
+)
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.seed import seed_everything, set_rng_state
 from synthmed.training import distributed as ddp
@@ -18,10 +24,14 @@ from synthmed.training.checkpoint import load_checkpoint, resolve_checkpoint
 from synthmed.training.data import BatchStream
 from synthmed.training.method import EMA_KEY, TrainingMethod
 
-# Keys that say how to run, not what to train: a resumed run may change them.
-RESUMABLE_KEYS = ("train.steps", "train.sample_every", "train.checkpoint_every",
-                  "train.keep_checkpoints", "train.log_every", "train.device", "train.num_threads",
-                  "train.deterministic")
+#: Roles of the keys a resumed run may change: they do not change the weights trained so far
+#: (how to run, what to generate, how far to train). Derived from each key's role (ROLES).
+RESUME_MAY_CHANGE = ("resumable", "generation", "runtime", "evaluation", "utility")
+
+
+def resumable_keys(cfg: ExperimentConfig) -> list[str]:
+    """The leaf keys of ``cfg`` a resumed training run may change (by their role)."""
+    return sorted(k for k, r in key_roles(cfg).items() if r in RESUME_MAY_CHANGE)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -36,7 +46,8 @@ def resolve_config(config, overrides, resume) -> tuple[ExperimentConfig, dict | 
     """The config to train with and, when resuming, the checkpoint state.
 
     Resuming continues the run's saved config; a CONFIG given as well must describe the same
-    experiment (it may differ only in :data:`RESUMABLE_KEYS`, e.g. more ``train.steps``).
+    experiment: it may differ only in keys whose role is in :data:`RESUME_MAY_CHANGE` (e.g.
+    more ``train.steps``). Fewer ``train.steps`` than the checkpoint's step is refused.
     """
     if resume is None:
         if isinstance(config, ExperimentConfig):
@@ -45,22 +56,34 @@ def resolve_config(config, overrides, resume) -> tuple[ExperimentConfig, dict | 
         return load_config(config, overrides), None
     state = load_checkpoint(resolve_checkpoint(resume, "latest"))
     source = f"{resume} (resumed config)"
-    saved = config_from_dict(dict(state["config"]), source=source)
+    saved = config_from_dict(dict(state["config"]), source=source, saved=True)
     if config is None:
-        cfg = config_from_dict(apply_overrides(dict(state["config"]), overrides), source=source)
+        cfg = config_from_dict(apply_overrides(saved.model_dump(mode="json"), overrides),
+                               source=source, overrides=overrides)
     elif isinstance(config, ExperimentConfig):
         cfg = config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides))
     else:
         cfg = load_config(config, overrides)
     a, b = _flatten(saved.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    may = set(resumable_keys(saved)) | set(resumable_keys(cfg))
     differ = sorted(k for k in a.keys() | b.keys()
-                    if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS and k != "name")
+                    if a.get(k) != b.get(k) and k not in may and k != "name")
     if differ:
         raise ConfigError(
             f"{differ[0]}: differs from the run being resumed ({resume}); resume continues the "
-            f"same experiment, so only {', '.join(RESUMABLE_KEYS)} may change (start a new run "
-            "to change the rest)")
+            "same experiment, so only train.steps and keys that say how to run or what to "
+            "generate may change (start a new run to change the rest)")
+    check_steps(cfg.train.steps, int(state["step"]), resume)
     return cfg.model_copy(update={"name": saved.name}), state
+
+
+def check_steps(steps: int, done: int, where) -> None:
+    """``train.steps`` below the steps a run already trained: one line (a new run, or a value
+    >= the done steps; weights are never rolled back)."""
+    if steps < done:
+        raise ConfigError(f"train.steps: {steps:,} is below the {done:,} steps {where} already "
+                          f"trained; set train.steps >= {done:,} to continue it, or start a new "
+                          "run (another --run-dir) to train fewer steps")
 
 
 def saved_world_size(state: dict[str, Any]) -> int:

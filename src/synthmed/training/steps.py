@@ -1,4 +1,5 @@
-"""One discriminator step and one generator step, for every model, loss and augmentation.
+"""The GAN family's training step: one discriminator step and one generator step, for every GAN
+model, loss and augmentation (other generators' steps are in their methods, training/methods/).
 
 The loss object (``synthmed.training.losses``) decides what is minimized; the augmenter
 (DiffAugment / ADA) transforms real and fake images before D; this module only wires them. Under

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from synthmed import __version__
-from synthmed.config import ExperimentConfig
+from synthmed import __version__, generators
+from synthmed.config import ExperimentConfig, save_config
 from synthmed.device import retain_freed_memory, synchronize
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.runs import Run
@@ -39,11 +39,9 @@ from synthmed.training.data import (
 )
 from synthmed.training.ema import build_ema
 from synthmed.training.method import EMA_KEY, TRAINER_KEYS, TrainingMethod, resolve_method
-from synthmed.training.methods.gan import GANMethod
 from synthmed.training.progress import LossMeter, RunClock, TrainProgress, log_line, short_of_recipe
 from synthmed.training.resume import resolve_config, restore, run_lock
 from synthmed.training.samples import GRID_IMAGES, write_sample_grid
-from synthmed.training.steps import GANSteps
 from synthmed.training.stopping import StopAgreement, stop_on_signals
 
 
@@ -61,15 +59,6 @@ def build_method(cfg: ExperimentConfig, data: TrainingData, device: torch.device
             "dataset_path": data.dataset_path, "method": type(method).__name__,
             **method.meta()}
     return method, meta
-
-
-def build_steps(cfg: ExperimentConfig, data: TrainingData, device: torch.device,
-                info: ddp.DistInfo) -> tuple[GANSteps, dict[str, Any]]:
-    """The GAN steps (G, D, optimizers, loss, augmentation) for a GAN ``cfg`` on ``data``."""
-    method, meta = build_method(cfg, data, device, info)
-    if not isinstance(method, GANMethod):
-        raise ConfigError(f"model.name: {cfg.model.name} is not a GAN")
-    return method.steps, meta
 
 
 def _build_ema(cfg: ExperimentConfig, method: TrainingMethod) -> AveragedModel | None:
@@ -150,6 +139,7 @@ def _open_run(cfg, data, meta, info, device, run_path, resume, start) -> Run | N
             f"{meta['n_classes']} classes) on {device}, world size {info.world_size}")
     if resume:
         run.log_metrics({"event": "resume", "step": start})
+        save_config(cfg, run.path / "config.yaml")  # e.g. a raised train.steps
     if t.amp and device.type == "cpu" and not _cpu_has_bf16():
         run.log("train.amp: this CPU has no native bf16, so autocast is slower than float32; "
                 "set train.amp=false")
@@ -163,13 +153,12 @@ def _train(cfg, state, info, device, runs_dir, resume, progress) -> Path:
     info = dataclasses.replace(
         info, sync_batchnorm=ddp.resolve_sync_batchnorm(t.sync_batchnorm, info, device))
     seed_everything(t.seed)
-    method_cls = resolve_method(cfg.model.name)
     data = load_training_data(cfg.data, cfg.model.image_size, device,
-                              masks=method_cls.needs_masks)
+                              masks=generators.needs_masks(cfg.model.name))
     data, dropped = drop_unlabelled(data, cfg.model.name)
     notices = [n for n in (dropped, fit_batch_size(t, len(data.images), info.world_size)) if n]
-    width = cfg.model.channels[0] if cfg.model.channels else (
-        32 if cfg.model.name in ("ddpm", "ddpm-mask", "vae") else cfg.model.base_width)
+    m = cfg.model  # each section has its own width key (U-Net/VAE channels, GAN base_width)
+    width = (getattr(m, "channels", None) or [None])[0] or getattr(m, "base_width", 32)
     check_step_memory(t.batch_size, int(data.images.shape[-1]), width, device)
     method, meta = build_method(cfg, data, device, info)
     ema = _build_ema(cfg, method)

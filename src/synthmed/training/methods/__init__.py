@@ -1,7 +1,8 @@
 """Training methods, one module each; importing this package imports (and so registers) all.
 
-A new generator is a new module here that registers its :class:`TrainingMethod` subclass in
-:data:`synthmed.training.method.METHODS` under its ``model.name``; nothing else needs editing.
+A new generator is a new module here that registers its :class:`TrainingMethod` subclass with its
+descriptor (:func:`synthmed.generators.register_generator`: config section, generation options,
+capabilities, recipe) under its ``model.name``; nothing else needs editing (docs/extending.md).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Wires :mod:`synthmed.models.ddpm` (MONAI ``DiffusionModelUNet``, ``DDPMScheduler`` for training,
 DPM-Solver++(2M) or DDIM for sampling, classifier-free guidance) into the one engine: the
 trainer owns the loop, EMA (on by default: diffusion samples from the raw weights are visibly
-worse, Ho et al. 2020 use decay 0.9999), checkpoints, exact resume and DDP. ``synthmed generate
---steps N --sampler dpm-solver++|ddim --guidance S [--bf16]`` reach
+worse, Ho et al. 2020 use decay 0.9999), checkpoints, exact resume and DDP. the generation options
+(:class:`DDPMOptions`: ``synthmed generate --steps N --sampler dpm-solver++|ddim --guidance S
+[--bf16]`` or ``--option KEY=VALUE``) reach
 :meth:`DDPMMethod.build_sampler`; for ``ddpm-mask`` it returns a :class:`DDPMMaskSampler`, which
 ``generate --masks-from`` drives like pix2pix's.
 """
@@ -12,12 +13,21 @@ worse, Ho et al. 2020 use decay 0.9999), checkpoints, exact resume and DDP. ``sy
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from synthmed.errors import ConfigError, SynthmedError
+from synthmed.generators import (
+    Capabilities,
+    Descriptor,
+    GenerationOptions,
+    ModelSection,
+    Recipe,
+    register_generator,
+    setting,
+)
 from synthmed.models.ddpm import (
     DEFAULT_CHANNELS,
     SAMPLERS,
@@ -29,16 +39,76 @@ from synthmed.models.ddpm import (
 )
 from synthmed.training import distributed as ddp
 from synthmed.training.method import (
-    METHODS,
     Batch,
     MaskSampler,
     Sampler,
     TrainingMethod,
-    reject_options,
     sampling_weights,
     unwrap,
 )
 from synthmed.training.precision import Precision, add_scalers
+
+
+class DDPMSection(ModelSection):
+    """``model:`` keys of ddpm and ddpm-mask."""
+
+    name: Literal["ddpm", "ddpm-mask"] = setting(
+        "ddpm", role="trained", description="ddpm (class-conditional) | ddpm-mask (the "
+        "segmentation mask as an extra input channel: mask-to-image)")
+    channels: list[int] | None = setting(None, role="trained", description="U-Net widths per "
+                                         "resolution level (default [32, 64, 64])")
+    num_res_blocks: int = setting(1, role="trained", gt=0, description="residual blocks per "
+                                  "U-Net level")
+    attention_levels: list[bool] | None = setting(
+        None, role="trained", description="self-attention per level; default none (the middle "
+        "block always has it)")
+    diffusion_steps: int = setting(1000, role="trained", gt=1, description="training noise "
+                                   "levels T")
+    noise_schedule: Literal["linear", "cosine"] = setting(
+        "cosine", role="trained", description="linear (Ho et al. 2020) or cosine (Nichol & "
+        "Dhariwal 2021)")
+    prediction: Literal["epsilon", "v"] = setting(
+        "epsilon", role="trained", description="predict the noise, or v (Salimans & Ho 2022)")
+    cond_drop: float = setting(0.1, role="trained", ge=0, lt=1, description="label dropout for "
+                               "classifier-free guidance (Ho & Salimans 2022)")
+    sampler: Literal["dpm-solver++", "ddim"] = setting(
+        "dpm-solver++", role="generation", description="ODE solver for sample grids and the "
+        "default of generate --sampler: DPM-Solver++(2M) with clean-image clipping (Lu et al. "
+        "2022), or DDIM")
+    sample_steps: int = setting(20, role="generation", gt=0, description="network evaluations "
+                                "(solver steps) for sample grids and the default of generate "
+                                "--steps")
+    guidance: float = setting(1.0, role="generation", ge=0, description="CFG scale for grids "
+                              "and the default of generate --guidance (0 unconditional, 1 "
+                              "conditional)")
+
+
+class DDPMOptions(GenerationOptions):
+    """``synthmed generate`` options of diffusion runs (None: the run's ``model.*`` value)."""
+
+    steps: int | None = setting(None, role="generation", description="DDIM steps (default: the "
+                                "run's model.sample_steps)", extra={
+                                    "flag": "--steps", "config_key": "sample_steps"})
+    guidance: float | None = setting(None, role="generation", description="classifier-free "
+                                     "guidance scale (0 unconditional, 1 conditional; default: "
+                                     "the run's model.guidance)", extra={
+                                         "flag": "--guidance", "config_key": "guidance"})
+    sampler: str | None = setting(None, role="generation", description="dpm-solver++ (about 20 "
+                                  "steps) or ddim (50-200); default: the run's model.sampler",
+                                  extra={"flag": "--sampler", "config_key": "sampler"})
+    bf16: bool | None = setting(None, role="runtime", description="bf16 network on devices with "
+                                "native bf16 (faster; images differ slightly from float32)",
+                                extra={"flag": "--bf16"})
+
+
+_DDPM_RECIPE = Recipe(losses={"diffusion": "diffusion (noise MSE)"})
+DDPM = Descriptor(names=("ddpm",), section=DDPMSection, options=DDPMOptions,
+                  kinds={"ddpm": "diffusion model (DDPM)"},
+                  capabilities=Capabilities(conditional=True), recipe=_DDPM_RECIPE)
+DDPM_MASK = Descriptor(names=("ddpm-mask",), section=DDPMSection, options=DDPMOptions,
+                       kinds={"ddpm-mask": "mask-to-image diffusion model (DDPM, mask channel)"},
+                       capabilities=Capabilities(needs_masks=True, conditional=True),
+                       recipe=_DDPM_RECIPE)
 
 
 def diffusion_of(model_cfg) -> Diffusion:
@@ -109,7 +179,7 @@ def check_generation_options(steps, guidance, bf16, *, model_cfg, conditional: b
     return int(steps), float(guidance), bool(bf16)
 
 
-@METHODS.register("ddpm")
+@register_generator(DDPM)
 class DDPMMethod(TrainingMethod):
     """Class-conditional DDPM (unconditional when the data have fewer than two classes)."""
 
@@ -192,6 +262,18 @@ class DDPMMethod(TrainingMethod):
                       extra=extra), None
 
     @classmethod
+    def resolve_options(cls, options: dict[str, Any], cfg, state: dict[str, Any],
+                        device: torch.device) -> dict[str, Any]:
+        """steps, guidance and bf16 in effect: the run's defaults filled in, checked."""
+        meta = state["meta"]
+        steps, guidance, bf16 = check_generation_options(
+            options.get("steps"), options.get("guidance"), options.get("bf16"),
+            model_cfg=cfg.model, conditional=bool(meta["conditional"]) and
+            int(meta["n_classes"]) > 0, device=device)
+        return {"sampler": check_sampler(options.get("sampler"), cfg.model), "steps": steps,
+                "guidance": guidance, "bf16": bf16}
+
+    @classmethod
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device, *,
                       steps: int | None = None, guidance: float | None = None,
                       bf16: bool | None = None, sampler: str | None = None,
@@ -199,7 +281,7 @@ class DDPMMethod(TrainingMethod):
         """DPM-Solver++ or DDIM from per-seed noise; for a mask-conditioned run a
         :class:`DDPMMaskSampler` (``generate --masks-from``), which refuses to sample without
         masks."""
-        reject_options(options, cfg.model.name)
+        del options  # the registry refused any other
         solver = check_sampler(sampler, cfg.model)
         meta = state["meta"]
         k = int(meta["n_classes"]) if meta["conditional"] else 0
@@ -222,14 +304,12 @@ class DDPMMethod(TrainingMethod):
                           num_classes=k, sampler=solver, bf16=bf16,
                           extra=None if extra is None else extra.to(device))
 
-        provenance = {"sampler": solver, "steps": steps, "guidance": guidance, "bf16": bf16}
         if mask_channels:
-            return DDPMMaskSampler(run, cfg.model.name, provenance), unet
+            return DDPMMaskSampler(run, cfg.model.name), unet
 
         def sampler(seeds: list[int], labels: torch.Tensor | None) -> torch.Tensor:
             return run(seeds, labels)
 
-        sampler.options = provenance  # recorded in generation.json
         return sampler, unet
 
 
@@ -238,8 +318,8 @@ class DDPMMaskSampler(MaskSampler):
     seed's noise with the mask concatenated at every step, in the source case's class (CFG
     applies to the class; the mask is always given, as in training). Anatomy images are not used."""
 
-    def __init__(self, run, model: str, options: dict[str, Any]) -> None:
-        self.run, self.model, self.options = run, model, options
+    def __init__(self, run, model: str) -> None:
+        self.run, self.model = run, model
 
     def from_masks(self, seeds: list[int], masks: torch.Tensor,
                    images: torch.Tensor | None = None,
@@ -248,7 +328,7 @@ class DDPMMaskSampler(MaskSampler):
         return self.run(seeds, labels, mask_input(masks))
 
 
-@METHODS.register("ddpm-mask")
+@register_generator(DDPM_MASK)
 class MaskDDPMMethod(DDPMMethod):
     """DDPM with the segmentation mask as an extra input channel at every step (mask-to-image).
 
@@ -256,5 +336,4 @@ class MaskDDPMMethod(DDPMMethod):
     ``synthmed generate --masks-from DATASET [--edit ...]`` samples image+mask pairs.
     """
 
-    needs_masks = True
     mask_channels = 1

@@ -8,11 +8,19 @@ checkpoint. The loop, EMA, checkpoints and DDP process group belong to the train
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from synthmed.generators import (
+    Capabilities,
+    Descriptor,
+    ModelSection,
+    Recipe,
+    register_generator,
+    setting,
+)
 from synthmed.models import build_gan
 from synthmed.models.perclass import PerClassGenerator
 from synthmed.training import distributed as ddp
@@ -22,7 +30,6 @@ from synthmed.training.method import (
     Batch,
     Sampler,
     TrainingMethod,
-    reject_options,
     sampling_weights,
     unwrap,
 )
@@ -30,6 +37,54 @@ from synthmed.training.precision import add_scalers
 from synthmed.training.steps import GANSteps, StepConfig
 
 DEFAULT_POLICY = "translation,cutout,color"
+
+
+class GANSection(ModelSection):
+    """``model:`` keys of dcgan, acgan and cgan (Radford et al. 2016; Odena et al. 2017; Miyato &
+    Koyama 2018)."""
+
+    name: Literal["dcgan", "acgan", "cgan"] = setting(
+        "dcgan", role="trained", description="dcgan (unconditional) | acgan (auxiliary "
+        "classifier) | cgan (projection discriminator)")
+    latent_dim: int = setting(100, role="trained", gt=0, description="length of the noise z")
+    base_width: int = setting(64, role="trained", gt=0, description="channels of the widest "
+                              "layer / 8 (network width)")
+    per_class: bool = setting(False, role="trained", description="one unconditional generator "
+                              "per class")
+    loss: str | None = setting(None, role="trained", description="bce | hinge | wgan-gp; "
+                               "default per model")
+    r1_gamma: float = setting(0.0, role="trained", ge=0, description="R1 gradient penalty "
+                              "weight on real images (Mescheder et al. 2018)")
+    gp_weight: float = setting(10.0, ge=0, role="trained", description="wgan-gp: gradient "
+                               "penalty weight")
+    aux_weight: float = setting(1.0, ge=0, role="trained", description="ACGAN auxiliary "
+                                "classifier weight")
+    diffaugment: str | None = setting(
+        "auto", role="trained", description="comma list of translation,cutout,color; 'auto' "
+        "(on for cgan) or none")
+    ada: bool | None = setting(None, role="trained", description="adaptive augmentation "
+                               "probability (Karras et al. 2020); default per model")
+    ada_target: float = setting(0.6, role="trained", gt=0, lt=1, description="ADA: target sign "
+                                "of D's outputs on real images")
+    ada_interval: int = setting(4, role="trained", gt=0, description="ADA: steps between "
+                                "updates of p")
+    ada_speed_img: int = setting(20_000, role="trained", gt=0, description="ADA: images for p "
+                                 "to move by 1")
+    cgan_upsample: Literal["nearest", "bilinear"] = setting(
+        "nearest", role="trained", description="cgan: generator up-sampling before each 3x3 "
+        "convolution (nearest as SNGAN; bilinear low-passes first)")
+
+
+GAN = Descriptor(
+    names=("dcgan", "acgan", "cgan"), section=GANSection,
+    kinds={"dcgan": "unconditional GAN (DCGAN)", "cgan": "class-conditional GAN",
+           "acgan": "class-conditional GAN with auxiliary classifier (AC-GAN)"},
+    capabilities={"dcgan": Capabilities(), "acgan": Capabilities(conditional=True),
+                  "cgan": Capabilities(conditional=True)},
+    # usable samples (class structure, no checkerboard) on the phantom and 64 px ultrasound
+    # after ~2,000 steps (docs/training.md, "Steps you need")
+    recipe=Recipe(steps=lambda size: 2000,
+                  losses={"d": "discriminator", "g": "generator"}))
 
 
 def build_augment(cfg, default_policy: str | None, default_ada: bool) -> AdaptiveAugment | None:
@@ -53,6 +108,7 @@ def _noise(seeds: list[int], latent_dim: int) -> torch.Tensor:
                         for s in seeds])
 
 
+@register_generator(GAN)
 class GANMethod(TrainingMethod):
     """``model.name`` in dcgan | acgan | cgan (``model.per_class`` too)."""
 
@@ -161,7 +217,7 @@ class GANMethod(TrainingMethod):
     @classmethod
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
                       **options: Any) -> tuple[Sampler, nn.Module]:
-        reject_options(options, cfg.model.name)
+        del options  # none (the registry refuses any)
         meta = state["meta"]
         pair = build_gan(cfg.model, in_channels=meta["in_channels"],
                          image_size=meta["image_size"], n_classes=meta["n_classes"])

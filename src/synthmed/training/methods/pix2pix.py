@@ -11,25 +11,75 @@ trainer's.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthmed.generators import (
+    Capabilities,
+    Descriptor,
+    ModelSection,
+    Recipe,
+    register_generator,
+    setting,
+)
 from synthmed.models.conditioning import conditioning_of, population_prior
 from synthmed.models.pix2pix import build_condition, build_pix2pix, encode_mask
 from synthmed.training import distributed as ddp
 from synthmed.training.method import (
-    METHODS,
     Batch,
     MaskSampler,
     TrainingMethod,
-    reject_options,
     sampling_weights,
     unwrap,
 )
 from synthmed.training.precision import Precision, add_scalers
+
+
+class Pix2PixSection(ModelSection):
+    """``model:`` keys of pix2pix (Isola et al. 2017)."""
+
+    name: Literal["pix2pix"] = setting("pix2pix", role="trained", description="pix2pix "
+                                       "(mask-to-image)")
+    image_size: int | None = setting(None, role="trained", gt=0, description="64, 128 or 256 "
+                                     "px; default: the data's")
+    base_width: int = setting(64, role="trained", gt=0, description="channels of the first "
+                              "U-Net and PatchGAN layer")
+    mask_labels: int = setting(1, role="trained", gt=0, description="foreground labels in the "
+                               "masks (1: binary mask channel; more: one-hot, one channel per "
+                               "label)")
+    anatomy_factor: int | None = setting(None, role="trained", gt=1, description="extra "
+                                         "conditioning channel, the image down-sampled by this "
+                                         "factor")
+    dropout: float = setting(0.5, role="trained", ge=0, lt=1, description="decoder dropout "
+                             "(the noise)")
+    l1_weight: float = setting(100.0, role="trained", ge=0, description="weight of the L1 loss")
+    conditioning: Literal["mask", "anatomy", "brain", "prior"] | None = setting(
+        None, role="trained", description="what G sees beside the mask: mask only | anatomy (the "
+        "slice down-sampled by anatomy_factor) | brain (its brain mask in blocks of "
+        "anatomy_factor, default 8) | prior (the population's mean brain mask in the slice's "
+        "brain box); default anatomy when anatomy_factor is set, else mask "
+        "(models/conditioning.py)")
+    generator: Literal["unet", "spade"] = setting(
+        "unet", role="trained", description="unet (Isola et al. 2017) | spade (SPADE "
+        "normalization, noise injection, resize-convolve up-sampling; models/spade.py)")
+    upsample: Literal["transpose", "resize"] = setting(
+        "transpose", role="trained", description="unet: transposed conv | nearest resize then "
+        "3x3 conv")
+    discriminator: Literal["patchgan", "pooled"] = setting(
+        "patchgan", role="trained", description="strided PatchGAN | pooled (stride-1 convs, avg "
+        "pool)")
+    pair_augment: bool = setting(False, role="trained", description="random flip, rotation, "
+                                 "scale and shift applied jointly to image and mask in training")
+
+
+PIX2PIX = Descriptor(names=("pix2pix",), section=Pix2PixSection,
+                     kinds={"pix2pix": "mask-to-image GAN (pix2pix)"},
+                     capabilities=Capabilities(needs_masks=True),
+                     recipe=Recipe(losses={"d": "discriminator", "g": "generator",
+                                           "l1": "L1 (pix2pix)"}))
 
 GRID_PAIRS = 16  # mask | real | synthetic triplets in a training sample grid
 GRID_COLS = 6  # two triplets per grid row
@@ -81,7 +131,7 @@ class Pix2PixSampler(MaskSampler):
     model = "pix2pix"
 
     def __init__(self, G: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
-        self.G, self.meta, self.device, self.options = G, meta, device, {}
+        self.G, self.meta, self.device = G, meta, device
         self.mode = meta.get("conditioning") or ("anatomy" if meta.get("anatomy_factor")
                                                  else "mask")
         self.anatomy = self.mode != "mask"  # a brain to keep edited lesions in
@@ -98,11 +148,10 @@ class Pix2PixSampler(MaskSampler):
         return translate(self.G, cond, seeds)
 
 
-@METHODS.register("pix2pix")
+@register_generator(PIX2PIX)
 class Pix2PixMethod(TrainingMethod):
     """``model.name: pix2pix``: needs a prepared dataset with masks."""
 
-    needs_masks = True
     default_ema = True
 
     def __init__(self, G, D, opt_g, opt_d, cfg, data, device) -> None:
@@ -208,7 +257,7 @@ class Pix2PixMethod(TrainingMethod):
     @classmethod
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
                       **options: Any) -> tuple[Pix2PixSampler, nn.Module]:
-        reject_options(options, "pix2pix")
+        del options  # none (the registry refuses any)
         meta = state["meta"]
         G, _ = build_pix2pix(cfg.model, image_channels=meta["in_channels"],
                              image_size=meta["image_size"])

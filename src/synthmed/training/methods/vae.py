@@ -10,24 +10,48 @@ with ``model.ema: true``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from synthmed.errors import ConfigError
+from synthmed.generators import (
+    Capabilities,
+    Descriptor,
+    ModelSection,
+    Recipe,
+    register_generator,
+    setting,
+)
 from synthmed.models.vae import DEFAULT_CHANNELS, ConditionalVAE, vae_loss
 from synthmed.training import distributed as ddp
 from synthmed.training.method import (
-    METHODS,
     Batch,
     Sampler,
     TrainingMethod,
-    reject_options,
     sampling_weights,
     unwrap,
 )
 from synthmed.training.precision import Precision, add_scalers
+
+
+class VAESection(ModelSection):
+    """``model:`` keys of the (conditional) VAE (Kingma & Welling 2014; beta-VAE: Higgins et al.
+    2017)."""
+
+    name: Literal["vae"] = setting("vae", role="trained", description="vae")
+    latent_dim: int = setting(100, role="trained", gt=0, description="length of the latent z")
+    channels: list[int] | None = setting(None, role="trained", description="encoder widths per "
+                                         "stride-2 level (default [32, 64, 128])")
+    kl_weight: float = setting(1.0, role="trained", gt=0, description="weight of the KL term "
+                               "(beta-VAE)")
+
+
+VAE = Descriptor(names=("vae",), section=VAESection, kinds={"vae": "variational autoencoder"},
+                 capabilities=Capabilities(conditional=True),
+                 recipe=Recipe(losses={"rec": "reconstruction", "recon": "reconstruction",
+                                       "kl": "KL divergence"}))
 
 
 def make_vae(model_cfg, *, in_channels: int, image_size: int, n_classes: int) -> ConditionalVAE:
@@ -46,7 +70,7 @@ def latent_noise(seeds: list[int], latent: int) -> torch.Tensor:
                         for s in seeds])
 
 
-@METHODS.register("vae")
+@register_generator(VAE)
 class VAEMethod(TrainingMethod):
     """Convolutional (C)VAE trained on the negative ELBO."""
 
@@ -114,7 +138,7 @@ class VAEMethod(TrainingMethod):
     @classmethod
     def build_sampler(cls, state: dict[str, Any], cfg, device: torch.device,
                       **options: Any) -> tuple[Sampler, nn.Module]:
-        reject_options(options, cfg.model.name)
+        del options  # none (the registry refuses any)
         meta = state["meta"]
         k = int(meta["n_classes"]) if meta["conditional"] else 0
         vae = make_vae(cfg.model, in_channels=meta["in_channels"], image_size=meta["image_size"],
