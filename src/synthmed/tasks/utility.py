@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthmed.config import ExperimentConfig, UtilityConfig
+from synthmed.config import ExperimentConfig
 from synthmed.data.dataset import PreparedDataset
 from synthmed.errors import ConfigError, DataError
 from synthmed.fileio import atomic_write_json
