@@ -34,6 +34,7 @@ OTHER = {
     "model.loss": "hinge", "model.diffaugment": "translation", "model.attention_levels":
     [False, True], "model.channels": [8, 16], "train.device": "cpu", "utility.device": "cpu",
     "pipeline.device": "cpu", "name": "other", "utility.threshold": 0.5,
+    "model.conditioning": "brain",
 }
 #: Keys the generated test leaves to its own test (they choose which stages exist at all).
 SELECTORS = {"pipeline.stages"}
