@@ -292,7 +292,7 @@ def test_cgan_bilinear_upsampling_shapes_and_no_pixel_replication(size):
     from synthmed.models.cgan import upsample2x
 
     torch.manual_seed(0)
-    cfg = ModelConfig(name="cgan", latent_dim=LATENT, base_width=WIDTH,
+    cfg = GANSection(name="cgan", latent_dim=LATENT, base_width=WIDTH,
                       cgan_upsample="bilinear")
     pair = build_gan(cfg, in_channels=1, image_size=size, n_classes=K)
     torch.manual_seed(0)
@@ -313,12 +313,12 @@ def test_cgan_bilinear_upsampling_shapes_and_no_pixel_replication(size):
 
 def test_cgan_upsample_mode_is_validated():
     with pytest.raises(ValueError):
-        ModelConfig(name="cgan", cgan_upsample="bicubic")
+        GANSection(name="cgan", cgan_upsample="bicubic")
 
 
 def test_cgan_bilinear_generation_is_batch_independent():
     torch.manual_seed(0)
-    cfg = ModelConfig(name="cgan", latent_dim=LATENT, base_width=WIDTH, cgan_upsample="bilinear")
+    cfg = GANSection(name="cgan", latent_dim=LATENT, base_width=WIDTH, cgan_upsample="bilinear")
     g = build_gan(cfg, in_channels=1, image_size=32, n_classes=K).generator.eval()
     z, y = torch.randn(6, LATENT), torch.arange(6) % K
     with torch.no_grad():

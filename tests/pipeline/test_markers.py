@@ -236,7 +236,8 @@ def test_generation_keys_reach_generate_as_options(tmp_path):
     cfg = config_from_dict({"model": {"name": "ddpm", "sample_steps": 20}})
     train_run = tmp_path / "train" / "x"
     train_run.mkdir(parents=True)
-    (train_run / "config.yaml").write_text("model: {name: ddpm, sample_steps: 50, guidance: 1.0}")
+    (train_run / "config.yaml").write_text(
+        "model: {name: ddpm, sample_steps: 50, guidance: 1.0, sampler: dpm-solver++}")
     ctx = Context(run_dir=tmp_path, cfg=cfg, outputs={"train": {"train_run": "train/x"}})
     assert _generation_options(ctx) == {"steps": 20}
     assert Path(tmp_path / "train").is_dir()
