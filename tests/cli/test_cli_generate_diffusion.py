@@ -51,7 +51,7 @@ def test_sampler_ddim_is_selectable_and_differs(cli, runs, tmp_path):
 @pytest.mark.parametrize("run,args,needle", [
     ("ddpm", ["--steps", 0], "--steps 0: solver steps must be an integer from 1 to 100"),
     ("ddpm", ["--sampler", "euler"], "--sampler 'euler': use one of dpm-solver++, ddim"),
-    ("dcgan", ["--sampler", "ddim"], "--sampler: not used by dcgan"),
+    ("dcgan", ["--sampler", "ddim"], "--sampler: not a generation option of dcgan"),
     ("ddpm", ["--steps", 1000], "--steps 1000"),
     ("ddpm", ["--guidance", -0.5], "--guidance -0.5"),
     ("ddpm", ["--guidance", "inf"], "finite number"),
@@ -70,11 +70,12 @@ def test_generic_option_is_the_same_as_the_short_flag(cli, runs, tmp_path):
                           "--option", "steps=3", "--option", "guidance=1.5"])
     assert code == 0, err
     meta = json.loads((tmp_path / "o" / "generation.json").read_text())
-    assert meta["sampling_options"] == {"steps": 3, "guidance": 1.5, "bf16": False}
+    assert {k: meta["sampling_options"][k] for k in ("steps", "guidance", "bf16")} == {
+        "steps": 3, "guidance": 1.5, "bf16": False}
     code, out, err = cli(["generate", runs["ddpm"], "--n", 1, "--out", tmp_path / "x",
                           "--option", "eta=0.5"])
     assert code == 2 and "--eta: not a generation option of ddpm models (their options: "\
-        "steps, guidance, bf16)" in out + err
+        "steps, guidance, sampler, bf16)" in out + err
     code, out, err = cli(["generate", runs["ddpm"], "--n", 1, "--out", tmp_path / "y",
                           "--option", "steps"])
     assert code == 2 and "expected KEY=VALUE" in out + err
