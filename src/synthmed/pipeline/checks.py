@@ -124,19 +124,10 @@ def check_model_names(cfg: ExperimentConfig) -> None:
 
 
 def check_utility_names(cfg: ExperimentConfig) -> None:
-    """``utility.model`` for its task, ``utility.arms``."""
-    from synthmed.tasks.arms import ARMS
-    from synthmed.tasks.models import CLASSIFIERS, SEGMENTERS
+    """``utility.model`` for its task, ``utility.arms`` (the study's own check, made early)."""
+    from synthmed.tasks.utility import check_utility_names as check
 
-    u = cfg.utility
-    if u.task == "classification":
-        CLASSIFIERS.get(u.model or "small-resnet", key="utility.model")
-    elif (u.model or "unet") not in SEGMENTERS:
-        raise ConfigError(f"utility.model: {u.model!r} is not a segmenter; choose one of "
-                          f"{', '.join(SEGMENTERS)}")
-    for arm in u.arms or []:
-        if arm not in ARMS:
-            raise ConfigError(f"utility.arms: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    check(cfg)
 
 
 def check_dataset(ctx) -> None:

@@ -107,21 +107,30 @@ def positive_index(positive_class: str | None, class_names: list[str]) -> int:
     return class_names.index(positive_class)
 
 
-def prepare_study(cfg: ExperimentConfig) -> Study:
-    """Resolve the real dataset, synthetic sources, seeds and device; check what can be checked
-    before any training starts."""
-    from synthmed.training.data import resolve_dataset
+def check_utility_names(cfg: ExperimentConfig) -> None:
+    """``utility.model`` names a model of ``utility.task``; every ``utility.arms`` entry is an arm.
 
+    One place for the check that ``synthmed run`` makes before any work and the study makes again
+    when called from Python."""
     u = cfg.utility
     if u.task == "classification":
         CLASSIFIERS.get(u.model or "small-resnet", key="utility.model")
     elif (u.model or "unet") not in SEGMENTERS:
         raise ConfigError(f"utility.model: {u.model!r} is not a segmenter; choose one of "
                           f"{', '.join(SEGMENTERS)}")
-    arms = u.arms if u.arms is not None else list(ARMS)
-    for arm in arms:
+    for arm in u.arms or []:
         if arm not in ARMS:
             raise ConfigError(f"utility.arms: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+
+
+def prepare_study(cfg: ExperimentConfig) -> Study:
+    """Resolve the real dataset, synthetic sources, seeds and device; check what can be checked
+    before any training starts."""
+    from synthmed.training.data import resolve_dataset
+
+    u = cfg.utility
+    check_utility_names(cfg)
+    arms = u.arms if u.arms is not None else list(ARMS)
     if any(r <= 0 or not math.isfinite(r) for r in u.ratios) or not u.ratios:
         raise ConfigError(f"utility.ratios: {u.ratios}; give positive numbers, e.g. [0.5, 1, 2]")
     ds = resolve_dataset(cfg.data)
