@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from synthmed import __version__, generators
 from synthmed.config import ExperimentConfig, save_config
-from synthmed.device import retain_freed_memory, synchronize
+from synthmed.device import native_bf16, retain_freed_memory, synchronize
 from synthmed.errors import ConfigError, SynthmedError
 from synthmed.runs import Run
 from synthmed.seed import rng_state, seed_everything
@@ -98,11 +98,6 @@ def train(config: ExperimentConfig | str | Path | None = None, *,
         ddp.cleanup(info)
 
 
-def _cpu_has_bf16() -> bool:
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check and check())
-
-
 def _set_up_processes(t, info: ddp.DistInfo) -> None:
     if t.batch_size % info.world_size:
         raise ConfigError(f"train.batch_size: {t.batch_size} is not divisible by the "
@@ -140,7 +135,7 @@ def _open_run(cfg, data, meta, info, device, run_path, resume, start) -> Run | N
     if resume:
         run.log_metrics({"event": "resume", "step": start})
         save_config(cfg, run.path / "config.yaml")  # e.g. a raised train.steps
-    if t.amp and device.type == "cpu" and not _cpu_has_bf16():
+    if t.amp and device.type == "cpu" and not native_bf16(device):
         run.log("train.amp: this CPU has no native bf16, so autocast is slower than float32; "
                 "set train.amp=false")
     return run
