@@ -23,7 +23,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _torchrun(script: Path, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -93,6 +93,11 @@ TRAIN_CHILD = textwrap.dedent("""
     aug = seen["method"].steps.augment
     json.dump({"rng": seen["rng"], "calls": seen["calls"], "p": aug.p, "r_t": aug.r_t},
               open(f"{out}/rank-{rank}.json", "w"))
+    # Drop this script's own reference to the DDP-wrapped networks before exit: it keeps the
+    # destroyed gloo group alive into interpreter finalization, where its threads can abort
+    # the process ("terminate called without an active exception", 1 run in ~8 under load).
+    del aug, seen["method"]
+    import gc; gc.collect()
 """)
 
 
