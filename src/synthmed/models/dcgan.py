@@ -6,7 +6,8 @@ LeakyReLU(0.2), BatchNorm from the second layer on, and a 4x4 valid convolution 
 sigmoid: the loss takes logits). Weights ~ N(0, 0.02). 16 to 512 px differ only by the number of
 stages; widths are ``channels * 2**k`` capped at 8x so 128 px stays the size of the 64 px net.
 Sizes that are not a power of two are rendered one power of two up and resized at the network's
-boundary (:func:`synthmed.models.base.render_size`).
+boundary (:func:`synthmed.models.base.render_size`). The two image-end layers are the CPU-fast
+variants of :mod:`synthmed.models.thin` (same parameters and checkpoints).
 This is also the model of the thyroid-ultrasound (64x64) and liver-lesion studies.
 """
 
@@ -29,6 +30,7 @@ from synthmed.models.base import (
     to_render_size,
 )
 from synthmed.models.perclass import PerClassDiscriminator, PerClassGenerator
+from synthmed.models.thin import THIN_CHANNELS, ThinInputConv2d, ThinOutputConvTranspose2d
 
 #: Width multiplier cap (ngf * 8 in the reference at 64 px).
 MAX_MULT = 8
@@ -57,7 +59,8 @@ class DCGANGenerator(nn.Module):
         for w_in, w_out in pairwise(widths):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(w_out), nn.ReLU(inplace=True)]
-        layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
+        last = ThinOutputConvTranspose2d if out_channels <= THIN_CHANNELS else nn.ConvTranspose2d
+        layers += [last(widths[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
 
@@ -76,7 +79,8 @@ class DCGANDiscriminator(nn.Module):
         check_spatial_dims(spatial_dims)
         self.image_size = image_size
         widths = stage_widths(channels, image_size)[::-1]
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 4, 2, 1, bias=False),
+        first = ThinInputConv2d if in_channels <= THIN_CHANNELS else nn.Conv2d
+        layers: list[nn.Module] = [first(in_channels, widths[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, inplace=True)]
         for w_in, w_out in pairwise(widths):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out),

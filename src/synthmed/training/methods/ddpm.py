@@ -46,6 +46,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.optim import build_adam
 from synthmed.training.precision import Precision, add_scalers
 
 
@@ -203,7 +204,7 @@ class DDPMMethod(TrainingMethod):
                          mask_channels=cls.mask_channels)
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         unet = unet.to(device, memory_format=fmt)
-        opt = torch.optim.Adam(unet.parameters(), lr=t.lr_g, betas=t.betas)
+        opt = build_adam(unet.parameters(), lr=t.lr_g, betas=t.betas, device=device)
         shape = tuple(int(v) for v in data.images.shape[1:])
         masks = data.masks[:8] if cls.mask_channels and data.masks is not None else None
         return cls(ddp.wrap(unet, device, info), opt, cfg=cfg, n_classes=k, device=device,

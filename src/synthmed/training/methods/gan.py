@@ -33,6 +33,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.optim import build_adam
 from synthmed.training.precision import add_scalers
 from synthmed.training.steps import GANSteps, StepConfig
 
@@ -129,8 +130,8 @@ class GANMethod(TrainingMethod):
         G = pair.generator.to(device, memory_format=fmt)
         D = pair.discriminator.to(device, memory_format=fmt)
         t = cfg.train
-        opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
-        opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+        opt_g = build_adam(G.parameters(), lr=t.lr_g, betas=t.betas, device=device)
+        opt_d = build_adam(D.parameters(), lr=t.lr_d, betas=t.betas, device=device)
         unused = bool(cfg.model.per_class)
         G = ddp.wrap(G, device, info, find_unused_parameters=unused)
         D = ddp.wrap(D, device, info, find_unused_parameters=unused)

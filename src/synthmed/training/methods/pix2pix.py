@@ -35,6 +35,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.optim import build_adam
 from synthmed.training.precision import Precision, add_scalers
 
 
@@ -170,8 +171,8 @@ class Pix2PixMethod(TrainingMethod):
             G.prior.copy_(population_prior(data.images.float().cpu()))
         G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
         t = cfg.train
-        opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
-        opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+        opt_g = build_adam(G.parameters(), lr=t.lr_g, betas=t.betas, device=device)
+        opt_d = build_adam(D.parameters(), lr=t.lr_d, betas=t.betas, device=device)
         return cls(ddp.wrap(G, device, info), ddp.wrap(D, device, info), opt_g, opt_d, cfg,
                    data, device)
 

@@ -33,6 +33,7 @@ from synthmed.training.method import (
     sampling_weights,
     unwrap,
 )
+from synthmed.training.optim import build_adam
 from synthmed.training.precision import Precision, add_scalers
 
 
@@ -89,7 +90,7 @@ class VAEMethod(TrainingMethod):
                        image_size=int(data.images.shape[-1]), n_classes=k)
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         vae = vae.to(device, memory_format=fmt)
-        opt = torch.optim.Adam(vae.parameters(), lr=t.lr_g, betas=t.betas)
+        opt = build_adam(vae.parameters(), lr=t.lr_g, betas=t.betas, device=device)
         return cls(ddp.wrap(vae, device, info), opt, cfg=cfg, n_classes=k, device=device)
 
     def meta(self) -> dict[str, Any]:
