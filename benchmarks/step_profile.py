@@ -82,6 +82,8 @@ def _instrument_method(clk: Clock, method, active) -> None:
     import torch
     from torch import nn
 
+    from synthmed.training.optim import LeanAdam
+
     owners = [method] + ([method.steps] if hasattr(method, "steps") else [])
     names = {"G": "G forward", "D": "D forward", "unet": "U-Net forward",
              "vae": "VAE forward"}
@@ -92,7 +94,7 @@ def _instrument_method(clk: Clock, method, active) -> None:
                 value.register_forward_pre_hook(
                     lambda *_, label=label: clk.enter(label) if active() else None)
                 value.register_forward_hook(lambda *_: clk.exit() if active() else None)
-            elif isinstance(value, torch.optim.Optimizer):
+            elif isinstance(value, torch.optim.Optimizer | LeanAdam):
                 value.step = clk.wrap("optimizer steps", value.step)
             elif attr == "augment" and value is not None:
                 cls = value.__class__
