@@ -151,6 +151,8 @@ def feature_audit(data: Path, pairs: Path, out: Path) -> dict:
 
 # --variants (issue 21): one pix2pix per generator x conditioning on all training patients, each
 # scored by `synthmed evaluate --metrics privacy,labels` (no utility arms: a CPU budget of ~15 min)
+SPADE_B = ["model.conditioning=brain", "model.generator=spade", "model.discriminator=pooled",
+           "model.pair_augment=true"]
 VARIANTS = {
     "unet/anatomy (old default)": ["model.conditioning=anatomy"],
     "unet-resize+pooled/anatomy": ["model.conditioning=anatomy", "model.upsample=resize",
@@ -163,7 +165,55 @@ VARIANTS = {
                                      "model.discriminator=pooled", "model.pair_augment=true"],
     "spade+pooled/prior (c)": ["model.conditioning=prior", "model.generator=spade",
                                "model.discriminator=pooled", "model.pair_augment=true"],
+    # second round: one mask, many images (OASIS noise vector; DSGAN diversity term)
+    "spade+noise+ds/brain (b, L1 10)": SPADE_B + ["model.noise_dim=16", "model.l1_weight=10",
+                                                  "model.diversity_weight=10"],
+    "spade+noise+ds/brain (b, L1 100)": SPADE_B + ["model.noise_dim=16",
+                                                   "model.diversity_weight=60"],
 }
+DIVERSITY_MASKS, DIVERSITY_SEEDS = 16, 4  # same-mask spread: 16 train masks x 4 seeds
+
+
+def same_mask_spread(run: Path, data: Path, out: Path | None = None) -> dict:
+    """How different the images of one mask are: :data:`DIVERSITY_SEEDS` seeds for each of
+    :data:`DIVERSITY_MASKS` training masks (with their source images for the brain/prior channel),
+    mean MS-SSIM over the same-mask pairs (1 = identical) beside MS-SSIM over pairs of real
+    training slices, and the mean absolute pixel difference; ``out``: a grid, one row per mask
+    (mask, then the samples)."""
+    import torch
+    from monai.metrics.regression import compute_ms_ssim
+
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.fidelity import MS_SSIM_KERNEL, MS_SSIM_WEIGHTS, ms_ssim_pairs
+    from synthmed.sampling.sampler import load_generator
+
+    ds = PreparedDataset(data)
+    train = ds.indices("train")
+    rows = np.random.default_rng(0).choice(train, DIVERSITY_MASKS, replace=False)
+    imgs = torch.from_numpy(np.asarray(ds.images[rows], np.float32) / 127.5 - 1)
+    if imgs.ndim == 3:
+        imgs = imgs[:, None]
+    masks = torch.from_numpy(np.asarray(ds.masks[rows], np.float32))[:, None]
+    sampler = load_generator(run, device="cpu").sampler
+    k = DIVERSITY_SEEDS
+    fake = torch.stack([sampler.from_masks([1000 * j + i for i in range(len(rows))], masks, imgs)
+                        for j in range(k)], 1)  # (M, k, 1, H, W)
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    unit = (fake.float() + 1) / 2
+    a = torch.cat([unit[:, i] for i, _ in pairs])
+    b = torch.cat([unit[:, j] for _, j in pairs])
+    ms = compute_ms_ssim(a, b, spatial_dims=2, data_range=1.0, kernel_size=MS_SSIM_KERNEL,
+                         kernel_sigma=1.5, weights=MS_SSIM_WEIGHTS).reshape(-1)
+    real = ms_ssim_pairs(np.asarray(ds.images[train]), n_pairs=200, seed=0)
+    if out is not None:
+        from PIL import Image
+
+        tiles = torch.cat([masks * 2 - 1, fake[:, :, 0]], 1)[:8]  # (8, 1 + k, H, W)
+        grid = ((tiles.permute(0, 2, 1, 3).flatten(2).flatten(0, 1) + 1) * 127.5)
+        Image.fromarray(grid.clamp(0, 255).byte().numpy()).resize(
+            (grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(out)
+    return {"ms_ssim_same_mask": float(ms.mean()), "ms_ssim_real": real[0],
+            "mean_abs_diff": float((a - b).abs().mean() * 2)}
 
 
 def _variant_grid(pairs: Path, out: Path, n: int = 8) -> None:
@@ -189,18 +239,20 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
              f"generator x conditioning ({steps} pix2pix steps each)", "",
              "| generator / conditioning | Dice synth / real test (ratio) | lesions found synth "
              "/ real | edited: translate strong half Dice | membership AUC pixel / features "
-             "| copy rate pixel / features | CPU min |", "|---|---|---|---|---|---|---|"]
+             "| copy rate pixel / features | MS-SSIM same mask / real pairs | CPU min |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, opts in VARIANTS.items():
-        if only and not any(o.strip() and o.strip() == name.split(" ")[0]
+        if only and not any(o.strip() and o.strip() in (name.split(" ")[0], _tag(name))
                             for o in only.split(",")):
             continue
         t = _cpu_seconds()
-        tag = name.split(" ")[0].replace("/", "-").replace("+", "-")
+        tag = _tag(name)
         run = train_pix2pix(data, work / "runs", s, f"lgg-var-{tag}", steps, extra=opts)
         pairs = make_pairs(run, data, work / f"pairs-var-{tag}", s)
         m = evaluate(f"{data}:test", pairs, train=f"{data}:train", metrics="privacy,labels",
                      out=work / f"eval-var-{tag}", cache_dir=work / "cache", plots=False)
         _variant_grid(pairs, work / f"grid-{tag}.png")
+        d = same_mask_spread(run, data, work / f"seeds-{tag}.png")
         lc = m["label_consistency"]
         tr = lc["by_edit"].get("translate", {}).get("stronger_half", {})
         f = "{:.3f}".format
@@ -210,6 +262,7 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
             f"{f(lc['real_test']['detection_rate'])} | {f(tr.get('dice') or float('nan'))} | "
             f"{f(m['membership_auc'])} / {f(m['membership_auc_features'])} | "
             f"{f(m['copy_rate'])} / {f(m['copy_rate_features'])} | "
+            f"{f(d['ms_ssim_same_mask'])} / {f(d['ms_ssim_real'])} | "
             f"{(_cpu_seconds() - t) / 60:.1f} |")
         (work / f"variants{'-' + tag if only else ''}.md").write_text("\n".join(lines) + "\n",
                                                                       encoding="utf-8")
@@ -218,6 +271,13 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
               f"{lc['segmenter']['val_dice']:.3f}; edits: {' '.join(EDITS)}; total CPU "
               f"{_cpu_seconds() / 60:.1f} min", ""]
     return "\n".join(lines)
+
+
+def _tag(name: str) -> str:
+    """A variant's file-name tag: its name without spaces, '/', '+', ',' or parentheses."""
+    for a, b in [(" (", "-"), (", ", "-"), (" ", "-"), ("/", "-"), ("+", "-"), (")", "")]:
+        name = name.replace(a, b)
+    return name
 
 
 def _cell(summary: list[dict], arm: str, metric: str) -> str:

@@ -19,6 +19,8 @@ from synthmed.training.checkpoint import load_checkpoint
     ["model.conditioning=prior", "model.generator=spade", "model.discriminator=pooled",
      "model.pair_augment=true"],
     ["model.conditioning=brain", "model.upsample=resize"],
+    ["model.conditioning=brain", "model.generator=spade", "model.noise_dim=4",
+     "model.diversity_weight=5"],
 ])
 def test_options_train_and_make_reproducible_pairs(tmp_path, tiny_config, phantom_dataset, opts):
     run = train(tiny_config("pix2pix", "train.steps=2", "train.checkpoint_every=2",
@@ -37,6 +39,8 @@ def test_options_train_and_make_reproducible_pairs(tmp_path, tiny_config, phanto
     b = load_synthetic(write_pairs(run, tmp_path / "b", **kw))
     assert a.images.shape == (6, 1, 64, 64) and np.array_equal(a.images, b.images)
     assert a.masks.shape == (6, 64, 64) and np.array_equal(a.masks, b.masks)
+    if "model.diversity_weight=5" in opts:  # the diversity term is logged
+        assert "spread" in (run / "metrics.jsonl").read_text(encoding="utf-8")
 
 
 def test_mask_only_conditioning_needs_no_anatomy(tmp_path, tiny_config, phantom_dataset):

@@ -155,10 +155,15 @@ def build_pix2pix(model_cfg, *, image_channels: int, image_size: int
     from synthmed.models.spade import PooledDiscriminator, SpadeGenerator
 
     mode = conditioning_of(model_cfg)
+    if getattr(model_cfg, "noise_dim", 0) and getattr(model_cfg, "generator", "unet") != "spade":
+        raise ConfigError("model.noise_dim: only the spade generator takes a noise vector (the "
+                          "unet's noise is its dropout); set model.generator=spade or "
+                          "model.noise_dim=0")
     cond = condition_channels(model_cfg.mask_labels, model_cfg.anatomy_factor, mode)
     if getattr(model_cfg, "generator", "unet") == "spade":
         G: nn.Module = SpadeGenerator(cond, image_channels, image_size,
-                                      base_width=model_cfg.base_width)
+                                      base_width=model_cfg.base_width,
+                                      noise_dim=getattr(model_cfg, "noise_dim", 0))
     else:
         G = UNetGenerator(cond, image_channels, image_size, base_width=model_cfg.base_width,
                           dropout=model_cfg.dropout,

@@ -8,7 +8,13 @@ Written small for CPUs: one 3x3 convolution per scale, a shared 3x3 "mlp" of 16 
 SPADE block (MONAI's ``SPADE`` blocks cost ~8x a pix2pix step here). Up-sampling is
 resize-then-convolve (no transposed convolutions, no checkerboard; Odena et al. 2016). Noise is
 injected per pixel with a learned per-channel weight after each normalization (as StyleGAN,
-Karras et al. 2019), so one mask gives many images; at sampling it comes from the image's seed.
+Karras et al. 2019). That alone gave one template head per mask (the L1 loss pulls every noise
+draw to the conditional mean and the learned noise weights stay near their zero start), so
+``model.noise_dim`` adds OASIS's 3D noise (Sushko et al., "You only need adversarial supervision
+for semantic image synthesis", ICLR 2021): a per-image vector of ``noise_dim`` N(0, 1) values,
+replicated over the image and concatenated to the label map that every SPADE block sees, so the
+noise changes the modulation of whole regions, not only per-pixel texture. At sampling all noise
+comes from the image's seed; with noise off (``noise=False``) the vector is 0.
 
 ``PooledDiscriminator`` (``model.discriminator: pooled``) is a PatchGAN whose down-sampling is
 average pooling after stride-1 convolutions, the other known checkerboard source removed.
@@ -68,26 +74,33 @@ class SpadeGenerator(nn.Module):
 
     Starts from the condition area-down-sampled to 4x4, then one block per scale up to S (two at
     S), widths ``base * min(2**(levels - i), 8)``. ``forward(x, noise=None)``: noise on when
-    ``noise`` (default: in training mode), drawn from the global RNG (the sampler seeds it).
+    ``noise`` (default: in training mode), drawn from the global RNG (the sampler seeds it):
+    per-pixel injection, plus a ``noise_dim`` vector concatenated to the condition.
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: int,
-                 base_width: int = 16) -> None:
+                 base_width: int = 16, noise_dim: int = 0) -> None:
         super().__init__()
+        self.noise_dim = int(noise_dim)
+        cond = in_channels + self.noise_dim
         levels = int(math.log2(image_size)) - 2
         if image_size < 8 or 2 ** (levels + 2) != image_size:
             raise ConfigError(f"model.image_size: the spade generator needs a power of two >= 8, "
                               f"got {image_size}; set model.image_size")
         widths = [base_width * min(2 ** (levels - i), 8) for i in range(levels + 1)]
-        self.start = nn.Conv2d(in_channels, widths[0], 3, 1, 1)
+        self.start = nn.Conv2d(cond, widths[0], 3, 1, 1)
         self.blocks = nn.ModuleList(
-            [_Block(widths[0], widths[0], in_channels, up=False)]
-            + [_Block(widths[i - 1], widths[i], in_channels, up=True) for i in range(1, levels + 1)]
-            + [_Block(widths[-1], widths[-1], in_channels, up=False)])
+            [_Block(widths[0], widths[0], cond, up=False)]
+            + [_Block(widths[i - 1], widths[i], cond, up=True) for i in range(1, levels + 1)]
+            + [_Block(widths[-1], widths[-1], cond, up=False)])
         self.out = nn.Conv2d(widths[-1], out_channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, noise: bool | None = None) -> torch.Tensor:
         noise = self.training if noise is None else noise
+        if self.noise_dim:  # OASIS 3D noise: one vector per image, replicated over the pixels
+            z = (torch.randn(len(x), self.noise_dim, 1, 1, device=x.device, dtype=x.dtype)
+                 if noise else x.new_zeros(len(x), self.noise_dim, 1, 1))
+            x = torch.cat([x, z.expand(-1, -1, *x.shape[-2:])], 1)
         h = self.start(F.interpolate(x, size=(4, 4), mode="area"))
         for block in self.blocks:
             h = block(h, x, noise)

@@ -74,6 +74,12 @@ class Pix2PixSection(ModelSection):
         "pool)")
     pair_augment: bool = setting(False, role="trained", description="random flip, rotation, "
                                  "scale and shift applied jointly to image and mask in training")
+    noise_dim: int = setting(0, role="trained", ge=0, description="spade: length of the "
+                             "per-image noise vector concatenated to the label map (OASIS 3D "
+                             "noise; 0: per-pixel noise injection only)")
+    diversity_weight: float = setting(0.0, role="trained", ge=0, description="weight of the "
+                                      "diversity-sensitive loss (two noise draws for the same "
+                                      "mask pushed apart; DSGAN, Yang et al. 2019); 0: off")
 
 
 PIX2PIX = Descriptor(names=("pix2pix",), section=Pix2PixSection,
@@ -82,6 +88,7 @@ PIX2PIX = Descriptor(names=("pix2pix",), section=Pix2PixSection,
                      recipe=Recipe(losses={"d": "discriminator", "g": "generator",
                                            "l1": "L1 (pix2pix)"}))
 
+DIVERSITY_TAU = 0.2  # cap of the rewarded mean |G(c, z1) - G(c, z2)| per image (DSGAN's tau)
 GRID_PAIRS = 16  # mask | real | synthetic triplets in a training sample grid
 GRID_COLS = 6  # two triplets per grid row
 AUGMENT = {"rotate_deg": 10.0, "scale": 0.1, "translate": 0.06}  # model.pair_augment ranges
@@ -182,7 +189,8 @@ class Pix2PixMethod(TrainingMethod):
                 "l1_weight": self.m.l1_weight, "dropout": self.m.dropout,
                 "conditioning": self.mode, "generator": self.m.generator,
                 "upsample": self.m.upsample, "discriminator": self.m.discriminator,
-                "pair_augment": self.m.pair_augment}
+                "pair_augment": self.m.pair_augment, "noise_dim": self.m.noise_dim,
+                "diversity_weight": self.m.diversity_weight}
 
     def _condition(self, masks, images, network: nn.Module) -> torch.Tensor:
         return build_condition(masks, images, self.m.mask_labels, self.m.anatomy_factor,
@@ -214,11 +222,27 @@ class Pix2PixMethod(TrainingMethod):
         loss_adv = F.softplus(-g_logits).mean()
         loss_l1 = (fake.float() - real).abs().mean()
         loss_g = loss_adv + self.m.l1_weight * loss_l1
+        logs = {"loss_d": loss_d.detach(), "loss_g": loss_adv.detach(),
+                "loss_l1": loss_l1.detach()}
+        if self.m.diversity_weight:
+            spread = self._spread(cond, fake)
+            loss_g = loss_g - self.m.diversity_weight * spread
+            logs["spread"] = spread.detach()
         self.opt_g.zero_grad(set_to_none=True)
         self.precision.backward(loss_g, "g")
         self.precision.step(self.opt_g, "g")
-        return {"loss_d": loss_d.detach(), "loss_g": loss_adv.detach(),
-                "loss_l1": loss_l1.detach()}
+        return logs
+
+    def _spread(self, cond: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The diversity-sensitive term (Yang et al., "Diversity-sensitive conditional GANs",
+        ICLR 2019): a second noise draw for the first half of the batch, and the mean absolute
+        difference of the two images per pair, each capped at :data:`DIVERSITY_TAU` so it cannot
+        outgrow realism. Without it the L1 loss maps every noise draw to the conditional mean."""
+        h = max(len(cond) // 2, 1)
+        with self._autocast():
+            other = self.G(cond[:h]).float()
+        diff = (fake[:h].float() - other).abs().flatten(1).mean(1)
+        return diff.clamp(max=DIVERSITY_TAU).mean()
 
     def ema_network(self) -> nn.Module:
         return unwrap(self.G)
