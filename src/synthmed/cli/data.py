@@ -1,4 +1,5 @@
-"""``synthmed data ...``: phantom, import, info, export (each a thin wrapper over synthmed.data)."""
+"""``synthmed data ...``: phantom, import, info, export, labelmaps (each a thin wrapper over
+synthmed.data / synthmed.sampling.labelmaps)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from synthmed.cli import app, console
 
 Opt = typer.Option
 
-data_app = typer.Typer(help="Prepare datasets: phantom, import, info, export.",
+data_app = typer.Typer(help="Prepare datasets: phantom, import, info, export, labelmaps.",
                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
@@ -30,6 +31,21 @@ def phantom(
 
     path = write_phantom(out, n=n, size=size, seed=seed, force=force)
     console.print(f"phantom: {n} images ({size}x{size}, seed {seed}) written to {path}")
+
+
+@data_app.command("labelmaps")
+def labelmaps(
+    dataset: Path = typer.Argument(..., help="A prepared dataset directory with masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for the label-map dataset."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is a prepared dataset."),
+) -> None:
+    """Label maps (background 0, head 127, lesion 255) of a dataset with masks, as a dataset an
+    unconditional generator trains on; its samples feed generate --masks-from-run."""
+    from synthmed.sampling.labelmaps import write_labelmap_dataset
+
+    path = write_labelmap_dataset(dataset, out, force=force)
+    console.print(f"label maps: {path}  (train an unconditional generator on it, e.g. "
+                  "configs/lgg_labelmaps.yaml)")
 
 
 @data_app.command("info")

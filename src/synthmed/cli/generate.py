@@ -14,6 +14,8 @@ _TRAIN = ("With --exclude-near-copies: the training images to compare with, DATA
 
 _MASKS = ("Mask-conditioned runs (pix2pix, ddpm-mask): make image+mask pairs from the masks of "
           "DATASET_DIR[:split] (default split: train; val/test need --allow-eval-masks).")
+_MAPS_RUN = ("Mask-conditioned runs: make image+mask pairs from label maps sampled by this "
+             "unconditional run (trained on synthmed data labelmaps): no real mask or slice.")
 _EDIT = ("With --masks-from, repeatable: translate=F|LO:HI, rotate=DEG|LO:HI, scale=LO:HI, "
          "flip=h|v|hv, elastic=ALPHA[:SIGMA], transplant (see docs/training.md).")
 
@@ -73,6 +75,7 @@ def generate_cmd(
     bf16: bool = typer.Option(None, "--bf16", help="Short for --option bf16=true (diffusion: "
                               "bf16 network on devices with native bf16)."),
     masks_from: str = typer.Option(None, "--masks-from", help=_MASKS),
+    masks_from_run: Path = typer.Option(None, "--masks-from-run", help=_MAPS_RUN),
     edit: list[str] = typer.Option(None, "--edit", help=_EDIT),
     allow_eval_masks: bool = typer.Option(
         False, "--allow-eval-masks", help="Allow --masks-from a val/test split (on purpose)."),
@@ -84,6 +87,19 @@ def generate_cmd(
 
     options = parse_options(option, {"steps": steps, "guidance": guidance,
                                      "bf16": bf16 or None, "sampler": sampler})
+    if masks_from_run is not None:
+        from synthmed.sampling.labelmaps import write_pairs_from_maps
+
+        if masks_from is not None or edit or allow_eval_masks or options or per_class \
+                is not None or class_name is not None or exclude_near_copies or train \
+                or size is not None or match_train:
+            raise SynthmedError("--masks-from-run: only --n/--seeds, --checkpoint, --format, "
+                                "--device and --force apply; drop the other options")
+        path = write_pairs_from_maps(run_dir, out, maps_run=masks_from_run, n=n, seeds=seeds,
+                                     checkpoint=checkpoint, fmt=fmt, device=device, force=force)
+        console.print(f"image+mask pairs from synthetic label maps: {path}  (manifest.csv, "
+                      "generation.json)")
+        return
     if masks_from is not None:
         from synthmed.sampling.pairs import write_pairs
 

@@ -58,9 +58,11 @@ def anatomy_channel(images: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
 
 
-def coarse_brain(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """The brain mask in blocks of ``factor`` px (a block is brain when half of it is), {-1, 1}."""
-    m = brain_masks(images)
+def coarse_brain(images: torch.Tensor, factor: int,
+                 heads: torch.Tensor | None = None) -> torch.Tensor:
+    """The brain mask in blocks of ``factor`` px (a block is brain when half of it is), {-1, 1};
+    ``heads`` (N, 1, H, W) {0, 1}: given brain masks (a synthetic label map's) instead."""
+    m = brain_masks(images) if heads is None else heads.float()
     small = F.avg_pool2d(m, factor, ceil_mode=True) >= 0.5
     up = F.interpolate(small.float(), scale_factor=factor, mode="nearest")
     return up[..., :m.shape[-2], :m.shape[-1]] * 2 - 1
@@ -90,11 +92,13 @@ def population_prior(images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     return total / max(n, 1)
 
 
-def placed_prior(images: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+def placed_prior(images: torch.Tensor | None, prior: torch.Tensor,
+                 heads: torch.Tensor | None = None) -> torch.Tensor:
     """The prior (H, W) squeezed into each image's brain bounding box, (N, 1, H, W) in [-1, 1]
-    (all -1 where an image has no brain)."""
-    out = torch.full((len(images), 1, *images.shape[-2:]), -1.0, device=images.device)
-    for k, m in enumerate(brain_masks(images)[:, 0].cpu().numpy() > 0):
+    (all -1 where an image has no brain); ``heads``: given brain masks instead of images."""
+    m_all = brain_masks(images) if heads is None else heads
+    out = torch.full((len(m_all), 1, *m_all.shape[-2:]), -1.0, device=m_all.device)
+    for k, m in enumerate(m_all[:, 0].cpu().numpy() > 0):
         box = _bbox(m)
         if box is None:
             continue
@@ -104,18 +108,21 @@ def placed_prior(images: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def extra_condition(images: torch.Tensor, mode: str, factor: int | None,
-                    prior: torch.Tensor | None = None) -> torch.Tensor | None:
-    """The channel added to the encoded mask for ``mode`` (None for ``mask``)."""
+def extra_condition(images: torch.Tensor | None, mode: str, factor: int | None,
+                    prior: torch.Tensor | None = None,
+                    heads: torch.Tensor | None = None) -> torch.Tensor | None:
+    """The channel added to the encoded mask for ``mode`` (None for ``mask``). ``brain`` and
+    ``prior`` take the head from ``heads`` (N, 1, H, W) {0, 1} when given (synthetic label maps,
+    :mod:`synthmed.sampling.labelmaps`), else from the source ``images``."""
     if mode == "mask":
         return None
-    if images is None:
+    if images is None and (heads is None or mode == "anatomy"):
         raise ValueError(f"conditioning {mode!r} needs the source images")
     factor = factor or DEFAULT_FACTOR
     if mode == "anatomy":
         return anatomy_channel(images, factor)
     if mode == "brain":
-        return coarse_brain(images, factor)
+        return coarse_brain(images, factor, heads)
     if prior is None:
         raise ValueError("conditioning 'prior' needs the population prior")
-    return placed_prior(images, prior.to(images.device))
+    return placed_prior(images, prior.to((images if heads is None else heads).device), heads)

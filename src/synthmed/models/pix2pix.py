@@ -49,14 +49,17 @@ def encode_mask(mask: torch.Tensor, mask_labels: int) -> torch.Tensor:
 
 def build_condition(masks: torch.Tensor, images: torch.Tensor | None, mask_labels: int,
                     anatomy_factor: int | None, mode: str | None = None,
-                    prior: torch.Tensor | None = None) -> torch.Tensor:
+                    prior: torch.Tensor | None = None,
+                    heads: torch.Tensor | None = None) -> torch.Tensor:
     """The generator input: encoded mask, plus the channel of the conditioning ``mode``
-    (default: ``anatomy`` when ``anatomy_factor`` is set, else the mask alone)."""
+    (default: ``anatomy`` when ``anatomy_factor`` is set, else the mask alone); ``heads``: the
+    head masks of synthetic label maps instead of the source images' (brain, prior)."""
     cond = encode_mask(masks, mask_labels)
     mode = mode or ("anatomy" if anatomy_factor else "mask")
     if mode == "anatomy" and images is None:
         raise ValueError("the anatomy channel needs the source images")
-    extra = extra_condition(images, mode, anatomy_factor, prior)
+    extra = extra_condition(images, mode, anatomy_factor, prior,
+                            None if heads is None else heads.to(cond.device))
     return cond if extra is None else torch.cat([cond, extra.to(cond)], 1)
 
 

@@ -143,16 +143,20 @@ class Pix2PixSampler(MaskSampler):
         self.mode = meta.get("conditioning") or ("anatomy" if meta.get("anatomy_factor")
                                                  else "mask")
         self.anatomy = self.mode != "mask"  # a brain to keep edited lesions in
+        self.uses_heads = self.mode in ("brain", "prior")  # synthetic label maps' heads
 
     @torch.no_grad()
     def from_masks(self, seeds: list[int], masks: torch.Tensor,
                    images: torch.Tensor | None = None,
-                   labels: torch.Tensor | None = None) -> torch.Tensor:
+                   labels: torch.Tensor | None = None,
+                   heads: torch.Tensor | None = None) -> torch.Tensor:
+        """As :meth:`MaskSampler.from_masks`; ``heads`` (N, 1, H, W) {0, 1}: head masks of
+        synthetic label maps for brain/prior conditioning, in place of ``images``."""
         del labels  # pix2pix is not class-conditional
         cond = build_condition(masks.to(self.device), None if images is None else
                                images.to(self.device), self.meta["mask_labels"],
                                self.meta["anatomy_factor"], self.mode,
-                               getattr(self.G, "prior", None))
+                               getattr(self.G, "prior", None), heads)
         return translate(self.G, cond, seeds)
 
 

@@ -1,0 +1,129 @@
+"""Issue 21 (d): fully synthetic label maps. The map dataset, decoding, and pairs whose masks and
+heads come from an unconditional run trained on the maps (generate --masks-from-run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synthmed.config import load_config
+from synthmed.data.dataset import PreparedDataset
+from synthmed.errors import SynthmedError
+from synthmed.sampling.io import load_synthetic
+from synthmed.sampling.labelmaps import (
+    HEAD,
+    LESION,
+    decode_labelmaps,
+    encode_labelmaps,
+    write_labelmap_dataset,
+    write_pairs_from_maps,
+)
+from synthmed.training import train
+
+TINY = {"dcgan": ["model.base_width=8", "model.latent_dim=16"],
+        "pix2pix": ["model.base_width=4", "model.image_size=64"]}
+
+
+def _cfg(data, model: str, *overrides: str):
+    return load_config(None, [f"data.path={data}", f"model.name={model}", "name=t",
+                              "train.batch_size=8", "train.log_every=1", "train.num_threads=1",
+                              "train.steps=2", "train.checkpoint_every=2",
+                              "train.sample_every=2", *TINY[model], *overrides])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, phantom_dataset):
+    """A label-map dataset of the phantom, a dcgan on it and a brain-conditioned pix2pix."""
+    root = tmp_path_factory.mktemp("labelmaps")
+    maps = write_labelmap_dataset(phantom_dataset, root / "maps")
+    return {"maps": maps,
+            "maps_run": train(_cfg(maps, "dcgan"), runs_dir=root / "runs", progress=False),
+            "img_run": train(_cfg(phantom_dataset, "pix2pix", "model.conditioning=brain"),
+                             runs_dir=root / "runs", progress=False)}
+
+
+def test_encode_decode_round_trip():
+    img = -torch.ones(2, 1, 32, 32)
+    img[:, :, 4:28, 6:26] = 0.4  # a head
+    masks = torch.zeros(2, 1, 32, 32)
+    masks[0, :, 10:14, 10:14] = 1
+    maps = encode_labelmaps(img, masks)
+    assert maps.dtype == np.uint8 and set(np.unique(maps)) <= {0, HEAD, LESION}
+    assert (maps[0, 0, 10:14, 10:14] == LESION).all() and (maps[1] != LESION).all()
+    lesion, head = decode_labelmaps(torch.from_numpy(maps).float() / 127.5 - 1)
+    assert torch.equal(lesion[:, 0], masks[:, 0])
+    assert head[:, 0, 16, 16].all() and not head[:, 0, 0, 0].any()
+    # specks outside the (largest) head are dropped, lesion or not; holes in the head are filled
+    noisy = -torch.ones(1, 1, 32, 32)
+    noisy[..., 8:24, 8:24] = 0.0
+    noisy[..., 14:16, 14:16] = -1.0
+    noisy[..., 0:2, 0:2] = 1.0
+    lesion, head = decode_labelmaps(noisy)
+    assert head[0, 0, 14, 14] == 1 and lesion.sum() == 0
+
+
+def test_labelmap_dataset_keeps_ids_splits_and_patients(runs, phantom_dataset):
+    src, maps = PreparedDataset(phantom_dataset), PreparedDataset(runs["maps"])
+    assert len(maps) == len(src) and maps.masks is None
+    assert (maps.splits == src.splits).all() and (maps.groups == src.groups).all()
+    levels = np.asarray(maps.images)
+    assert set(np.unique(levels)) <= {0, HEAD, LESION}
+    has = src.masks.reshape(len(src), -1).any(1)
+    assert ((levels.reshape(len(src), -1) == LESION).any(1) == has).all()
+
+
+def test_pairs_from_synthetic_maps(tmp_path, runs, phantom_dataset):
+    kw = dict(maps_run=runs["maps_run"], n=5, fmt="npz")
+    a = load_synthetic(write_pairs_from_maps(runs["img_run"], tmp_path / "a", **kw))
+    b = load_synthetic(write_pairs_from_maps(runs["img_run"], tmp_path / "b", **kw))
+    assert a.images.shape == (5, 1, 64, 64) and a.masks.shape == (5, 64, 64)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
+    manifest = (tmp_path / "a" / "manifest.csv").read_text(encoding="utf-8")
+    assert manifest.count("synthetic-map") == 5
+    gen = (tmp_path / "a" / "generation.json").read_text(encoding="utf-8")
+    assert "masks_from_run" in gen and "checkpoint_sha256" in gen
+    # an anatomy run needs a real slice; an unconditional run is no image generator
+    anat = train(_cfg(phantom_dataset, "pix2pix", "model.conditioning=anatomy",
+                      "train.steps=1"), runs_dir=tmp_path / "runs", progress=False)
+    with pytest.raises(SynthmedError, match="anatomy"):
+        write_pairs_from_maps(anat, tmp_path / "c", **kw)
+    with pytest.raises(SynthmedError, match="not mask-conditioned"):
+        write_pairs_from_maps(runs["maps_run"], tmp_path / "d", **kw)
+
+
+def test_cli_labelmaps_and_masks_from_run(tmp_path, runs, phantom_dataset, capsys):
+    from synthmed.cli import main
+
+    def cli(*argv):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        return code, capsys.readouterr()
+
+    code, _ = cli("data", "labelmaps", phantom_dataset, "--out", tmp_path / "maps")
+    assert code == 0
+    assert len(PreparedDataset(tmp_path / "maps")) == len(PreparedDataset(runs["maps"]))
+    code, out = cli("generate", runs["img_run"], "--masks-from-run", runs["maps_run"], "--n", 3,
+                    "--format", "npz", "--out", tmp_path / "pairs")
+    assert code == 0 and load_synthetic(tmp_path / "pairs").masks.shape == (3, 64, 64)
+    code, out = cli("generate", runs["img_run"], "--masks-from-run", runs["maps_run"], "--n", 3,
+                    "--masks-from", phantom_dataset, "--out", tmp_path / "p2")
+    assert code == 2 and "--masks-from-run" in out.err + out.out
+
+
+def test_brain_conditioning_uses_given_heads():
+    """The pix2pix sampler takes a synthetic head instead of a source slice: the condition's
+    brain channel follows the head it is given."""
+    from synthmed.models.pix2pix import build_condition
+
+    heads = torch.zeros(1, 1, 64, 64)
+    heads[..., 8:56, 16:48] = 1
+    masks = torch.zeros(1, 1, 64, 64)
+    cond = build_condition(masks, None, 1, 8, "brain", heads=heads)
+    assert cond.shape == (1, 2, 64, 64)
+    assert torch.equal(cond[0, 1] > 0, heads[0, 0] > 0)
+    with pytest.raises(ValueError, match="source images"):
+        build_condition(masks, None, 1, 8, "brain")
