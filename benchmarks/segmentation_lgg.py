@@ -170,6 +170,9 @@ VARIANTS = {
                                                   "model.diversity_weight=10"],
     "spade+noise+ds/brain (b, L1 100)": SPADE_B + ["model.noise_dim=16",
                                                    "model.diversity_weight=60"],
+    "spade+noise+ds+oasis/brain (b, L1 10)": SPADE_B + [
+        "model.noise_dim=16", "model.l1_weight=10", "model.diversity_weight=10",
+        "model.discriminator=oasis"],
 }
 DIVERSITY_MASKS, DIVERSITY_SEEDS = 16, 4  # same-mask spread: 16 train masks x 4 seeds
 
@@ -273,6 +276,61 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
     return "\n".join(lines)
 
 
+def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_steps: int,
+                   maps_run: Path | None = None) -> str:
+    """Conditioning (d): label maps of the training patients -> an unconditional DCGAN
+    (configs/lgg_labelmaps.yaml, ``map_steps``) -> its sampled maps into the image run of variant
+    ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a variant,
+    plus the memorization audit of the sampled maps themselves against the training maps."""
+    from synthmed.config import load_config
+    from synthmed.data.dataset import PreparedDataset
+    from synthmed.metrics.evaluate import evaluate
+    from synthmed.sampling.labelmaps import write_labelmap_dataset, write_pairs_from_maps
+    from synthmed.sampling.writer import write_synthetic
+    from synthmed.training import train
+
+    t = _cpu_seconds()
+    maps = work / "maps-data"
+    if not (maps / "dataset.json").is_file():
+        write_labelmap_dataset(data, maps)
+    if maps_run is None:
+        cfg = load_config(ROOT / "configs" / "lgg_labelmaps.yaml", [
+            f"data.path={maps}", f"train.steps={map_steps}", f"train.num_threads={s.threads}",
+            f"train.sample_every={max(map_steps // 4, 1)}",
+            f"train.checkpoint_every={max(map_steps // 4, 1)}"])
+        maps_run = train(cfg, runs_dir=work / "runs", progress=False)
+    t_maps = _cpu_seconds() - t
+    image_run = sorted((work / "runs").glob(f"*-lgg-var-{image_tag}"))[-1]
+    n = len(PreparedDataset(data).indices("train"))
+    pairs = write_pairs_from_maps(image_run, work / f"pairs-maps-{image_tag}", maps_run=maps_run,
+                                  n=n, fmt="npz", force=True)
+    m = evaluate(f"{data}:test", pairs, train=f"{data}:train", metrics="privacy,labels",
+                 out=work / f"eval-maps-{image_tag}", cache_dir=work / "cache", plots=False)
+    sampled = write_synthetic(maps_run, work / "maps-sampled", n=n, fmt="npz", force=True)
+    mm = evaluate(f"{maps}:test", sampled, train=f"{maps}:train", metrics="privacy",
+                  out=work / "eval-maps-sampled", cache_dir=work / "cache-maps", plots=False)
+    _variant_grid(pairs, work / f"grid-maps-{image_tag}.png", n=16)
+    lc, f = m["label_consistency"], "{:.3f}".format
+    gen = json.loads((pairs / "generation.json").read_text(encoding="utf-8"))
+    lines = [f"### Conditioning (d): synthetic label maps ({map_steps}-step DCGAN on the training "
+             f"maps) into {image_tag}", "",
+             "| set | Dice synth / real test (ratio) | lesions found synth / real | membership "
+             "AUC pixel / features | copy rate pixel / features |", "|---|---|---|---|---|",
+             f"| pairs from sampled maps | {f(lc['synthetic']['dice'])} / "
+             f"{f(lc['real_test']['dice'])} ({f(lc['dice_ratio'])}) | "
+             f"{f(lc['synthetic']['detection_rate'])} / {f(lc['real_test']['detection_rate'])} | "
+             f"{f(m['membership_auc'])} / {f(m['membership_auc_features'])} | "
+             f"{f(m['copy_rate'])} / {f(m['copy_rate_features'])} |",
+             f"| the sampled maps vs training maps | | | {f(mm['membership_auc'])} / "
+             f"{f(mm['membership_auc_features'])} | {f(mm['copy_rate'])} / "
+             f"{f(mm['copy_rate_features'])} |", "",
+             f"Maps with no lesion after decoding: {gen['empty_lesion_maps']} of {n}. CPU: map "
+             f"generator {t_maps / 60:.1f} min, all {(_cpu_seconds() - t) / 60:.1f} min.", ""]
+    text = "\n".join(lines)
+    (work / f"maps-{image_tag}.md").write_text(text, encoding="utf-8")
+    return text
+
+
 def _tag(name: str) -> str:
     """A variant's file-name tag: its name without spaces, '/', '+', ',' or parentheses."""
     for a, b in [(" (", "-"), (", ", "-"), (" ", "-"), ("/", "-"), ("+", "-"), (")", "")]:
@@ -341,6 +399,13 @@ def main(argv: list[str] | None = None) -> int:
                         "patients, scored for label consistency and memorization (no utility)")
     p.add_argument("--only", default=None, help="--variants: comma list of variant names "
                    "(the part before the space, e.g. unet-resize+pooled/brain)")
+    p.add_argument("--maps", type=int, default=None, metavar="STEPS",
+                   help="issue 21 (d): a STEPS-step label-map DCGAN whose samples feed the "
+                        "image run of --maps-into; scored like a variant")
+    p.add_argument("--maps-into", default="spade-noise-ds-brain-b-L1-10",
+                   help="--maps: the variant tag of the image run (trained by --variants)")
+    p.add_argument("--maps-run", type=Path, default=None,
+                   help="--maps: an already trained label-map run instead of training one")
     args = p.parse_args(argv)
     if not args.npz.is_file():
         print(f"{args.npz}: not found (see ../shared/datasets/README.md); skipping")
@@ -355,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     data = import_real(args.npz, work / "data", s.size)
     timings["import"] = time.perf_counter() - t
+    if args.maps:
+        print(synthetic_maps(data, args.work / "lgg-variants", s, args.maps_into, args.maps,
+                             args.maps_run))
+        return 0
     if args.variants:
         text = variants(data, args.work / "lgg-variants", s, args.variants, args.only)
         if not args.only:

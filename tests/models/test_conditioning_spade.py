@@ -152,3 +152,32 @@ def test_noise_dim_needs_the_spade_generator():
     cfg = load_config(None, ["model.name=pix2pix", "model.noise_dim=4"])
     with pytest.raises(ConfigError, match="model.noise_dim"):
         build_pix2pix(cfg.model, image_channels=1, image_size=64)
+
+
+def test_oasis_discriminator_labels_every_pixel_with_balanced_loss():
+    from synthmed.models.oasis import balanced_ce, fake_ce, label_targets
+
+    cfg = load_config(None, ["model.name=pix2pix", "model.base_width=4",
+                             "model.discriminator=oasis", "model.generator=spade"])
+    _, D = build_pix2pix(cfg.model, image_channels=1, image_size=64)
+    assert all(m.stride == (1, 1) for m in D.modules() if isinstance(m, nn.Conv2d))
+    img = _brains(2)
+    out = D(None, img)
+    assert out.shape == (2, 3 - 1 + 1, 64, 64)  # classes 0 (no lesion), 1 (lesion), fake
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[:, :, 30:34, 30:34] = 1
+    target = label_targets(masks, 2)
+    assert target.dtype == torch.long and int(target.sum()) == 32
+    # balanced: a D that gets only the rare lesion pixels wrong pays as much as one that gets
+    # only the background wrong, though the lesion is 0.4 % of the pixels
+    good = torch.zeros(2, 3, 64, 64)
+    good[:, 0] = 5 * (target == 0)
+    good[:, 1] = 5 * (target == 1)
+    miss_lesion, miss_bg = good.clone(), good.clone()
+    miss_lesion[:, 1] = 0
+    miss_bg[:, 0] = 0
+    a, b = balanced_ce(miss_lesion, target), balanced_ce(miss_bg, target)
+    assert torch.isclose(a, b, rtol=0.05) and a > 2 * balanced_ce(good, target)
+    fake = torch.zeros(1, 3, 8, 8)
+    fake[:, 2] = 5
+    assert fake_ce(fake) < 0.05

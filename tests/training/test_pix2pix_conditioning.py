@@ -21,6 +21,8 @@ from synthmed.training.checkpoint import load_checkpoint
     ["model.conditioning=brain", "model.upsample=resize"],
     ["model.conditioning=brain", "model.generator=spade", "model.noise_dim=4",
      "model.diversity_weight=5"],
+    ["model.conditioning=brain", "model.generator=spade", "model.discriminator=oasis",
+     "model.l1_weight=0", "model.pair_augment=true"],
 ])
 def test_options_train_and_make_reproducible_pairs(tmp_path, tiny_config, phantom_dataset, opts):
     run = train(tiny_config("pix2pix", "train.steps=2", "train.checkpoint_every=2",

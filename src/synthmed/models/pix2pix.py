@@ -153,7 +153,8 @@ def build_pix2pix(model_cfg, *, image_channels: int, image_size: int
                   ) -> tuple[nn.Module, nn.Module]:
     """(G, D) for ``model.name: pix2pix`` from the model config section: ``model.generator``
     unet (Isola et al. 2017) or spade (:mod:`.spade`), ``model.upsample``, ``model.discriminator``
-    patchgan (strided) or pooled (no strided convolutions)."""
+    patchgan (strided), pooled (no strided convolutions) or oasis (per-pixel N+1 classes,
+    :mod:`.oasis`)."""
     from synthmed.models.conditioning import conditioning_of
     from synthmed.models.spade import PooledDiscriminator, SpadeGenerator
 
@@ -173,8 +174,14 @@ def build_pix2pix(model_cfg, *, image_channels: int, image_size: int
                           upsample=getattr(model_cfg, "upsample", "transpose"))
     if mode == "prior":  # the population prior travels with the generator's weights
         G.register_buffer("prior", torch.zeros(image_size, image_size))
-    if getattr(model_cfg, "discriminator", "patchgan") == "pooled":
-        D: nn.Module = PooledDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
+    disc = getattr(model_cfg, "discriminator", "patchgan")
+    if disc == "oasis":
+        from synthmed.models.oasis import OasisDiscriminator
+
+        D: nn.Module = OasisDiscriminator(image_channels, int(model_cfg.mask_labels) + 1,
+                                          base_width=model_cfg.base_width)
+    elif disc == "pooled":
+        D = PooledDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
     else:
         D = PairDiscriminator(cond + image_channels, base_width=model_cfg.base_width)
     return G, D

@@ -1,5 +1,8 @@
 """The pix2pix training method: mask -> image with a U-Net G and a PatchGAN D (Isola et al. 2017).
 
+With ``model.discriminator: oasis`` D is OASIS's per-pixel (N+1)-class segmenter instead and the
+adversarial losses are its class-balanced cross-entropies (:mod:`synthmed.models.oasis`).
+
 Losses as in the paper: D minimises the BCE of real and fake (condition, image) pairs, halved;
 G minimises the non-saturating adversarial loss plus ``model.l1_weight`` (lambda = 100) times the
 L1 distance to the real image, which carries the low frequencies while D judges local texture.
@@ -26,6 +29,7 @@ from synthmed.generators import (
     setting,
 )
 from synthmed.models.conditioning import conditioning_of, population_prior
+from synthmed.models.oasis import balanced_ce, fake_ce, label_targets
 from synthmed.models.pix2pix import build_condition, build_pix2pix, encode_mask
 from synthmed.training import distributed as ddp
 from synthmed.training.method import (
@@ -69,9 +73,9 @@ class Pix2PixSection(ModelSection):
     upsample: Literal["transpose", "resize"] = setting(
         "transpose", role="trained", description="unet: transposed conv | nearest resize then "
         "3x3 conv")
-    discriminator: Literal["patchgan", "pooled"] = setting(
+    discriminator: Literal["patchgan", "pooled", "oasis"] = setting(
         "patchgan", role="trained", description="strided PatchGAN | pooled (stride-1 convs, avg "
-        "pool)")
+        "pool) | oasis (per-pixel label-or-fake segmenter, class-balanced CE; models/oasis.py)")
     pair_augment: bool = setting(False, role="trained", description="random flip, rotation, "
                                  "scale and shift applied jointly to image and mask in training")
     noise_dim: int = setting(0, role="trained", ge=0, description="spade: length of the "
@@ -171,6 +175,7 @@ class Pix2PixMethod(TrainingMethod):
         self.m, self.amp, self.device = cfg.model, bool(cfg.train.amp), device
         self.data = data
         self.mode = conditioning_of(cfg.model)
+        self.oasis = cfg.model.discriminator == "oasis"
         self.precision = Precision(device, self.amp, ("g", "d"))
 
     @classmethod
@@ -215,7 +220,11 @@ class Pix2PixMethod(TrainingMethod):
             # real and fake pairs in one D pass (one DDP forward per backward); instance norm
             # keeps the two halves independent
             d_out = self.D(torch.cat([cond, cond]), torch.cat([real, fake.detach()])).float()
-        loss_d = 0.5 * (F.softplus(-d_out[:n]).mean() + F.softplus(d_out[n:]).mean())
+        if self.oasis:  # per pixel: real -> its label (class-balanced), fake -> "fake"
+            target = label_targets(masks, self.m.mask_labels + 1)
+            loss_d = 0.5 * (balanced_ce(d_out[:n], target) + fake_ce(d_out[n:]))
+        else:
+            loss_d = 0.5 * (F.softplus(-d_out[:n]).mean() + F.softplus(d_out[n:]).mean())
         self.opt_d.zero_grad(set_to_none=True)
         self.precision.backward(loss_d, "d")
         self.precision.step(self.opt_d, "d")
@@ -223,7 +232,8 @@ class Pix2PixMethod(TrainingMethod):
         with self._autocast():
             g_logits = self.D(cond, fake).float()
         self.D.requires_grad_(True)
-        loss_adv = F.softplus(-g_logits).mean()
+        loss_adv = (balanced_ce(g_logits, target) if self.oasis
+                    else F.softplus(-g_logits).mean())
         loss_l1 = (fake.float() - real).abs().mean()
         loss_g = loss_adv + self.m.l1_weight * loss_l1
         logs = {"loss_d": loss_d.detach(), "loss_g": loss_adv.detach(),
