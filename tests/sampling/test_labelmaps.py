@@ -51,7 +51,7 @@ def test_encode_decode_round_trip():
     maps = encode_labelmaps(img, masks)
     assert maps.dtype == np.uint8 and set(np.unique(maps)) <= {0, HEAD, LESION}
     assert (maps[0, 0, 10:14, 10:14] == LESION).all() and (maps[1] != LESION).all()
-    lesion, head = decode_labelmaps(torch.from_numpy(maps).float() / 127.5 - 1)
+    lesion, head = decode_labelmaps(torch.from_numpy(maps).float() / 127.5 - 1, smooth=0)
     assert torch.equal(lesion[:, 0], masks[:, 0])
     assert head[:, 0, 16, 16].all() and not head[:, 0, 0, 0].any()
     # specks outside the (largest) head are dropped, lesion or not; holes in the head are filled
@@ -59,8 +59,17 @@ def test_encode_decode_round_trip():
     noisy[..., 8:24, 8:24] = 0.0
     noisy[..., 14:16, 14:16] = -1.0
     noisy[..., 0:2, 0:2] = 1.0
-    lesion, head = decode_labelmaps(noisy)
+    lesion, head = decode_labelmaps(noisy, smooth=0)
     assert head[0, 0, 14, 14] == 1 and lesion.sum() == 0
+    # row stripes inside a lesion (lesion level / near head level, as a VAE draws them) decode
+    # to one solid lesion with the default blur, to stripes without it
+    striped = -torch.ones(1, 1, 32, 32)
+    striped[..., 4:28, 4:28] = 0.0
+    striped[..., 10:20:2, 10:20] = 1.0
+    striped[..., 11:20:2, 10:20] = 0.2
+    solid, _ = decode_labelmaps(striped)
+    assert solid[0, 0, 11:19, 12:18].all()
+    assert not decode_labelmaps(striped, smooth=0)[0][0, 0, 11, 12:18].any()
 
 
 def test_labelmap_dataset_keeps_ids_splits_and_patients(runs, phantom_dataset):

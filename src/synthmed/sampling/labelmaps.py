@@ -44,6 +44,7 @@ from synthmed.sampling.sampler import (
 from synthmed.training.method import MaskSampler
 
 HEAD, LESION = 127, 255  # gray levels of the label-map images (background 0)
+SMOOTH = 1.0  # px, Gaussian blur of a generated map before its levels are thresholded
 
 
 def encode_labelmaps(images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
@@ -56,11 +57,16 @@ def encode_labelmaps(images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
     return np.where(lesion, LESION, np.where(head, HEAD, 0)).astype(np.uint8)
 
 
-def decode_labelmaps(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_labelmaps(maps: torch.Tensor, smooth: float = SMOOTH
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated maps (N, C, H, W) in [-1, 1] -> (lesion, head) masks (N, 1, H, W) float {0, 1}:
-    the head is the largest connected region above -0.5 (halfway to the head level) with holes
-    filled (a generator's stray specks dropped), the lesion above 0.5 and inside the head."""
+    after a Gaussian blur of ``smooth`` px (a generator's pixel-scale artefacts, such as the
+    VAE's row stripes, averaged out; 0: none), the head is the largest connected region above
+    -0.5 (halfway to the head level) with holes filled (stray specks dropped), the lesion above
+    0.5 and inside the head."""
     x = maps.detach().float().mean(1).cpu().numpy()
+    if smooth > 0:
+        x = np.stack([ndimage.gaussian_filter(m, smooth) for m in x]) if len(x) else x
     head = np.stack([_largest_filled(m > -0.5) for m in x]) if len(x) else x > 0
     lesion = (x > 0.5) & head
     as_t = [torch.from_numpy(a.astype(np.float32))[:, None] for a in (lesion, head)]
