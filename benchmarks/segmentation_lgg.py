@@ -278,10 +278,11 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
 
 def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_steps: int,
                    maps_run: Path | None = None) -> str:
-    """Conditioning (d): label maps of the training patients -> an unconditional DCGAN
-    (configs/lgg_labelmaps.yaml, ``map_steps``) -> its sampled maps into the image run of variant
-    ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a variant,
-    plus the memorization audit of the sampled maps themselves against the training maps."""
+    """Conditioning (d): label maps of the training patients -> an unconditional generator
+    (configs/lgg_labelmaps.yaml, a VAE, ``map_steps``) -> its sampled maps into the image run of
+    variant ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a
+    variant, plus the memorization audit of the sampled maps themselves against the training
+    maps."""
     from synthmed.config import load_config
     from synthmed.data.dataset import PreparedDataset
     from synthmed.metrics.evaluate import evaluate
@@ -312,8 +313,8 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
     _variant_grid(pairs, work / f"grid-maps-{image_tag}.png", n=16)
     lc, f = m["label_consistency"], "{:.3f}".format
     gen = json.loads((pairs / "generation.json").read_text(encoding="utf-8"))
-    lines = [f"### Conditioning (d): synthetic label maps ({map_steps}-step DCGAN on the training "
-             f"maps) into {image_tag}", "",
+    lines = [f"### Conditioning (d): synthetic label maps ({gen['masks_from_run']['step']}-step "
+             f"{gen['masks_from_run']['model']} on the training maps) into {image_tag}", "",
              "| set | Dice synth / real test (ratio) | lesions found synth / real | membership "
              "AUC pixel / features | copy rate pixel / features |", "|---|---|---|---|---|",
              f"| pairs from sampled maps | {f(lc['synthetic']['dice'])} / "
@@ -400,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="--variants: comma list of variant names "
                    "(the part before the space, e.g. unet-resize+pooled/brain)")
     p.add_argument("--maps", type=int, default=None, metavar="STEPS",
-                   help="issue 21 (d): a STEPS-step label-map DCGAN whose samples feed the "
+                   help="issue 21 (d): a STEPS-step label-map generator whose samples feed the "
                         "image run of --maps-into; scored like a variant")
     p.add_argument("--maps-into", default="spade-noise-ds-brain-b-L1-10",
                    help="--maps: the variant tag of the image run (trained by --variants)")
