@@ -407,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="--maps: the variant tag of the image run (trained by --variants)")
     p.add_argument("--maps-run", type=Path, default=None,
                    help="--maps: an already trained label-map run instead of training one")
+    p.add_argument("--fraction", type=float, default=None,
+                   help="--variants: train and score on this fraction of the training patients "
+                        "(val/test kept; WORK/lgg-variants-PCTpct)")
     args = p.parse_args(argv)
     if not args.npz.is_file():
         print(f"{args.npz}: not found (see ../shared/datasets/README.md); skipping")
@@ -426,9 +429,14 @@ def main(argv: list[str] | None = None) -> int:
                              args.maps_run))
         return 0
     if args.variants:
-        text = variants(data, args.work / "lgg-variants", s, args.variants, args.only)
+        vwork = args.work / "lgg-variants"
+        if args.fraction:
+            pct = f"{round(args.fraction * 100)}pct"
+            vwork = args.work / f"lgg-variants-{pct}"
+            data = patient_subset(data, work / f"data-{pct}", args.fraction)
+        text = variants(data, vwork, s, args.variants, args.only)
         if not args.only:
-            (args.work / "lgg-variants" / "variants.md").write_text(text, encoding="utf-8")
+            (vwork / "variants.md").write_text(text, encoding="utf-8")
         print(text)
         return 0
     results = {}
