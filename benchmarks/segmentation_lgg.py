@@ -408,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maps-run", type=Path, default=None,
                    help="--maps: an already trained label-map run instead of training one")
     p.add_argument("--fraction", type=float, default=None,
-                   help="--variants: train and score on this fraction of the training patients "
-                        "(val/test kept; WORK/lgg-variants-PCTpct)")
+                   help="--variants/--maps: train and score on this fraction of the training "
+                        "patients (val/test kept; WORK/lgg-variants-PCTpct)")
     args = p.parse_args(argv)
     if not args.npz.is_file():
         print(f"{args.npz}: not found (see ../shared/datasets/README.md); skipping")
@@ -424,16 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     data = import_real(args.npz, work / "data", s.size)
     timings["import"] = time.perf_counter() - t
+    vwork = args.work / "lgg-variants"
+    if args.fraction and (args.maps or args.variants):
+        pct = f"{round(args.fraction * 100)}pct"
+        vwork, sub = args.work / f"lgg-variants-{pct}", work / f"data-{pct}"
+        data = sub if (sub / "dataset.json").is_file() else patient_subset(data, sub,
+                                                                           args.fraction)
     if args.maps:
-        print(synthetic_maps(data, args.work / "lgg-variants", s, args.maps_into, args.maps,
-                             args.maps_run))
+        print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run))
         return 0
     if args.variants:
-        vwork = args.work / "lgg-variants"
-        if args.fraction:
-            pct = f"{round(args.fraction * 100)}pct"
-            vwork = args.work / f"lgg-variants-{pct}"
-            data = patient_subset(data, work / f"data-{pct}", args.fraction)
         text = variants(data, vwork, s, args.variants, args.only)
         if not args.only:
             (vwork / "variants.md").write_text(text, encoding="utf-8")
