@@ -325,3 +325,35 @@ def test_cgan_bilinear_generation_is_batch_independent():
         many = g(z, y)
         for i in (0, 4):
             assert torch.allclose(g(z[i:i + 1], y[i:i + 1])[0], many[i], atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_cgan_noise_inputs_extend_z_and_act_only_once_learned(size):
+    """model.cgan_noise: z carries one noise value per render-size pixel after the latent; the
+    strengths start at 0 (the same image as without noise), and once non-zero the noise tail
+    changes the image while the same z always gives the same image, whatever the batch."""
+    torch.manual_seed(0)
+    cfg = GANSection(name="cgan", latent_dim=LATENT, base_width=WIDTH, cgan_noise=True)
+    pair = build_gan(cfg, in_channels=1, image_size=size, n_classes=K)
+    g = pair.generator.eval()
+    assert pair.latent_dim == LATENT + render_size(size) ** 2
+    plain = build("cgan", size=size).generator.eval()
+    plain.load_state_dict({k: v for k, v in g.state_dict().items() if "noise" not in k})
+    z, y = torch.randn(4, pair.latent_dim), torch.tensor([0, 1, 2, 0])
+    other = torch.cat([z[:, :LATENT], torch.randn(4, pair.latent_dim - LATENT)], dim=1)
+    with torch.no_grad():
+        assert torch.allclose(g(z, y), plain(z[:, :LATENT], y), atol=1e-6)
+        for name, p in g.named_parameters():
+            if "noise" in name:
+                p.fill_(0.5)
+        out = g(z, y)
+        assert out.shape == (4, 1, size, size)
+        assert not torch.allclose(out, g(other, y), atol=1e-3)
+        for i in (0, 3):
+            assert torch.allclose(g(z[i:i + 1], y[i:i + 1])[0], out[i], atol=1e-5)
+
+
+def test_cgan_without_noise_keeps_its_parameters():
+    """Checkpoints of cgans trained before model.cgan_noise still load: no new keys by default."""
+    g = build("cgan", size=32).generator
+    assert not any("noise" in k for k in g.state_dict())

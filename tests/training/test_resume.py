@@ -50,10 +50,13 @@ def _weights(run: Path) -> dict:
     return load_checkpoint(run / "checkpoints" / "latest.pt")
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_config):
+@pytest.mark.parametrize("extra", [[], ["model.cr_weight=10", "model.cgan_upsample=bilinear",
+                                            "model.cgan_noise=true"]],
+                         ids=["default", "bcr-bilinear-noise"])
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_config, extra):
     cfg = tiny_config("cgan", "train.steps=10", "train.checkpoint_every=4",
                       "model.diffaugment=translation,cutout,color", "model.ada=true",
-                      "model.ema=true", "train.d_steps=2")
+                      "model.ema=true", "train.d_steps=2", *extra)
     straight = train(cfg, runs_dir=tmp_path / "a", progress=False)
 
     proc = _child("SIGKILL", 4, tmp_path / "b", _overrides(cfg))

@@ -80,55 +80,77 @@ def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
 
 class GenBlock(nn.Module):
     """Pre-activation residual block that doubles the resolution (nearest or bilinear
-    upsampling)."""
+    upsampling); with ``noise``, a per-pixel noise map is added after each convolution with
+    learned per-channel strengths (StyleGAN's noise inputs, Karras et al. 2019), starting at 0."""
 
     def __init__(self, in_ch: int, out_ch: int, num_classes: int,
-                 upsample: str = "nearest") -> None:
+                 upsample: str = "nearest", noise: bool = False) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
+        if noise:
+            self.noise1 = nn.Parameter(torch.zeros(out_ch))
+            self.noise2 = nn.Parameter(torch.zeros(out_ch))
         self.bn1 = ConditionalBatchNorm2d(in_ch, num_classes)
         self.conv1 = _xavier(nn.Conv2d(in_ch, out_ch, 3, 1, 1), 2**0.5)
         self.bn2 = ConditionalBatchNorm2d(out_ch, num_classes)
         self.conv2 = _xavier(nn.Conv2d(out_ch, out_ch, 3, 1, 1), 2**0.5)
         self.shortcut = _xavier(nn.Conv2d(in_ch, out_ch, 1))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """x (N, in_ch, H, W) -> (N, out_ch, 2H, 2W)."""
-        h = upsample2x(F.relu(self.bn1(x, y)), self.upsample)
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N, in_ch, H, W), noise (N, 1, 2H, 2W) | None -> (N, out_ch, 2H, 2W)."""
+        h = self.conv1(upsample2x(F.relu(self.bn1(x, y)), self.upsample))
+        if noise is not None:
+            h = h + self.noise1[None, :, None, None] * noise
+        h = self.conv2(F.relu(self.bn2(h, y)))
+        if noise is not None:
+            h = h + self.noise2[None, :, None, None] * noise
         return h + self.shortcut(upsample2x(x, self.upsample))
 
 
 class ResNetGenerator(nn.Module):
-    """(z (N, latent_dim), y (N,) | None) -> image (N, out_channels, image_size, image_size)."""
+    """(z (N, input_dim), y (N,) | None) -> image (N, out_channels, image_size, image_size).
+
+    With ``noise`` the last (full-resolution) block adds a per-pixel noise map, so fine
+    stochastic texture such as ultrasound speckle need not be computed from the few numbers of
+    z. The map is the tail of z (``input_dim = latent_dim + render_size**2``), so an image stays
+    a function of its own z alone: one seed, one image, whatever the batch.
+    """
 
     def __init__(self, *, spatial_dims: int = 2, latent_dim: int = 128, out_channels: int = 1,
                  channels: int = 64, image_size: int = 64, num_classes: int = 0,
-                 upsample: str = "nearest") -> None:
+                 upsample: str = "nearest", noise: bool = False) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
         n = num_stages(image_size)
         widths = [channels * min(2 ** (n - 1 - i), MAX_MULT) for i in range(n)] + [channels]
         self.num_classes = num_classes
         self.latent_dim, self.image_size = latent_dim, image_size
+        side = 4 * 2**n
+        self.noise_shape = (1, side, side) if noise else None
+        self.input_dim = latent_dim + (side * side if noise else 0)
         self.base_shape = (widths[0], 4, 4)
         self.fc = _xavier(nn.Linear(latent_dim, widths[0] * 16))
         self.blocks = nn.ModuleList(
-            GenBlock(widths[i], widths[i + 1], num_classes, upsample) for i in range(n)
+            GenBlock(widths[i], widths[i + 1], num_classes, upsample, noise=noise and i == n - 1)
+            for i in range(n)
         )
         self.bn_out = nn.BatchNorm2d(widths[-1])
         self.conv_out = _xavier(nn.Conv2d(widths[-1], out_channels, 3, 1, 1))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z (N, latent_dim) float32, y (N,) int64 (ignored when unconditional) -> (N, C, H, W)
+        """z (N, input_dim) float32, y (N,) int64 (ignored when unconditional) -> (N, C, H, W)
         float32 in [-1, 1]."""
         if not self.num_classes:
             y = None
+        noise = None
+        if self.noise_shape is not None:
+            z, noise = z[:, :self.latent_dim], z[:, self.latent_dim:].reshape(-1, *self.noise_shape)
         h = self.fc(z).reshape(z.shape[0], *self.base_shape)
-        for block in self.blocks:
-            h = block(h, y)
+        for i, block in enumerate(self.blocks):
+            h = block(h, y, noise if i == len(self.blocks) - 1 else None)
         return to_data_size(torch.tanh(self.conv_out(F.relu(self.bn_out(h)))), self.image_size)
 
 
@@ -202,10 +224,10 @@ def build_cgan(cfg: ModelSection, *, in_channels: int, image_size: int,
     k = n_classes if n_classes >= 2 else 0
     g = ResNetGenerator(spatial_dims=2, latent_dim=cfg.latent_dim, out_channels=in_channels,
                         channels=cfg.base_width, image_size=image_size, num_classes=k,
-                        upsample=cfg.cgan_upsample)
+                        upsample=cfg.cgan_upsample, noise=cfg.cgan_noise)
     d = ProjectionDiscriminator(spatial_dims=2, in_channels=in_channels, channels=cfg.base_width,
                                 image_size=image_size, num_classes=k)
-    return GANPair(g, d, latent_dim=cfg.latent_dim, n_classes=k, conditional=k > 0,
+    return GANPair(g, d, latent_dim=g.input_dim, n_classes=k, conditional=k > 0,
                    aux_classifier=False, default_loss="hinge",
                    default_diffaugment="translation,cutout,color", default_ada=True,
                    default_ema=True)

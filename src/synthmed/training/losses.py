@@ -140,6 +140,15 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     return grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
+def consistency_penalty(logits: torch.Tensor, transformed_logits: torch.Tensor) -> torch.Tensor:
+    """Balanced consistency regularization (bCR, Zhao et al. 2021, "Improved consistency
+    regularization for GANs", AAAI): ``E[(D(x) - D(T(x)))^2]`` for logits (N,) of a batch and of
+    its augmented copy ``T(x)``. The trainer adds it for the real and the fake batch alike (the
+    "balanced" part: only reals lets D put the augmentation's artefacts on the fakes); the
+    caller multiplies it by ``model.cr_weight``. An identity ``T`` gives 0."""
+    return (logits - transformed_logits).pow(2).mean()
+
+
 def aux_class_loss(class_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """AC-GAN auxiliary classifier loss (Odena et al. 2017): cross entropy of logits (N, K)
     against labels (N,) int64, for real and fake images alike."""

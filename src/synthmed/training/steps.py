@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from synthmed.training.losses import aux_class_loss, gradient_penalty, r1_penalty
+from synthmed.training.augment import translation
+from synthmed.training.losses import (
+    aux_class_loss,
+    consistency_penalty,
+    gradient_penalty,
+    r1_penalty,
+)
 from synthmed.training.precision import Precision
 
 
@@ -25,6 +31,7 @@ class StepConfig:
     gp_weight: float = 10.0
     aux_weight: float = 1.0
     amp: bool = False
+    cr_weight: float = 0.0
 
 
 class GANSteps:
@@ -42,6 +49,9 @@ class GANSteps:
         self.s = settings
         self.device = device
         self.precision = Precision(device, settings.amp, ("g", "d"))
+        # bCR's T (Zhao et al. 2021 use flips and a few pixels' shift): a random shift of up to
+        # 1/8 of the side, applied after DiffAugment/ADA to what D sees
+        self.cr_transform = translation
         self._fake_for_g: tuple[torch.Tensor, torch.Tensor | None] | None = None
         # Per-class (routed) models: samples per class of the current batch, host ints, so
         # routing needs no host sync (set by the caller before each step; None: read from y).
@@ -61,6 +71,26 @@ class GANSteps:
         with self._autocast():
             logits, cls = net(x, y if self.conditional else None, **self._route_kw())
         return logits.float(), (cls.float() if cls is not None else None)
+
+    def _d_consistent(self, x: torch.Tensor, y: torch.Tensor | None):
+        """:meth:`_d` plus bCR's penalty: D sees the augmented batch and ``T`` of it in one
+        forward (same weights, one spectral-norm iteration), so an identity ``T`` gives exactly
+        0. Returns (logits (N,), class logits (N, K) | None, penalty ())."""
+        x = self.augment(x) if self.augment is not None else x
+        n = x.shape[0]
+        both = torch.cat([x, self.cr_transform(x)])
+        yy = torch.cat([y, y]) if self.conditional and y is not None else None
+        with self._autocast():
+            logits, cls = self.D(both, yy, **self._route_kw())
+        logits = logits.float()
+        cls = cls[:n].float() if cls is not None else None
+        return logits[:n], cls, consistency_penalty(logits[:n], logits[n:])
+
+    def _d_loss_input(self, x: torch.Tensor, y: torch.Tensor | None):
+        """(logits, class logits, bCR penalty or None) of the D step's forward."""
+        if self.s.cr_weight > 0:
+            return self._d_consistent(x, y)
+        return (*self._d(x, y), None)
 
     def _fake(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
         z = torch.randn(n, self.latent_dim, device=self.device)
@@ -88,8 +118,10 @@ class GANSteps:
         with sync_later():
             if self.s.r1_gamma > 0:
                 real = real.detach().requires_grad_(True)
-            real_logits, real_cls = self._d(real, y)
+            real_logits, real_cls, cr = self._d_loss_input(real, y)
             loss_real = self.loss.d_real(real_logits)
+            if cr is not None:
+                loss_real = loss_real + self.s.cr_weight * cr
             if self.aux and y is not None:
                 loss_real = loss_real + self.s.aux_weight * aux_class_loss(real_cls, y)
             if self.s.r1_gamma > 0:
@@ -99,8 +131,10 @@ class GANSteps:
                                       real.detach(), fake, y)
                 loss_real = loss_real + self.s.gp_weight * gp
             self.precision.backward(loss_real, "d")
-        fake_logits, fake_cls = self._d(fake, y)
+        fake_logits, fake_cls, cr = self._d_loss_input(fake, y)
         loss_fake = self.loss.d_fake(fake_logits)
+        if cr is not None:
+            loss_fake = loss_fake + self.s.cr_weight * cr
         if self.aux and y is not None:
             loss_fake = loss_fake + self.s.aux_weight * aux_class_loss(fake_cls, y)
         self.precision.backward(loss_fake, "d")

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from synthmed.errors import ConfigError
 from synthmed.generators import (
     Capabilities,
     Descriptor,
@@ -71,6 +72,12 @@ class GANSection(ModelSection):
                                 "updates of p")
     ada_speed_img: int = setting(20_000, role="trained", gt=0, description="ADA: images for p "
                                  "to move by 1")
+    cr_weight: float = setting(0.0, role="trained", ge=0, description="balanced consistency "
+                               "regularization (bCR, Zhao et al. 2021): weight of D's squared "
+                               "change under a random shift, on reals and fakes; 0 = off")
+    cgan_noise: bool = setting(False, role="trained", description="cgan: per-pixel noise "
+                               "inputs in the generator's last block (StyleGAN's, for speckle "
+                               "and other fine random texture); z grows by the image's pixels")
     cgan_upsample: Literal["nearest", "bilinear"] = setting(
         "nearest", role="trained", description="cgan: generator up-sampling before each 3x3 "
         "convolution (nearest as SNGAN; bilinear low-passes first)")
@@ -122,6 +129,10 @@ class GANMethod(TrainingMethod):
 
     @classmethod
     def build(cls, cfg, data, device: torch.device, info: ddp.DistInfo) -> GANMethod:
+        if cfg.model.cr_weight > 0 and cfg.model.per_class:
+            raise ConfigError("model.cr_weight: bCR runs D on a batch and its shifted copy "
+                              "together, which one-network-per-class routing cannot; set "
+                              "model.cr_weight: 0 or model.per_class: false")
         n_classes = len(data.class_names) if data.labelled else 0
         channels, size = int(data.images.shape[1]), int(data.images.shape[-1])
         pair = build_gan(cfg.model, in_channels=channels, image_size=size, n_classes=n_classes)
@@ -146,7 +157,8 @@ class GANMethod(TrainingMethod):
             latent_dim=pair.latent_dim, conditional=pair.conditional,
             aux_classifier=pair.aux_classifier,
             settings=StepConfig(r1_gamma=cfg.model.r1_gamma, gp_weight=cfg.model.gp_weight,
-                                aux_weight=cfg.model.aux_weight, amp=t.amp),
+                                aux_weight=cfg.model.aux_weight, amp=t.amp,
+                                cr_weight=cfg.model.cr_weight),
             device=device, routed=routed)
         return cls(steps, pair, loss_name, t.d_steps)
 
