@@ -50,6 +50,8 @@ GENERATORS = {
     "cgan-bilinear": ["model.name=cgan", "model.base_width=32", "model.cgan_upsample=bilinear"],
     "cgan-noada": ["model.name=cgan", "model.base_width=32", "model.ada=false"],  # DiffAugment
     "cgan-bcr": ["model.name=cgan", "model.base_width=32", "model.cr_weight=10"],
+    "cgan-bilinear-noise": ["model.name=cgan", "model.base_width=32",
+                            "model.cgan_upsample=bilinear", "model.cgan_noise=true"],
     "dcgan": ["model.name=dcgan", "model.base_width=32"],
     "vae": ["model.name=vae", "model.channels=[32,64,128]", "model.latent_dim=32",
             "train.lr_g=1e-3", "train.betas=[0.9,0.999]"],
