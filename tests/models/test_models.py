@@ -329,14 +329,16 @@ def test_cgan_bilinear_generation_is_batch_independent():
 
 @pytest.mark.parametrize("size", [28, 32])
 def test_cgan_noise_inputs_extend_z_and_act_only_once_learned(size):
-    """model.cgan_noise: z carries one noise value per render-size pixel after the latent; the
-    strengths start at 0 (the same image as without noise), and once non-zero the noise tail
-    changes the image while the same z always gives the same image, whatever the batch."""
+    """model.cgan_noise: z carries noise maps at the render size and half of it after the
+    latent; the strengths start at 0 (the same image as without noise), and once non-zero the
+    noise tail changes the image while the same z always gives the same image, whatever the
+    batch."""
     torch.manual_seed(0)
     cfg = GANSection(name="cgan", latent_dim=LATENT, base_width=WIDTH, cgan_noise=True)
     pair = build_gan(cfg, in_channels=1, image_size=size, n_classes=K)
     g = pair.generator.eval()
-    assert pair.latent_dim == LATENT + render_size(size) ** 2
+    r = render_size(size)
+    assert pair.latent_dim == LATENT + r * r + (r // 2) ** 2
     plain = build("cgan", size=size).generator.eval()
     plain.load_state_dict({k: v for k, v in g.state_dict().items() if "noise" not in k})
     z, y = torch.randn(4, pair.latent_dim), torch.tensor([0, 1, 2, 0])

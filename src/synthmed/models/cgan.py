@@ -44,6 +44,8 @@ def _sn(module: nn.Module, gain: float = 1.0) -> nn.Module:
 
 
 #: ``model.cgan_upsample`` values (the cgan generator)
+NOISE_GAIN = 10.0  # noise-input strengths' learning-rate multiplier
+NOISE_BLOCKS = 2  # the generator's last blocks with noise inputs (full and half resolution)
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
@@ -81,7 +83,10 @@ def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
 class GenBlock(nn.Module):
     """Pre-activation residual block that doubles the resolution (nearest or bilinear
     upsampling); with ``noise``, a per-pixel noise map is added after each convolution with
-    learned per-channel strengths (StyleGAN's noise inputs, Karras et al. 2019), starting at 0."""
+    learned per-channel strengths (StyleGAN's noise inputs, Karras et al. 2019), starting at 0.
+    The strengths are stored divided by :data:`NOISE_GAIN` (a learning-rate multiplier: Adam moves
+    a parameter by about lr per step, which held them below 0.1 after 1,000 steps while their
+    gradient still pushed them up)."""
 
     def __init__(self, in_ch: int, out_ch: int, num_classes: int,
                  upsample: str = "nearest", noise: bool = False) -> None:
@@ -103,20 +108,21 @@ class GenBlock(nn.Module):
         """x (N, in_ch, H, W), noise (N, 1, 2H, 2W) | None -> (N, out_ch, 2H, 2W)."""
         h = self.conv1(upsample2x(F.relu(self.bn1(x, y)), self.upsample))
         if noise is not None:
-            h = h + self.noise1[None, :, None, None] * noise
+            h = h + NOISE_GAIN * self.noise1[None, :, None, None] * noise
         h = self.conv2(F.relu(self.bn2(h, y)))
         if noise is not None:
-            h = h + self.noise2[None, :, None, None] * noise
+            h = h + NOISE_GAIN * self.noise2[None, :, None, None] * noise
         return h + self.shortcut(upsample2x(x, self.upsample))
 
 
 class ResNetGenerator(nn.Module):
     """(z (N, input_dim), y (N,) | None) -> image (N, out_channels, image_size, image_size).
 
-    With ``noise`` the last (full-resolution) block adds a per-pixel noise map, so fine
-    stochastic texture such as ultrasound speckle need not be computed from the few numbers of
-    z. The map is the tail of z (``input_dim = latent_dim + render_size**2``), so an image stays
-    a function of its own z alone: one seed, one image, whatever the batch.
+    With ``noise`` the last :data:`NOISE_BLOCKS` blocks (full and half resolution) add per-pixel
+    noise maps, so fine stochastic texture such as ultrasound speckle (1-4 px grain) need not be
+    computed from the few numbers of z. The maps are the tail of z (``input_dim = latent_dim +
+    R**2 + (R/2)**2`` at render size R), so an image stays a function of its own z alone: one
+    seed, one image, whatever the batch.
     """
 
     def __init__(self, *, spatial_dims: int = 2, latent_dim: int = 128, out_channels: int = 1,
@@ -128,13 +134,13 @@ class ResNetGenerator(nn.Module):
         widths = [channels * min(2 ** (n - 1 - i), MAX_MULT) for i in range(n)] + [channels]
         self.num_classes = num_classes
         self.latent_dim, self.image_size = latent_dim, image_size
-        side = 4 * 2**n
-        self.noise_shape = (1, side, side) if noise else None
-        self.input_dim = latent_dim + (side * side if noise else 0)
+        noisy = range(max(n - NOISE_BLOCKS, 0), n) if noise else range(0)
+        self.noise_sides = {i: 8 * 2**i for i in noisy}  # block i outputs 8 * 2^i px
+        self.input_dim = latent_dim + sum(s * s for s in self.noise_sides.values())
         self.base_shape = (widths[0], 4, 4)
         self.fc = _xavier(nn.Linear(latent_dim, widths[0] * 16))
         self.blocks = nn.ModuleList(
-            GenBlock(widths[i], widths[i + 1], num_classes, upsample, noise=noise and i == n - 1)
+            GenBlock(widths[i], widths[i + 1], num_classes, upsample, noise=i in noisy)
             for i in range(n)
         )
         self.bn_out = nn.BatchNorm2d(widths[-1])
@@ -145,12 +151,13 @@ class ResNetGenerator(nn.Module):
         float32 in [-1, 1]."""
         if not self.num_classes:
             y = None
-        noise = None
-        if self.noise_shape is not None:
-            z, noise = z[:, :self.latent_dim], z[:, self.latent_dim:].reshape(-1, *self.noise_shape)
-        h = self.fc(z).reshape(z.shape[0], *self.base_shape)
+        noise, at = {}, self.latent_dim
+        for i, side in self.noise_sides.items():
+            noise[i] = z[:, at:at + side * side].reshape(-1, 1, side, side)
+            at += side * side
+        h = self.fc(z[:, :self.latent_dim]).reshape(z.shape[0], *self.base_shape)
         for i, block in enumerate(self.blocks):
-            h = block(h, y, noise if i == len(self.blocks) - 1 else None)
+            h = block(h, y, noise.get(i))
         return to_data_size(torch.tanh(self.conv_out(F.relu(self.bn_out(h)))), self.image_size)
 
 
