@@ -12,6 +12,7 @@ from synthmed.models.ddpm import (
     ddim_sample,
     diffusion_loss,
     guided_prediction,
+    min_snr_weight,
     seeded_noise,
 )
 from synthmed.models.vae import ConditionalVAE, vae_loss
@@ -119,6 +120,51 @@ def test_label_dropout_uses_the_null_class():
     assert 10 < int((seen[-1] == 2).sum()) < 54 and set(seen[-1].tolist()) == {0, 2}
     diffusion_loss(net, x, y, scheduler=sched, num_classes=2, cond_drop=0.0)
     assert (seen[-1] == 0).all()
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_min_snr_weight_is_the_clipped_snr_in_the_targets_space(prediction):
+    """Hang et al. 2023: x0-space weight min(SNR, gamma), i.e. min(SNR, gamma) / SNR for the
+    noise MSE and min(SNR, gamma) / (SNR + 1) for the v MSE."""
+    ac = Diffusion(prediction=prediction).train_scheduler().alphas_cumprod
+    t = torch.arange(0, 1000, 37)
+    w = min_snr_weight(ac, t, gamma=5.0, prediction=prediction)
+    snr = (ac[t] / (1 - ac[t])).double()
+    x0_space = snr.clamp(max=5.0)
+    want = x0_space / snr if prediction == "epsilon" else x0_space / (snr + 1)
+    assert torch.allclose(w.double(), want, rtol=1e-6)
+    if prediction == "epsilon":  # noisy steps (SNR < gamma) keep weight 1, clean ones shrink
+        assert torch.equal(w[snr < 5], torch.ones_like(w[snr < 5]))
+        assert (w[snr > 5] < 1).all()
+    else:
+        assert w.max() <= 5 / 6 + 1e-6  # the v weight peaks at SNR = gamma
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_min_snr_loss_weights_each_sample_and_draws_the_same_noise(prediction):
+    """The weighted loss is the mean of weight x per-image MSE over the same draws as the plain
+    loss (so switching it on changes no random stream); a gamma above every SNR is the plain
+    noise MSE."""
+    net = _unet(num_classes=2)
+    sched = Diffusion(num_train_timesteps=50, prediction=prediction).train_scheduler()
+    x, y = torch.rand(6, 1, 16, 16) * 2 - 1, torch.tensor([0, 1] * 3)
+    draws = []
+    net.register_forward_pre_hook(lambda m, a, kw: draws.append(a[1].clone()), with_kwargs=True)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        plain = diffusion_loss(net, x, y, scheduler=sched, num_classes=2, cond_drop=0.1)
+        torch.manual_seed(3)
+        weighted = diffusion_loss(net, x, y, scheduler=sched, num_classes=2, cond_drop=0.1,
+                                  min_snr_gamma=1.0)
+        torch.manual_seed(3)
+        huge = diffusion_loss(net, x, y, scheduler=sched, num_classes=2, cond_drop=0.1,
+                              min_snr_gamma=1e30)
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.allclose(plain, weighted)
+    if prediction == "epsilon":
+        assert torch.allclose(plain, huge, rtol=1e-6)
+    else:  # v: min(SNR, inf) / (SNR + 1) = SNR / (SNR + 1), the x0 MSE's share
+        assert huge < plain
 
 
 def test_same_seed_same_image_at_batch_sizes_1_and_64():

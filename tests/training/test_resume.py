@@ -94,9 +94,11 @@ def test_resume_can_extend_training(tmp_path, tiny_config):
 
 
 @pytest.mark.slow
-def test_ddpm_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_config):
+@pytest.mark.parametrize("recipe", [[], ["model.prediction=v", "model.min_snr_gamma=5"]],
+                         ids=["epsilon", "v-min-snr"])
+def test_ddpm_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_config, recipe):
     cfg = tiny_config("ddpm", "train.steps=6", "train.checkpoint_every=3", "model.ema=true",
-                      "model.cond_drop=0.5")
+                      "model.cond_drop=0.5", *recipe)
     straight = train(cfg, runs_dir=tmp_path / "a", progress=False)
     proc = _child("SIGKILL", 3, tmp_path / "b", _overrides(cfg))
     assert proc.returncode == -signal.SIGKILL, proc.stderr

@@ -111,10 +111,26 @@ def _inputs(x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
     return x if extra is None else torch.cat([x, extra.to(x.dtype)], dim=1)
 
 
+def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, *, gamma: float,
+                   prediction: str) -> torch.Tensor:
+    """Per-sample loss weight of Min-SNR-gamma (Hang et al. 2023): the x0-space weight
+    ``min(SNR, gamma)`` expressed for the target the network predicts, ``min(SNR, gamma) / SNR``
+    for epsilon and ``min(SNR, gamma) / (SNR + 1)`` for v. It stops the many low-noise steps,
+    which are nearly free to denoise, from dominating the gradient (3.4x faster convergence in
+    the paper; gamma = 5)."""
+    a = alphas_cumprod.to(t.device)[t].double()
+    snr = a / (1 - a)
+    clipped = snr.clamp(max=gamma)
+    w = clipped / snr if prediction == "epsilon" else clipped / (snr + 1)
+    return w.float()
+
+
 def diffusion_loss(unet: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, *, scheduler,
                    num_classes: int, cond_drop: float, extra: torch.Tensor | None = None,
-                   autocast=contextlib.nullcontext) -> torch.Tensor:
-    """The DDPM loss on a batch x0 (N, C, H, W) in [-1, 1]: MSE of the predicted noise (or v).
+                   autocast=contextlib.nullcontext,
+                   min_snr_gamma: float | None = None) -> torch.Tensor:
+    """The DDPM loss on a batch x0 (N, C, H, W) in [-1, 1]: MSE of the predicted noise (or v),
+    optionally weighted per sample by Min-SNR-gamma (:func:`min_snr_weight`).
 
     Noise, timesteps and label dropout come from the global torch RNG, which the trainer
     checkpoints, so a resumed run draws the same ones. ``extra`` (N, E, H, W) is concatenated
@@ -134,7 +150,12 @@ def diffusion_loss(unet: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, *,
             labels = torch.where(drop, torch.full_like(y, num_classes), y)
     with autocast():
         pred = unet(_inputs(xt, extra), t, class_labels=labels)
-    return F.mse_loss(pred.float(), target)
+    if min_snr_gamma is None:
+        return F.mse_loss(pred.float(), target)
+    per_sample = (pred.float() - target).square().flatten(1).mean(1)
+    w = min_snr_weight(scheduler.alphas_cumprod, t, gamma=min_snr_gamma,
+                       prediction="epsilon" if scheduler.prediction_type == "epsilon" else "v")
+    return (w * per_sample).mean()
 
 
 def guided_prediction(unet: nn.Module, x: torch.Tensor, t: torch.Tensor,

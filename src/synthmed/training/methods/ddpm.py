@@ -70,6 +70,9 @@ class DDPMSection(ModelSection):
         "Dhariwal 2021)")
     prediction: Literal["epsilon", "v"] = setting(
         "epsilon", role="trained", description="predict the noise, or v (Salimans & Ho 2022)")
+    min_snr_gamma: float | None = setting(
+        None, role="trained", gt=0, description="Min-SNR-gamma loss weighting (Hang et al. "
+        "2023; 5 in the paper); null: the plain noise (or v) MSE")
     cond_drop: float = setting(0.1, role="trained", ge=0, lt=1, description="label dropout for "
                                "classifier-free guidance (Ho & Salimans 2022)")
     sampler: Literal["dpm-solver++", "ddim"] = setting(
@@ -225,7 +228,8 @@ class DDPMMethod(TrainingMethod):
         loss = diffusion_loss(self.unet, b.images, b.labels if self.n_classes else None,
                               scheduler=self.scheduler, num_classes=self.n_classes,
                               cond_drop=self.cfg.model.cond_drop, extra=extra,
-                              autocast=self._autocast)
+                              autocast=self._autocast,
+                              min_snr_gamma=self.cfg.model.min_snr_gamma)
         self.precision.backward(loss, "unet")
         self.precision.step(self.opt, "unet")
         return {"loss_diffusion": loss.detach()}
