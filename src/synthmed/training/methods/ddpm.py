@@ -105,7 +105,11 @@ class DDPMOptions(GenerationOptions):
                                 extra={"flag": "--bf16"})
 
 
-_DDPM_RECIPE = Recipe(losses={"diffusion": "diffusion (noise MSE)"})
+# usable samples (recognisable tissue layout, no noise-grain or saturated tiles) on BreastMNIST
+# at 32 px after ~100 steps of the shipped recipe (v-prediction, Min-SNR-5, lr 1e-3, batch 64;
+# docs/benchmarks.md, issue 20); larger images not measured
+_DDPM_RECIPE = Recipe(steps=lambda size: 100 if size <= 32 else None,
+                      losses={"diffusion": "diffusion (noise or v MSE)"})
 DDPM = Descriptor(names=("ddpm",), section=DDPMSection, options=DDPMOptions,
                   kinds={"ddpm": "diffusion model (DDPM)"},
                   capabilities=Capabilities(conditional=True), recipe=_DDPM_RECIPE)
