@@ -38,7 +38,7 @@ def test_short_of_recipe():
                                                  "(docs/training.md)")
     assert short_of_recipe("dcgan", 2000, 64) is None
     assert short_of_recipe("not-a-model", 1, 64) is None
-    assert "(ddpm) needs ~100 steps for usable samples at 32 px" in short_of_recipe("ddpm", 50, 32)
+    assert "(ddpm) needs ~500 steps for usable samples at 32 px" in short_of_recipe("ddpm", 50, 32)
     assert short_of_recipe("ddpm", 50, 64) is None  # measured at 32 px only
 
 

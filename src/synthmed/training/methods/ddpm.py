@@ -106,9 +106,10 @@ class DDPMOptions(GenerationOptions):
 
 
 # usable samples (recognisable tissue layout, no noise-grain or saturated tiles) on BreastMNIST
-# at 32 px after ~100 steps of the shipped recipe (v-prediction, Min-SNR-5, lr 1e-3, batch 64;
-# docs/benchmarks.md, issue 20); larger images not measured
-_DDPM_RECIPE = Recipe(steps=lambda size: 100 if size <= 32 else None,
+# at 32 px after ~500 steps of the shipped recipe (v-prediction, Min-SNR-5, [16, 32, 64], batch
+# 32, lr 2e-3: 466 steps measured; [32, 64, 64] at batch 64 got there in 90; docs/benchmarks.md,
+# issue 20); larger images not measured
+_DDPM_RECIPE = Recipe(steps=lambda size: 500 if size <= 32 else None,
                       losses={"diffusion": "diffusion (noise or v MSE)"})
 DDPM = Descriptor(names=("ddpm",), section=DDPMSection, options=DDPMOptions,
                   kinds={"ddpm": "diffusion model (DDPM)"},
