@@ -95,9 +95,10 @@ def test_diffusion_run_shows_its_loss_model_kind_and_sampling_options(tmp_path):
     _synthetic(tmp_path, paired=False, gen_extra={
         "model": "ddpm", "sampling_options": {"steps": 50, "guidance": 2.0, "bf16": None}})
     tr = collect.training_section(tmp_path, collect.stages(tmp_path))
-    assert tr["curves"] and tr["losses"] == ["diffusion (noise MSE)"] and tr["steps_done"] == 20
+    assert tr["curves"] and tr["losses"] == ["diffusion (noise or v MSE)"]
+    assert tr["steps_done"] == 20
     html = render_report(tmp_path)
-    assert "diffusion model (DDPM)" in html and "diffusion (noise MSE)" in html
+    assert "diffusion model (DDPM)" in html and "diffusion (noise or v MSE)" in html
     assert re.search(r"<dt>sampling steps</dt><dd>50</dd>", html)
     assert re.search(r"<dt>guidance scale</dt><dd>2.0</dd>", html)
     assert "bfloat16" not in html  # an option left unset is not shown

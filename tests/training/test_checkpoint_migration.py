@@ -13,10 +13,12 @@ from synthmed.training.checkpoint import load_checkpoint
 
 
 def _as_format_2(run):
-    """Rewrite a run's checkpoints as the flat-section engine wrote them."""
+    """Rewrite a run's checkpoints as the flat-section engine wrote them (keys added since,
+    e.g. ``cr_weight`` or ``min_snr_gamma``, did not exist then: their defaults must apply)."""
     for path in (run / "checkpoints").glob("*.pt"):
         state = load_checkpoint(path)
-        flat = {**FLAT_MODEL_DEFAULTS, **state["config"]["model"]}
+        own = {k: v for k, v in state["config"]["model"].items() if k in FLAT_MODEL_DEFAULTS}
+        flat = {**FLAT_MODEL_DEFAULTS, **own}
         flat["l1_weight"] = 3.0  # a foreign key the flat section accepted (and ignored)
         state["config"]["model"] = flat
         state["checkpoint_format"] = 2
