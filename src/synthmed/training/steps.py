@@ -65,9 +65,15 @@ class GANSteps:
     def _autocast(self):
         return self.precision.autocast()
 
-    def _d(self, x: torch.Tensor, y: torch.Tensor | None, *, through_ddp: bool = True):
+    def _d(self, x: torch.Tensor, y: torch.Tensor | None, *, through_ddp: bool = True,
+           with_transformed: bool = False):
+        """D's (logits, class logits | None) on the augmented ``x``; ``with_transformed``: on
+        the augmented batch and bCR's ``T`` of it in one forward, (2N,) outputs."""
         net = self.D if through_ddp else getattr(self.D, "module", self.D)
         x = self.augment(x) if self.augment is not None else x
+        if with_transformed:
+            x = torch.cat([x, self.cr_transform(x)])
+            y = torch.cat([y, y]) if y is not None else None
         with self._autocast():
             logits, cls = net(x, y if self.conditional else None, **self._route_kw())
         return logits.float(), (cls.float() if cls is not None else None)
@@ -76,14 +82,9 @@ class GANSteps:
         """:meth:`_d` plus bCR's penalty: D sees the augmented batch and ``T`` of it in one
         forward (same weights, one spectral-norm iteration), so an identity ``T`` gives exactly
         0. Returns (logits (N,), class logits (N, K) | None, penalty ())."""
-        x = self.augment(x) if self.augment is not None else x
         n = x.shape[0]
-        both = torch.cat([x, self.cr_transform(x)])
-        yy = torch.cat([y, y]) if self.conditional and y is not None else None
-        with self._autocast():
-            logits, cls = self.D(both, yy, **self._route_kw())
-        logits = logits.float()
-        cls = cls[:n].float() if cls is not None else None
+        logits, cls = self._d(x, y, with_transformed=True)
+        cls = cls[:n] if cls is not None else None
         return logits[:n], cls, consistency_penalty(logits[:n], logits[n:])
 
     def _d_loss_input(self, x: torch.Tensor, y: torch.Tensor | None):
