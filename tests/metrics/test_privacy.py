@@ -40,10 +40,13 @@ def test_copy_rate_and_membership_auc_are_one_when_synthetic_is_the_training_set
     assert res.membership_auc == pytest.approx(1.0)
 
 
-def test_copy_rate_is_about_five_percent_and_auc_one_half_for_independent_real_images():
+def test_copy_rate_is_at_most_five_percent_and_auc_one_half_for_independent_real_images():
+    """Each of the two tests (distance, distance ratio) alone flags 5 % of new real images; a
+    copy must pass both, so new patients score at most 0.05 (here about 0.02)."""
     train, held, new = _vectors(0, 400), _vectors(1, 1000), _vectors(2, 1000)
     res = audit(new, train, held, space="features")
-    assert 0.025 <= res.copy_rate <= 0.08
+    assert 0.005 <= res.copy_rate <= 0.05
+    assert res.ratio_threshold is not None and 0 < res.ratio_threshold < 1
     assert abs(res.membership_auc - 0.5) < 0.06
     assert res.summary()["n_copies"] == int(res.flagged.sum())
 
@@ -178,3 +181,57 @@ def test_space_label_reads_as_words(space, label):
     from synthmed.metrics.privacy import space_label
 
     assert space_label(space) == label
+
+
+def _speckle(seed: int, n: int, *, noise: float = 60.0, size: int = 16) -> np.ndarray:
+    """Ultrasound-like images: a smooth layout under strong per-pixel speckle; ``noise=0`` gives
+    the speckle-free layout alone (a generator that smooths the speckle away)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    base = gaussian_filter(rng.normal(size=(n, size, size)), sigma=(0, 3, 3))
+    base = 128 + base / base.std() * 25
+    x = base + rng.normal(size=base.shape) * noise
+    return np.clip(x, 0, 255).astype(np.uint8)[:, None]
+
+
+def test_smoothed_samples_are_mostly_not_copies_of_speckled_training_images():
+    """A slightly smoothed image is closer in pixels to every speckled training image than new
+    patients are: new phantom images blurred by sigma 0.5 px (what an under-trained diffusion
+    model's samples look like) were nearly all "copies" by distance alone (on the quick start's
+    real ddpm samples: 46 %, with membership AUC 0.47). With the distance-ratio test about one
+    in ten remains (measured 0.09; not the 0.05 of new patients: see docs/metrics.md); copies
+    with speckle are all still flagged."""
+    from scipy.ndimage import gaussian_filter
+
+    from synthmed.data.phantom import make_phantom
+
+    def phantom(n: int, seed: int) -> np.ndarray:
+        return make_phantom(n=n, size=32, seed=seed)["images"][:, None]
+
+    train, held, new = phantom(300, 0), phantom(100, 1), phantom(100, 2)
+    smooth = gaussian_filter(new.astype(float), sigma=(0, 0, 0.5, 0.5)).round().astype(np.uint8)
+    res = _pixel_audit(smooth, train, held)
+    assert (res.synth_nn_dist < res.threshold).mean() > 0.9  # the distance test alone
+    assert res.copy_rate < 0.15
+    noise = np.random.default_rng(3).integers(-3, 4, train[:20].shape)
+    copies = np.clip(train[:20].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    res = _pixel_audit(np.concatenate([copies, smooth[:80]]), train, held)
+    assert res.flagged[:20].all()
+
+
+def test_a_copy_of_an_image_the_training_split_holds_twice_has_a_small_ratio():
+    from synthmed.metrics.privacy import distance_ratio, pixel_vectors
+
+    train = _speckle(0, 50)
+    twin = train[:1].copy()
+    twin[0, 0, 5, 5] ^= 4
+    train = np.concatenate([train, twin])  # image 0 twice (one grey level apart: a duplicate)
+    synth = train[:1].copy()
+    synth[0, 0, 0, 0] ^= 8  # a near copy, not exact
+    v = [pixel_vectors(x, size=(16, 16), channels=1) for x in (synth, train)]
+    idx, d = nearest(v[0], v[1], rms=True)
+    ratio = distance_ratio(v[0], v[1], idx, d, rms=True, duplicate_tol=0.01)
+    assert ratio[0] < 0.1  # its duplicate (image 50) is skipped as "the next distinct one"
+    plain = distance_ratio(v[0], v[1], idx, d, rms=True, duplicate_tol=0.0)
+    assert plain[0] > 0.5  # without the tolerance the twin is "the next one"

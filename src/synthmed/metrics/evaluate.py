@@ -46,8 +46,8 @@ SCHEMA_VERSION = 1
 METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st", "spectral", "labels")
 FEATURE_METRICS = {"fid", "kid", "is", "prdc", "privacy"}  # the ones that need an extractor
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
-              "copy_rate", "copy_threshold", "n_copies", "membership_auc", "nn_distance_median",
-              "heldout_nn_distance_median", "n_heldout_duplicates")
+              "copy_rate", "copy_threshold", "copy_ratio_threshold", "n_copies", "membership_auc",
+              "nn_distance_median", "heldout_nn_distance_median", "n_heldout_duplicates")
 FEATURE_PRIVACY_KEYS = tuple(f"{k}_features" for k in PIXEL_KEYS[5:])
 PREPROCESSING = {"resize": RESIZE_METHOD, "gray_to_rgb": "channel repeated 3 times",
                  "pixel_space": "RMS of [0, 1] intensities at the training images' size",
@@ -209,7 +209,7 @@ def _nearest_csv(synth: ImageSet, train: ImageSet, results: list[PrivacyResult])
     head = ["synthetic_index", "synthetic_id", "class"]
     for r in results:
         head += [f"{r.space}_train_index", f"{r.space}_train_id", f"{r.space}_distance",
-                 f"{r.space}_near_copy"]
+                 f"{r.space}_distance_ratio", f"{r.space}_near_copy"]
     w.writerow(head)
     for i in range(len(synth)):
         k = int(synth.labels[i])
@@ -217,7 +217,8 @@ def _nearest_csv(synth: ImageSet, train: ImageSet, results: list[PrivacyResult])
                synth.class_names[k] if 0 <= k < len(synth.class_names) else ""]
         for r in results:
             t = int(r.synth_nn_index[i])
-            row += [t, train.ids[t] if train.ids else "", f"{r.synth_nn_dist[i]:.6g}",
+            ratio = "" if r.synth_ratio is None else f"{r.synth_ratio[i]:.6g}"
+            row += [t, train.ids[t] if train.ids else "", f"{r.synth_nn_dist[i]:.6g}", ratio,
                     int(r.flagged[i])]
         w.writerow(row)
     return buf.getvalue()
