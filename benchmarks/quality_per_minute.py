@@ -53,7 +53,8 @@ GENERATORS = {
     "cgan-bcr": ["model.name=cgan", "model.base_width=32", "model.cr_weight=10"],
     "cgan-bilinear-noise": ["model.name=cgan", "model.base_width=32",
                             "model.cgan_upsample=bilinear", "model.cgan_noise=true"],
-    "dcgan": ["model.name=dcgan", "model.base_width=32"],
+    "dcgan": ["model.name=dcgan", "model.base_width=32"],  # unconditional: an unlabelled set
+    "acgan": ["model.name=acgan", "model.base_width=32"],  # the DCGAN with an auxiliary classifier
     "vae": ["model.name=vae", "model.channels=[32,64,128]", "model.latent_dim=32",
             "train.lr_g=1e-3", "train.betas=[0.9,0.999]"],
     "ddpm": ["model.name=ddpm", "model.channels=[16,32,64]", "train.batch_size=32",
@@ -112,8 +113,22 @@ def sampling_cost(run_overrides: list[str], data: Path, work: Path, device: str)
     return per_img
 
 
-def class_matched(run: Path, data: Path, out: Path, device: str, n: int | None) -> float:
-    """Write the class-matched set; returns its generation CPU seconds."""
+def conditional(gen: str) -> bool:
+    """Whether an arm's model samples per class (dcgan does not: it gets an unlabelled set)."""
+    from synthmed import generators
+
+    generators.ensure_loaded()
+    name = next(o.split("=", 1)[1] for o in GENERATORS[gen] if o.startswith("model.name="))
+    caps = generators.get(name).capabilities
+    return (caps[name] if isinstance(caps, dict) else caps).conditional
+
+
+def class_matched(run: Path, data: Path, out: Path, device: str, n: int | None,
+                  labelled: bool = True) -> float:
+    """Write the class-matched set; returns its generation CPU seconds. An unconditional run
+    (``labelled=False``) writes as many unlabelled images (seeds 0..N-1) as the training split
+    holds, as a synthetic set (``synthmed generate --n``): scored as a whole, no per-class
+    numbers and no synthetic-only classifier."""
     from synthmed import generate
     from synthmed.data.dataset import PreparedDataset, from_model_range, write_prepared
 
@@ -122,6 +137,11 @@ def class_matched(run: Path, data: Path, out: Path, device: str, n: int | None) 
     if n is not None:
         counts = np.maximum(np.round(counts * n / counts.sum()).astype(int), 2)
     t0 = time.process_time()
+    if not labelled:
+        from synthmed.sampling.writer import write_synthetic
+
+        write_synthetic(run, out, n=int(counts.sum()), fmt="npz", device=device, force=True)
+        return time.process_time() - t0
     images, labels = [], []
     for k, cls in enumerate(ds.class_names):
         g = generate(run, seeds=f"0-{counts[k] - 1}", class_name=cls, device=device)
@@ -138,7 +158,8 @@ def score(data: Path, syn: Path, out: Path, device: str, bootstrap: int,
           split: str = "test") -> dict:
     from synthmed.metrics.evaluate import evaluate
 
-    return evaluate(f"{data}:{split}", f"{syn}:train", train=f"{data}:train", out=out,
+    spec = f"{syn}:train" if (syn / "dataset.json").is_file() else str(syn)  # unlabelled set
+    return evaluate(f"{data}:{split}", spec, train=f"{data}:train", out=out,
                     metrics=None, cache_dir=out.parent / "cache", n_bootstrap=bootstrap,
                     plots=False, device=device)
 
@@ -169,6 +190,7 @@ def run_cell_series(ds_name: str, gen: str, data: Path, work: Path, a) -> list[d
     n_train = len(PreparedDataset(data).indices("train"))
     diffusion = "model.name=ddpm" in GENERATORS[gen]  # its sampling counts in the budget
     per_img = sampling_cost(base, data, work, a.device) if diffusion else 0.0
+    labelled = conditional(gen)
     clock = time.perf_counter if a.clock == "wall" else time.process_time
     run, trained, done, points = None, 0.0, 0.0, []
     for minutes in a.budgets:
@@ -178,10 +200,11 @@ def run_cell_series(ds_name: str, gen: str, data: Path, work: Path, a) -> list[d
         step = int(load_checkpoint(run / "checkpoints" / "latest.pt")["step"])
         tag = f"{ds_name}-{gen}-{minutes:g}"
         syn = work / f"syn-{tag}"
-        gen_s = class_matched(run, data, syn, a.device, None)
+        gen_s = class_matched(run, data, syn, a.device, None, labelled)
         done = trained + (gen_s if diffusion else 0.0)
         m = score(data, syn, work / f"eval-{tag}", a.device, a.bootstrap)
-        img = grid(syn, work / f"grid-{tag}.png", per_class_rows=2, cols=8)
+        img = (grid(syn, work / f"grid-{tag}.png", per_class_rows=2, cols=8) if labelled
+               else unlabelled_grid(syn, work / f"grid-{tag}.png", cols=8))
         points.append({"budget_min": minutes, "train_min": trained / 60, "sample_min": gen_s / 60,
                        "step": step, "grid": str(img), "synthetic": str(syn), **cell(m)})
         if a.val:  # recipes are chosen on val; the table reports test
@@ -189,13 +212,25 @@ def run_cell_series(ds_name: str, gen: str, data: Path, work: Path, a) -> list[d
                                                   a.bootstrap, split="val").get("relative_fd")
         print(f"{tag}: step {step}, train {trained / 60:.1f} + sample {gen_s / 60:.1f} CPU min, "
               f"relative FD {points[-1]['relative_fd']}", flush=True)
-    if a.seeds:
+    if a.seeds and labelled:
         arms = synthetic_only(data, Path(points[-1]["synthetic"]), work / "runs",
                               f"util-{ds_name}-{gen}", seeds=a.seeds, epochs=a.epochs,
                               threads=a.threads, device=a.device, with_real=False,
                               positive=POSITIVE[ds_name])
         points[-1]["synthetic_only_auc"] = arms.get("synthetic-only")
     return points
+
+
+def unlabelled_grid(synthetic: Path, out: Path, cols: int = 8) -> Path:
+    """The first 4 rows of an unlabelled synthetic set (the labelled grid's size)."""
+    from PIL import Image
+
+    from synthmed.sampling.io import load_synthetic
+    from synthmed.training.samples import tile
+
+    imgs = np.asarray(load_synthetic(synthetic).images)[: 4 * cols]
+    Image.fromarray(tile(imgs, cols)).save(out, optimize=True)
+    return out
 
 
 def series(ds_name: str, gens: list[str], data: Path, work: Path, a):
