@@ -29,7 +29,10 @@ about 15 minutes; its numbers mean nothing.
 (:data:`VARIANTS`) for STEPS steps on all patients and scores each pair set with ``synthmed
 evaluate --metrics privacy,labels`` (label consistency beside the memorization audit), writing
 ``WORK/lgg-variants/variants.md`` and mask | synthetic grids; no utility arms (600 steps: ~16
-CPU-minutes).
+CPU-minutes). ``--maps STEPS [--maps-run RUN] --maps-into TAG`` feeds label maps sampled from an
+unconditional generator into that variant's image run (conditioning (d)); with ``--utility`` the
+utility arms (``--arms``, ``--seeds``, ``--epochs``) train on those pairs too (the
+anonymous-sharing claim: synthetic-only vs real+classic Dice on the real test patients).
 
 Usage::
 
@@ -277,7 +280,7 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
 
 
 def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_steps: int,
-                   maps_run: Path | None = None) -> str:
+                   maps_run: Path | None = None, with_utility: bool = False) -> str:
     """Conditioning (d): label maps of the training patients -> an unconditional generator
     (configs/lgg_labelmaps.yaml, a VAE, ``map_steps``) -> its sampled maps into the image run of
     variant ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a
@@ -327,9 +330,56 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
              f"{f(mm['copy_rate_features'])} |", "",
              f"Maps with no lesion after decoding: {gen['empty_lesion_maps']} of {n}. CPU: map "
              f"generator {t_maps / 60:.1f} min, all {(_cpu_seconds() - t) / 60:.1f} min.", ""]
+    if with_utility:
+        lines.append(pairs_utility(data, pairs, work, s, f"lgg-maps-{image_tag}"))
     text = "\n".join(lines)
     (work / f"maps-{image_tag}.md").write_text(text, encoding="utf-8")
     return text
+
+
+def pairs_utility(data: Path, pairs: Path, work: Path, s: Settings, name: str) -> str:
+    """The utility arms (``s.arms``, ``s.seeds``, ``s.epochs``) with ``pairs`` as the synthetic
+    set, e.g. (d) pairs from sampled maps (``--maps STEPS --utility``): a markdown block."""
+    t = _cpu_seconds()
+    doc = utility(data, pairs, work / "util", s, name)
+    cpu = (_cpu_seconds() - t) / 60
+    return utility_table(doc, f"Utility arms with {pairs.name} ({s.epochs} epochs, "
+                              f"{len(doc['seeds'])} seeds; {cpu:.1f} CPU-min)")
+
+
+def utility_table(doc: dict, title: str) -> str:
+    """Test Dice per arm (mean [95 % t-interval over seeds]), synthetic-only / real+classic (the
+    ratio of means and the mean [t-interval] of the per-seed ratios: the anonymous-sharing claim
+    asks >= 0.85), and every Dice comparison with its Holm-adjusted p (utility.json's
+    ``comparisons``; the intervals are the unadjusted paired t-intervals)."""
+    from synthmed.tasks.stats import t_interval
+
+    f = "{:.3f}".format
+    lines = [f"### {title}", "", "| arm | n train | test Dice [95% CI] | IoU | HD95 (px) |",
+             "|---|---|---|---|---|"]
+    for arm in dict.fromkeys(r["arm"] for r in doc["runs"]):
+        n = next(r["n_train"] for r in doc["runs"] if r["arm"] == arm)
+        lines.append(f"| {arm} | {n} | " + " | ".join(
+            _cell(doc["summary"], arm, m) for m in ("dice", "iou", "hd95")) + " |")
+    per_seed = {(r["arm"], r["seed"]): r["test"]["dice"] for r in doc["runs"]}
+    seeds = [sd for sd in doc["seeds"]
+             if ("synthetic-only", sd) in per_seed and ("real+classic", sd) in per_seed]
+    lines.append("")
+    if seeds:
+        syn = np.array([per_seed[("synthetic-only", sd)] for sd in seeds])
+        real = np.array([per_seed[("real+classic", sd)] for sd in seeds])
+        r = syn / real
+        ci = t_interval(r) if len(r) > 1 else (float("nan"), float("nan"))
+        lines.append(f"- synthetic-only / real+classic Dice: {f(syn.mean() / real.mean())} "
+                     f"(per-seed ratios {f(r.mean())} [{f(ci[0])}, {f(ci[1])}], {len(seeds)} "
+                     "seeds; goal >= 0.85)")
+    for c in doc["comparisons"]:
+        if c["metric"] == "dice":
+            lines.append(f"- {c['arm']} vs {c['reference']}: {c['mean_diff']:+.3f} "
+                         f"[{f(c['ci95'][0])}, {f(c['ci95'][1])}], Holm p "
+                         f"{c.get('p_holm', float('nan')):.2g} ({c['n']} seeds)")
+    lines += [f"- {x}" for x in doc["result_lines"] if "memorization audit" in x]
+    return "\n".join(lines) + "\n"
 
 
 def _tag(name: str) -> str:
@@ -407,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="--maps: the variant tag of the image run (trained by --variants)")
     p.add_argument("--maps-run", type=Path, default=None,
                    help="--maps: an already trained label-map run instead of training one")
+    p.add_argument("--utility", action="store_true",
+                   help="--maps: also run the utility arms (--arms, --seeds, --epochs) with the "
+                        "pairs from sampled maps as the synthetic set")
     p.add_argument("--fraction", type=float, default=None,
                    help="--variants/--maps: train and score on this fraction of the training "
                         "patients (val/test kept; WORK/lgg-variants-PCTpct)")
@@ -431,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         data = sub if (sub / "dataset.json").is_file() else patient_subset(data, sub,
                                                                            args.fraction)
     if args.maps:
-        print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run))
+        print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run,
+                             with_utility=args.utility))
         return 0
     if args.variants:
         text = variants(data, vwork, s, args.variants, args.only)

@@ -1,0 +1,77 @@
+"""benchmarks/segmentation_lgg.py: the utility arms on pairs from sampled label maps (issue 21)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("segmentation_lgg",
+                                                  ROOT / "benchmarks" / "segmentation_lgg.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up by name
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _doc():
+    dice = {("real+classic", 0): 0.60, ("real+classic", 1): 0.62, ("real+classic", 2): 0.64,
+            ("synthetic-only", 0): 0.54, ("synthetic-only", 1): 0.527, ("synthetic-only", 2): 0.576}
+    runs = [{"arm": a, "seed": s, "n_train": 100, "test": {"dice": v}}
+            for (a, s), v in dice.items()]
+    summary = [{"arm": a, "metric": "dice", "mean": m, "ci95": [m - 0.1, m + 0.1]}
+               for a, m in (("real+classic", 0.62), ("synthetic-only", 0.548))]
+    comp = [{"arm": "synthetic-only", "reference": "real+classic", "metric": "dice",
+             "mean_diff": -0.072, "ci95": [-0.1, -0.04], "p_holm": 0.03, "n": 3}]
+    return {"runs": runs, "summary": summary, "comparisons": comp, "seeds": [0, 1, 2],
+            "result_lines": ["pairs: synthetic-only dice 0.548; memorization audit: copy rate 0"]}
+
+
+def test_utility_table_gives_the_synthetic_only_ratio_and_holm_comparisons(bench):
+    text = bench.utility_table(_doc(), "t")
+    assert "| synthetic-only | 100 | 0.548 [0.448, 0.648] |" in text
+    # ratio of means 0.5477 / 0.62 = 0.883; per-seed ratios 0.9, 0.85, 0.9 -> mean 0.883
+    assert "synthetic-only / real+classic Dice: 0.883 (per-seed ratios 0.883 [" in text
+    assert "synthetic-only vs real+classic: -0.072 [-0.100, -0.040], Holm p 0.03 (3 seeds)" in text
+    assert "memorization audit: copy rate 0" in text
+
+
+def test_maps_utility_flag_runs_the_arms_on_the_map_pairs(bench, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_maps(data, work, s, tag, steps, maps_run, with_utility=False):
+        seen.update(tag=tag, steps=steps, utility=with_utility, seeds=s.seeds, arms=s.arms)
+        return "ok"
+
+    monkeypatch.setattr(bench, "synthetic_maps", fake_maps)
+    monkeypatch.setattr(bench, "import_real", lambda npz, out, size: out)
+    npz = tmp_path / "x.npz"
+    npz.write_bytes(b"")
+    assert bench.main(["--npz", str(npz), "--work", str(tmp_path), "--maps", "10", "--utility",
+                       "--seeds", "3", "--arms", "[real+classic, synthetic-only]"]) == 0
+    assert seen == {"tag": "spade-noise-ds-brain-b-L1-10", "steps": 10, "utility": True,
+                    "seeds": 3, "arms": "[real+classic, synthetic-only]"}
+
+
+def test_pairs_utility_passes_the_pairs_as_the_synthetic_set(bench, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_utility(data, pairs, runs, s, name):
+        calls.append((data, pairs, runs, name))
+        return _doc()
+
+    monkeypatch.setattr(bench, "utility", fake_utility)
+    text = bench.pairs_utility(tmp_path / "d", tmp_path / "pairs-maps-x", tmp_path,
+                               bench.Settings(seeds=3), "lgg-maps-x")
+    assert calls == [(tmp_path / "d", tmp_path / "pairs-maps-x", tmp_path / "util", "lgg-maps-x")]
+    assert text.startswith("### Utility arms with pairs-maps-x (8 epochs, 3 seeds;")
