@@ -20,7 +20,8 @@ DOCUMENTED_KEYS = (
     "fid_matched", "relative_fd_full_n", "copy_rate_features", "membership_auc_features",
     "fid_corrected", "kid_all_pairs", "verdict", "n_heldout_duplicates", "notices", "sanity",
     "extractors", "per_class", "warnings", "real", "synthetic", "train", "preprocessing",
-    "ci_subsample", "matched_n", "fid_real_real_matched",
+    "ci_subsample", "matched_n", "fid_real_real_matched", "membership_auc_ci95",
+    "membership_auc_ci_unit",
 )
 
 
@@ -47,6 +48,10 @@ def test_metrics_json_has_every_documented_key(full_run):
         assert isinstance(on_disk[key], float) and np.isfinite(on_disk[key]), key
     assert on_disk["relative_fd"] > 0 and on_disk["kid_std"] >= 0 and on_disk["density"] >= 0
     assert 0.0 <= on_disk["membership_auc_features"] <= 1.0
+    for suffix in ("", "_features"):  # the phantom's images carry patients: resampled by patient
+        lo, hi = on_disk[f"membership_auc_ci95{suffix}"]
+        assert lo <= on_disk[f"membership_auc{suffix}"] <= hi
+        assert on_disk[f"membership_auc_ci_unit{suffix}"] == "patient"
     assert on_disk["ci_subsample"] is None  # small sets are bootstrapped whole
     assert on_disk["fid_ci_low"] <= on_disk["fid_ci_high"]
     assert 1.0 <= on_disk["is_mean"] <= 2.0  # two classes

@@ -12,6 +12,7 @@ from synthmed.metrics.privacy import (
     audit,
     closest_pairs_grid,
     membership_auc,
+    membership_auc_interval,
     near_copy_mask,
     nearest,
 )
@@ -235,3 +236,40 @@ def test_a_copy_of_an_image_the_training_split_holds_twice_has_a_small_ratio():
     assert ratio[0] < 0.1  # its duplicate (image 50) is skipped as "the next distinct one"
     plain = distance_ratio(v[0], v[1], idx, d, rms=True, duplicate_tol=0.0)
     assert plain[0] > 0.5  # without the tolerance the twin is "the next one"
+
+
+def test_membership_auc_interval_resamples_patients_and_is_wider_than_by_image():
+    rng = np.random.default_rng(0)
+    # 8 member and 8 held-out patients of 30 slices each; a patient shifts all its slices
+    member = np.repeat(rng.normal(0.0, 1.0, 8), 30) + rng.normal(0, 0.1, 240)
+    held = np.repeat(rng.normal(0.3, 1.0, 8), 30) + rng.normal(0, 0.1, 240)
+    gm, gh = np.repeat(np.arange(8), 30), np.repeat(np.arange(100, 108), 30)
+    auc = membership_auc(member, held)
+    (lo, hi), unit = membership_auc_interval(member, held, gm, gh)
+    (ilo, ihi), iunit = membership_auc_interval(member, held)
+    assert unit == "patient" and iunit == "image"
+    assert lo <= auc <= hi and ilo <= auc <= ihi
+    assert hi - lo > 2 * (ihi - ilo)  # 8 patients a side, not 240 independent images
+    assert membership_auc_interval(member, held, gm, gh)[0] == [lo, hi]  # seeded
+    # one image per group is an image bootstrap, and says so
+    assert membership_auc_interval(member, held, np.arange(240), np.arange(240)) == \
+        ([ilo, ihi], "image")
+    assert membership_auc_interval(member, held[:0]) is None
+
+
+def test_rank_auc_matches_sklearn_with_ties():
+    from synthmed.metrics.privacy import _auc_ranks
+
+    m, h = np.array([0.1, 0.2, 0.2, 0.5, 0.9]), np.array([0.2, 0.3, 0.9, 1.0])
+    assert _auc_ranks(m, h) == pytest.approx(membership_auc(m, h))
+
+
+def test_audit_reports_the_auc_interval_by_patient_when_given_groups():
+    train, held, synth = _vectors(0, 60), _vectors(1, 40), _vectors(0, 60)[:30] + 0.01
+    res = audit(synth, train, held, space="features", train_groups=np.arange(60) // 6,
+                heldout_groups=np.arange(40) // 4)
+    s = res.summary("_features")
+    lo, hi = s["membership_auc_ci95_features"]
+    assert s["membership_auc_ci_unit_features"] == "patient"
+    assert lo <= s["membership_auc_features"] <= hi
+    assert audit(synth, train, held).summary()["membership_auc_ci_unit"] == "image"

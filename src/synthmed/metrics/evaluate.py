@@ -47,7 +47,8 @@ METRICS = ("fid", "kid", "is", "prdc", "ms_ssim", "privacy", "c2st", "spectral",
 FEATURE_METRICS = {"fid", "kid", "is", "prdc", "privacy"}  # the ones that need an extractor
 PIXEL_KEYS = ("ms_ssim", "ms_ssim_std", "ms_ssim_real", "ms_ssim_real_std", "ms_ssim_pairs",
               "copy_rate", "copy_threshold", "copy_ratio_threshold", "n_copies", "membership_auc",
-              "nn_distance_median", "heldout_nn_distance_median", "n_heldout_duplicates")
+              "membership_auc_ci95", "membership_auc_ci_unit", "nn_distance_median",
+              "heldout_nn_distance_median", "n_heldout_duplicates")
 FEATURE_PRIVACY_KEYS = tuple(f"{k}_features" for k in PIXEL_KEYS[5:])
 PREPROCESSING = {"resize": RESIZE_METHOD, "gray_to_rgb": "channel repeated 3 times",
                  "pixel_space": "RMS of [0, 1] intensities at the training images' size",
@@ -183,7 +184,9 @@ def _pixel_privacy(synth: ImageSet, train: ImageSet, real: ImageSet | None) -> P
     size, ch = train.size, train.channels
     held = pixel_vectors(real.images, size=size, channels=ch) if real is not None else None
     return audit(pixel_vectors(synth.images, size=size, channels=ch),
-                 pixel_vectors(train.images, size=size, channels=ch), held, space="pixel")
+                 pixel_vectors(train.images, size=size, channels=ch), held, space="pixel",
+                 train_groups=train.groups,
+                 heldout_groups=real.groups if real is not None else None)
 
 
 def _pixel_block(synth: ImageSet, real: ImageSet, train: ImageSet | None, heldout: bool,
@@ -245,7 +248,8 @@ def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, trai
     if "privacy" in wanted and train is not None:
         ft = cached_features(ex, train, opts["cache_dir"])
         res = audit(fs.features, ft.features, fr.features if heldout else None,
-                    space=f"{ex.name}_features", heldout_duplicates=duplicates)
+                    space=f"{ex.name}_features", heldout_duplicates=duplicates,
+                    train_groups=train.groups, heldout_groups=real.groups)
         group.update(res.summary("_features"))
     return group, res
 

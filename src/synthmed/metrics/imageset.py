@@ -26,6 +26,7 @@ class ImageSet:
     meta: dict[str, Any] = field(default_factory=dict)
     ids: list[str] | None = None  # manifest ids (datasets) or <class>_seed<seed> (synthetic sets)
     resized_from: list[int] | None = None  # (H, W) before :func:`match_size`, when it resized
+    groups: np.ndarray | None = None  # patient of each image (datasets), for patient bootstraps
 
     def __len__(self) -> int:
         return len(self.images)
@@ -45,7 +46,8 @@ class ImageSet:
     def subset(self, mask: np.ndarray) -> ImageSet:
         ids = [i for i, m in zip(self.ids, mask, strict=True) if m] if self.ids else None
         return ImageSet(self.images[mask], self.labels[mask], self.class_names, self.kind,
-                        self.path, self.split, None, self.meta, ids, self.resized_from)
+                        self.path, self.split, None, self.meta, ids, self.resized_from,
+                        None if self.groups is None else self.groups[mask])
 
     def describe(self) -> dict[str, Any]:
         """What metrics.json records about this set."""

@@ -70,7 +70,8 @@ def load_split(path: str | os.PathLike, split: str) -> ImageSet:
                         f"{data.path}:val+test")
     return ImageSet(np.asarray(data.images[idx]), np.asarray(data.labels[idx], np.int64),
                     data.class_names, "dataset", data.path, split, data.content_hash,
-                    {"name": data.meta.get("name")}, [data.manifest[i]["id"] for i in idx])
+                    {"name": data.meta.get("name")}, [data.manifest[i]["id"] for i in idx],
+                    groups=np.asarray(data.groups)[idx])
 
 
 def load_images(ref: str | os.PathLike, default_split: str) -> ImageSet:

@@ -25,7 +25,10 @@ Definitions (the same in pixel space and in feature space):
 - membership-inference AUC: a distance attack (Hilprecht et al., 2019; Chen et al., 2020,
   "GAN-Leaks") scores every real image by its distance to the nearest synthetic image and tries
   to tell training images (members) from held-out ones. 0.5 means the synthetic set gives no
-  membership away; 1.0 means it gives it away completely.
+  membership away; 1.0 means it gives it away completely. Its 95 % interval
+  (``membership_auc_ci95``) is a percentile bootstrap that resamples *patients* on each side when
+  the sets know them (``membership_auc_ci_unit`` "patient"; slices of one patient are not
+  independent, so resampling images would be too narrow), else images ("image").
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from synthmed.metrics.extractor import prepare_images
 
 COPY_PERCENTILE = 5.0
 DUPLICATE_RMS = 0.01  # pixel RMS (1 % of the range, ~2.5 grey levels of 255): a duplicate image
+AUC_BOOTSTRAP = 1000  # resamples for the membership AUC's interval
 
 
 def space_label(space: str) -> str:
@@ -144,6 +148,47 @@ def membership_auc(member_to_synth: np.ndarray, nonmember_to_synth: np.ndarray) 
     return float(roc_auc_score(y, -d))
 
 
+def _auc_ranks(member: np.ndarray, nonmember: np.ndarray) -> float:
+    """:func:`membership_auc` by the Mann-Whitney rank sum (ties count half), without sklearn's
+    per-call overhead: the bootstrap calls it a thousand times."""
+    from scipy.stats import rankdata
+
+    r = rankdata(-np.concatenate([member, nonmember]))
+    n1, n0 = len(member), len(nonmember)
+    return float((r[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def membership_auc_interval(member_to_synth: np.ndarray, nonmember_to_synth: np.ndarray,
+                            member_groups: np.ndarray | None = None,
+                            nonmember_groups: np.ndarray | None = None, *,
+                            n_boot: int = AUC_BOOTSTRAP, level: float = 0.95, seed: int = 0
+                            ) -> tuple[list[float], str] | None:
+    """Percentile bootstrap interval of :func:`membership_auc` and its unit: with both sides'
+    groups (patients) the patients of each side are drawn with replacement ("patient"), else the
+    images ("image"; also when every group holds one image). None without members or
+    non-members. A side with one patient keeps it in every draw, so its own sampling variation
+    is missing from the interval."""
+    m, h = np.asarray(member_to_synth, np.float64), np.asarray(nonmember_to_synth, np.float64)
+    if not len(m) or not len(h):
+        return None
+    by_patient = member_groups is not None and nonmember_groups is not None
+    if by_patient:
+        sides = [[np.flatnonzero(np.asarray(g) == u) for u in np.unique(np.asarray(g))]
+                 for g in (member_groups, nonmember_groups)]
+        by_patient = len(sides[0]) < len(m) or len(sides[1]) < len(h)  # else one image each
+    if not by_patient:
+        sides = [[np.array([i]) for i in range(len(x))] for x in (m, h)]
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = [np.concatenate([side[k] for k in rng.integers(0, len(side), len(side))])
+                for side in sides]
+        aucs[b] = _auc_ranks(m[pick[0]], h[pick[1]])
+    a = (1 - level) / 2
+    return [float(np.quantile(aucs, a)), float(np.quantile(aucs, 1 - a))], \
+        ("patient" if by_patient else "image")
+
+
 @dataclass
 class PrivacyResult:
     """One space's audit: per-synthetic-image nearest neighbours and the summary numbers."""
@@ -160,6 +205,7 @@ class PrivacyResult:
     heldout_duplicates: np.ndarray | None = None
     synth_ratio: np.ndarray | None = None  # nearest-neighbour distance ratio per synthetic image
     ratio_threshold: float | None = None
+    membership_auc_ci: tuple[list[float], str] | None = None  # (95 % interval, unit)
 
     @property
     def flagged(self) -> np.ndarray:
@@ -175,6 +221,10 @@ class PrivacyResult:
                 f"copy_ratio_threshold{suffix}": self.ratio_threshold,
                 f"n_copies{suffix}": int(self.flagged.sum()) if known else None,
                 f"membership_auc{suffix}": self.membership_auc,
+                f"membership_auc_ci95{suffix}": (self.membership_auc_ci[0]
+                                                 if self.membership_auc_ci else None),
+                f"membership_auc_ci_unit{suffix}": (self.membership_auc_ci[1]
+                                                    if self.membership_auc_ci else None),
                 f"nn_distance_median{suffix}": float(np.median(self.synth_nn_dist)),
                 f"heldout_nn_distance_median{suffix}": (float(np.median(held))
                                                         if held is not None else None),
@@ -186,7 +236,9 @@ class PrivacyResult:
 def audit(synth: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
           heldout: np.ndarray | torch.Tensor | None = None, *, space: str = "pixel",
           percentile: float = COPY_PERCENTILE,
-          heldout_duplicates: np.ndarray | None = None) -> PrivacyResult:
+          heldout_duplicates: np.ndarray | None = None,
+          train_groups: np.ndarray | None = None,
+          heldout_groups: np.ndarray | None = None) -> PrivacyResult:
     """Nearest neighbours, copy rate and membership AUC for vectors (rows) of the three sets.
 
     Pixel space uses RMS distances and finds the held-out images that duplicate a training image
@@ -194,7 +246,9 @@ def audit(synth: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
     from ``heldout_duplicates`` (the pixel audit's), else counts only exact duplicates. Duplicates
     are left out of the thresholds and of the membership non-members. A copy is below both the
     distance and the distance-ratio threshold (module docstring). Without ``heldout`` only the
-    nearest neighbours are known (no threshold, copy rate or AUC).
+    nearest neighbours are known (no threshold, copy rate or AUC). ``train_groups`` and
+    ``heldout_groups`` (patient ids, one per row) make the AUC's interval resample patients
+    (:func:`membership_auc_interval`).
     """
     rms = space == "pixel"
     tol = DUPLICATE_RMS if rms else 0.0
@@ -211,11 +265,16 @@ def audit(synth: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
     _, member = nearest(train, synth, rms=rms)
     _, nonmember = nearest(heldout, synth, rms=rms)
     auc = membership_auc(member, nonmember[~dup]) if (~dup).any() else None
+    ci = membership_auc_interval(
+        member, nonmember[~dup], train_groups,
+        None if heldout_groups is None else np.asarray(heldout_groups)[~dup]) \
+        if auc is not None else None
     flagged = copy_mask(dist, thr, tol, ratio=ratio, ratio_threshold=rthr)
     return PrivacyResult(space, idx, dist, held, thr, float(flagged.mean()),
                          auc, {"n_train": len(train), "n_heldout": len(heldout),
                                "percentile": percentile}, duplicate_tol=tol,
-                         heldout_duplicates=dup, synth_ratio=ratio, ratio_threshold=rthr)
+                         heldout_duplicates=dup, synth_ratio=ratio, ratio_threshold=rthr,
+                         membership_auc_ci=ci)
 
 
 def near_copy_mask(synthetic_uint8: np.ndarray, train_uint8: np.ndarray, *,

@@ -105,7 +105,10 @@ def memorization(images: np.ndarray, ds: PreparedDataset, held_out_rows: np.ndar
 
     train = np.asarray(ds.images[ds.indices("train")])
     held = np.asarray(ds.images[np.sort(held_out_rows)]) if len(held_out_rows) else None
-    res = audit(vec(images), vec(train), vec(held) if held is not None else None)
+    groups = np.asarray(ds.groups)
+    res = audit(vec(images), vec(train), vec(held) if held is not None else None,
+                train_groups=groups[ds.indices("train")],
+                heldout_groups=groups[np.sort(held_out_rows)] if held is not None else None)
     return {"space": "pixel RMS", "n_train": int(len(train)),
             "n_heldout": int(len(held)) if held is not None else 0, **res.summary()}
 
