@@ -173,6 +173,12 @@ VARIANTS = {
                                                   "model.diversity_weight=10"],
     "spade+noise+ds/brain (b, L1 100)": SPADE_B + ["model.noise_dim=16",
                                                    "model.diversity_weight=60"],
+    # third round: cheap changes against memorization at 10 % of patients (a smaller generator;
+    # fewer steps are `--variants STEPS` itself)
+    "spade+noise+ds/brain (b, L1 100, width 8)": SPADE_B + [
+        "model.noise_dim=16", "model.diversity_weight=60", "model.base_width=8"],
+    "spade+noise+ds+oasis/brain (b, L1 100)": SPADE_B + [
+        "model.noise_dim=16", "model.diversity_weight=60", "model.discriminator=oasis"],
     "spade+noise+ds+oasis/brain (b, L1 10)": SPADE_B + [
         "model.noise_dim=16", "model.l1_weight=10", "model.diversity_weight=10",
         "model.discriminator=oasis"],
