@@ -174,6 +174,8 @@ def cell(m: dict) -> dict:
     out["c2st_ci"] = [realism.get("auc_ci_low"), realism.get("auc_ci_high")]
     out["spectral"] = spectral.get("checkerboard")
     out["checkerboard_flagged"] = spectral.get("checkerboard_flagged")
+    out["half_nyquist"] = spectral.get("half_nyquist")  # period-4 grids
+    out["half_nyquist_flagged"] = spectral.get("half_nyquist_flagged")
     return out
 
 
@@ -262,10 +264,11 @@ def table(results: dict, a) -> str:
     for ds_name, gens in results.items():
         lines += [f"#### {ds_name}", "",
                   "| generator | budget (train + sample CPU min) | steps | relative FD "
-                  "[FID 95% CI] | C2ST AUC [CI] | checkerboard (log10 vs real) | "
-                  "precision / recall | density / coverage | membership AUC px / feat | "
-                  "synthetic-only AUC |",
-                  "|---" * 10 + "|"]
+                  "[FID 95% CI] | relative FD val | C2ST AUC [CI] | Nyquist / half-Nyquist "
+                  "(log10 vs real) | precision / recall | density / coverage | "
+                  "membership AUC px / feat "
+                  "| synthetic-only AUC |",
+                  "|---" * 11 + "|"]
         for gen, points in gens.items():
             for p in points:
                 lo, hi = p["c2st_ci"]
@@ -276,7 +279,11 @@ def table(results: dict, a) -> str:
                     f"| {gen} | {p['budget_min']:g} ({p['train_min']:.1f} + "
                     f"{p['sample_min']:.1f}) | {p['step']} | {_f(p['relative_fd'])} "
                     f"[{_f(p['fid_ci_low'], '{:.1f}')}, {_f(p['fid_ci_high'], '{:.1f}')}] | "
-                    f"{c2} | {_f(p['spectral'])} | {_f(p['precision'])} / {_f(p['recall'])} | "
+                    f"{_f(p.get('val_relative_fd'))} | {c2} | {_f(p['spectral'], '{:+.3f}')}"
+                    f"{' **flagged**' * bool(p.get('checkerboard_flagged'))} / "
+                    f"{_f(p.get('half_nyquist'), '{:+.3f}')}"
+                    f"{' **flagged**' * bool(p.get('half_nyquist_flagged'))} | "
+                    f"{_f(p['precision'])} / {_f(p['recall'])} | "
                     f"{_f(p['density'])} / {_f(p['coverage'])} | "
                     f"{_f(p['membership_auc'])} / {_f(p['membership_auc_features'])} | {util} |")
         lines.append("")
@@ -289,15 +296,19 @@ def plot(results: dict, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), squeeze=False)
-    for ax, (ds_name, gens) in zip(axes[0], results.items(), strict=True):
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 6.0), squeeze=False)
+    for col, (ds_name, gens) in enumerate(results.items()):
+        top, bottom = axes[0][col], axes[1][col]
         for gen, points in gens.items():
             xs = [p["train_min"] + p["sample_min"] for p in points]
-            ax.plot(xs, [p["relative_fd"] for p in points], marker="o", label=gen)
-        ax.set(title=ds_name, xlabel="CPU minutes (train + sample)", ylabel="relative FD",
-               yscale="log")
-        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-        ax.legend(fontsize=7)
+            top.plot(xs, [p["relative_fd"] for p in points], marker="o", label=gen)
+            bottom.plot(xs, [p["c2st_auc"] for p in points], marker="o", label=gen)
+        top.set(title=ds_name, ylabel="relative FD (1 = real vs real)", yscale="log")
+        top.axhline(1.0, color="grey", lw=0.8, ls=":")
+        bottom.set(xlabel="CPU minutes (train + sample)", ylabel="C2ST AUC (0.5 = real)",
+                   ylim=(0.45, 1.02))
+        bottom.axhline(0.5, color="grey", lw=0.8, ls=":")
+        top.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     return out
