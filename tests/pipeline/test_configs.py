@@ -11,6 +11,7 @@ from synthmed.config import load_config
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REAL = {"thyroid_ddti_dcgan": ("dcgan", "classification"),
         "breastmnist_cgan": ("cgan", "classification"),
+        "breastmnist_ddpm": ("ddpm", "classification"),
         "pneumoniamnist_cgan": ("cgan", "classification"),
         "lgg_pix2pix": ("pix2pix", "segmentation")}
 
