@@ -55,6 +55,8 @@ GENERATORS = {
                             "model.cgan_upsample=bilinear", "model.cgan_noise=true"],
     "dcgan": ["model.name=dcgan", "model.base_width=32"],  # unconditional: an unlabelled set
     "acgan": ["model.name=acgan", "model.base_width=32"],  # the DCGAN with an auxiliary classifier
+    "dcgan-per-class": ["model.name=dcgan", "model.base_width=32", "model.per_class=true"],
+    "dcgan-ema": ["model.name=dcgan", "model.base_width=32", "model.ema=true"],
     "vae": ["model.name=vae", "model.channels=[32,64,128]", "model.latent_dim=32",
             "train.lr_g=1e-3", "train.betas=[0.9,0.999]"],
     "ddpm": ["model.name=ddpm", "model.channels=[16,32,64]", "train.batch_size=32",
@@ -113,14 +115,12 @@ def sampling_cost(run_overrides: list[str], data: Path, work: Path, device: str)
     return per_img
 
 
-def conditional(gen: str) -> bool:
-    """Whether an arm's model samples per class (dcgan does not: it gets an unlabelled set)."""
-    from synthmed import generators
+def conditional(run: Path) -> bool:
+    """Whether a trained run samples per class (a dcgan does not, unless model.per_class trains
+    one per class: it gets an unlabelled set)."""
+    from synthmed.sampling.sampler import load_generator
 
-    generators.ensure_loaded()
-    name = next(o.split("=", 1)[1] for o in GENERATORS[gen] if o.startswith("model.name="))
-    caps = generators.get(name).capabilities
-    return (caps[name] if isinstance(caps, dict) else caps).conditional
+    return bool(load_generator(run).meta["conditional"])
 
 
 def class_matched(run: Path, data: Path, out: Path, device: str, n: int | None,
@@ -192,7 +192,6 @@ def run_cell_series(ds_name: str, gen: str, data: Path, work: Path, a) -> list[d
     n_train = len(PreparedDataset(data).indices("train"))
     diffusion = "model.name=ddpm" in GENERATORS[gen]  # its sampling counts in the budget
     per_img = sampling_cost(base, data, work, a.device) if diffusion else 0.0
-    labelled = conditional(gen)
     clock = time.perf_counter if a.clock == "wall" else time.process_time
     run, trained, done, points = None, 0.0, 0.0, []
     for minutes in a.budgets:
@@ -200,6 +199,7 @@ def run_cell_series(ds_name: str, gen: str, data: Path, work: Path, a) -> list[d
         run, dt = train_for(seg / 60, run, base, work / "runs", clock=clock)
         trained += dt
         step = int(load_checkpoint(run / "checkpoints" / "latest.pt")["step"])
+        labelled = conditional(run)
         tag = f"{ds_name}-{gen}-{minutes:g}"
         syn = work / f"syn-{tag}"
         gen_s = class_matched(run, data, syn, a.device, None, labelled)
