@@ -222,7 +222,7 @@ def test_smoothed_samples_are_mostly_not_copies_of_speckled_training_images():
 
 
 def test_a_copy_of_an_image_the_training_split_holds_twice_has_a_small_ratio():
-    from synthmed.metrics.privacy import distance_ratio, pixel_vectors
+    from synthmed.metrics.privacy import nearest_with_ratio, pixel_vectors
 
     train = _speckle(0, 50)
     twin = train[:1].copy()
@@ -231,10 +231,9 @@ def test_a_copy_of_an_image_the_training_split_holds_twice_has_a_small_ratio():
     synth = train[:1].copy()
     synth[0, 0, 0, 0] ^= 8  # a near copy, not exact
     v = [pixel_vectors(x, size=(16, 16), channels=1) for x in (synth, train)]
-    idx, d = nearest(v[0], v[1], rms=True)
-    ratio = distance_ratio(v[0], v[1], idx, d, rms=True, duplicate_tol=0.01)
+    _, _, ratio = nearest_with_ratio(v[0], v[1], rms=True, duplicate_tol=0.01)
     assert ratio[0] < 0.1  # its duplicate (image 50) is skipped as "the next distinct one"
-    plain = distance_ratio(v[0], v[1], idx, d, rms=True, duplicate_tol=0.0)
+    _, _, plain = nearest_with_ratio(v[0], v[1], rms=True, duplicate_tol=0.0)
     assert plain[0] > 0.5  # without the tolerance the twin is "the next one"
 
 

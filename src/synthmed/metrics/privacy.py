@@ -64,58 +64,68 @@ def pixel_vectors(images: np.ndarray, *, size: tuple[int, int], channels: int) -
     return x.reshape(len(x), -1)
 
 
+def _double(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).double()
+
+
 def nearest(query: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, *, rms: bool = False,
             chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Index and Euclidean distance of each query row's nearest ``ref`` row (/sqrt(D) if rms).
 
     float64 throughout, and the winning distance is recomputed directly from the two rows, so an
     exact copy is at distance exactly 0 (float32 ``cdist`` gave up to 4e-4 RMS for copies)."""
-    q = torch.as_tensor(np.asarray(query) if not isinstance(query, torch.Tensor) else query)
-    r = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref)
-    q, r = q.double(), r.double()
-    idx, dist = [], []
-    for s in range(0, len(q), chunk):
-        qs = q[s:s + chunk]
-        best = torch.cdist(qs, r).argmin(dim=1)
-        idx.append(best)
-        dist.append((qs - r[best]).square().sum(dim=1).sqrt())
-    d = torch.cat(dist).numpy()
-    return torch.cat(idx).numpy(), (d / np.sqrt(q.shape[1]) if rms else d)
+    idx, dist, _ = _neighbours(_double(query), _double(ref), rms=rms, chunk=chunk)
+    return idx, dist
 
 
-def distance_ratio(query: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor,
-                   first: np.ndarray, first_dist: np.ndarray, *, rms: bool = False,
-                   duplicate_tol: float = 0.0, k: int = 8, chunk: int = 1024) -> np.ndarray:
-    """Nearest-neighbour distance ratio of each query row: ``first_dist`` over its distance to
-    the nearest ``ref`` row that is not a duplicate of its nearest one ``ref[first]`` (further
-    than ``duplicate_tol`` from it, in the same units), looked for among the ``k`` nearest.
+def nearest_with_ratio(query: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, *,
+                       rms: bool = False, duplicate_tol: float = 0.0, k: int = 8,
+                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nearest` plus each query row's nearest-neighbour distance ratio, from the same
+    distance matrix: its nearest distance over its distance to the nearest ``ref`` row that is
+    not a duplicate of that nearest one (further than ``duplicate_tol`` from it, same units),
+    looked for among the ``k`` nearest.
 
     Duplicates are skipped so that a copy of a training image the split holds twice still has a
     small ratio. When all ``k`` candidates are duplicates the k-th distance is used (ratio near
     1: not a copy by ratio; an exact copy is caught by the duplicate tolerance anyway). A row at
     distance 0 from two distinct rows gets ratio 1."""
-    q = torch.as_tensor(np.asarray(query) if not isinstance(query, torch.Tensor) else query)
-    r = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref)
-    q, r = q.double(), r.double()
-    if len(r) < 2:
-        return np.ones(len(q))
+    return _neighbours(_double(query), _double(ref), rms=rms, chunk=chunk,
+                       ratio_k=k, duplicate_tol=duplicate_tol)
+
+
+def _neighbours(q: torch.Tensor, r: torch.Tensor, *, rms: bool, chunk: int,
+                ratio_k: int | None = None, duplicate_tol: float = 0.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One pass of ``cdist`` per chunk: nearest index, exact nearest distance and, with
+    ``ratio_k``, the distance to the nearest non-duplicate second row (None otherwise)."""
     scale = np.sqrt(q.shape[1]) if rms else 1.0
-    k = min(k, len(r))
-    first_t = torch.as_tensor(np.asarray(first, np.int64))
-    second = []
+    k = min(ratio_k or 1, len(r))
+    idx, dist, second = [], [], []
     for s in range(0, len(q), chunk):
-        d, cand = torch.cdist(q[s:s + chunk], r).topk(k, dim=1, largest=False)
-        nn = first_t[s:s + chunk]
-        # distance of each candidate to the query's nearest training row; the nearest itself
-        # (distance 0) and its duplicates do not count as "the next distinct one"
-        gap = (r[cand] - r[nn][:, None]).square().sum(-1).sqrt() / scale
-        distinct = (gap > duplicate_tol) & (cand != nn[:, None])
-        pos = torch.where(distinct.any(1), distinct.float().argmax(1),
-                          torch.full((len(cand),), k - 1))
-        second.append(d.gather(1, pos[:, None])[:, 0] / scale)
-    d2 = torch.cat(second).numpy()
-    d1 = np.asarray(first_dist, np.float64)
-    return np.where(d2 > 0, d1 / np.where(d2 > 0, d2, 1.0), 1.0)
+        qs = q[s:s + chunk]
+        all_d = torch.cdist(qs, r)
+        best = all_d.argmin(dim=1)
+        idx.append(best)
+        dist.append((qs - r[best]).square().sum(dim=1).sqrt())
+        if ratio_k is not None and len(r) >= 2:
+            d, cand = all_d.topk(k, dim=1, largest=False)
+            # distance of each candidate to the query's nearest row; the nearest itself and its
+            # duplicates do not count as "the next distinct one"
+            gap = (r[cand] - r[best][:, None]).square().sum(-1).sqrt() / scale
+            distinct = (gap > duplicate_tol) & (cand != best[:, None])
+            pos = torch.where(distinct.any(1), distinct.float().argmax(1),
+                              torch.full((len(cand),), k - 1))
+            second.append(d.gather(1, pos[:, None])[:, 0])
+    d1 = torch.cat(dist).numpy() if dist else np.zeros(0)
+    ratio = None
+    if ratio_k is not None:
+        if len(r) < 2 or not second:
+            ratio = np.ones(len(q))
+        else:
+            d2 = torch.cat(second).numpy()
+            ratio = np.where(d2 > 0, d1 / np.where(d2 > 0, d2, 1.0), 1.0)
+    return (torch.cat(idx).numpy() if idx else np.zeros(0, np.int64)), d1 / scale, ratio
 
 
 def copy_threshold(heldout_to_train: np.ndarray, percentile: float = COPY_PERCENTILE, *,
@@ -126,6 +136,41 @@ def copy_threshold(heldout_to_train: np.ndarray, percentile: float = COPY_PERCEN
     if duplicates is not None:
         d = d[~np.asarray(duplicates, bool)]
     return float(np.percentile(d, percentile)) if len(d) else 0.0
+
+
+@dataclass
+class CopyRule:
+    """The copy test of a synthetic set against a training set, calibrated on held-out images
+    (module docstring): nearest training image, distance and distance ratio per synthetic row,
+    and the two thresholds from the held-out rows' own distances and ratios."""
+
+    synth_idx: np.ndarray
+    synth_dist: np.ndarray
+    synth_ratio: np.ndarray
+    heldout_dist: np.ndarray
+    duplicates: np.ndarray  # held-out rows that duplicate a training row (left out of both)
+    threshold: float
+    ratio_threshold: float
+    tol: float
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return copy_mask(self.synth_dist, self.threshold, self.tol, ratio=self.synth_ratio,
+                         ratio_threshold=self.ratio_threshold)
+
+
+def copy_rule(synth: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, *, rms: bool,
+              percentile: float = COPY_PERCENTILE,
+              heldout_duplicates: np.ndarray | None = None) -> CopyRule:
+    """:class:`CopyRule` for vectors (rows); pixel space (``rms``) marks held-out duplicates
+    within ``DUPLICATE_RMS`` itself, another space takes ``heldout_duplicates`` or exact ones."""
+    tol = DUPLICATE_RMS if rms else 0.0
+    idx, dist, ratio = nearest_with_ratio(synth, train, rms=rms, duplicate_tol=tol)
+    _, held, held_ratio = nearest_with_ratio(heldout, train, rms=rms, duplicate_tol=tol)
+    dup = (np.asarray(heldout_duplicates, bool) if heldout_duplicates is not None
+           else held <= tol)
+    return CopyRule(idx, dist, ratio, held, dup, copy_threshold(held, percentile, duplicates=dup),
+                    copy_threshold(held_ratio, percentile, duplicates=dup), tol)
 
 
 def copy_mask(dist: np.ndarray, threshold: float, duplicate_tol: float = 0.0, *,
@@ -252,16 +297,12 @@ def audit(synth: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
     """
     rms = space == "pixel"
     tol = DUPLICATE_RMS if rms else 0.0
-    idx, dist = nearest(synth, train, rms=rms)
     if heldout is None or len(heldout) == 0:
+        idx, dist = nearest(synth, train, rms=rms)
         return PrivacyResult(space, idx, dist, None, None, None, None, duplicate_tol=tol)
-    held_idx, held = nearest(heldout, train, rms=rms)
-    dup = (np.asarray(heldout_duplicates, bool) if heldout_duplicates is not None
-           else held <= tol)
-    thr = copy_threshold(held, percentile, duplicates=dup)
-    ratio = distance_ratio(synth, train, idx, dist, rms=rms, duplicate_tol=tol)
-    held_ratio = distance_ratio(heldout, train, held_idx, held, rms=rms, duplicate_tol=tol)
-    rthr = copy_threshold(held_ratio, percentile, duplicates=dup)
+    rule = copy_rule(synth, train, heldout, rms=rms, percentile=percentile,
+                     heldout_duplicates=heldout_duplicates)
+    dup = rule.duplicates
     _, member = nearest(train, synth, rms=rms)
     _, nonmember = nearest(heldout, synth, rms=rms)
     auc = membership_auc(member, nonmember[~dup]) if (~dup).any() else None
@@ -269,12 +310,12 @@ def audit(synth: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
         member, nonmember[~dup], train_groups,
         None if heldout_groups is None else np.asarray(heldout_groups)[~dup]) \
         if auc is not None else None
-    flagged = copy_mask(dist, thr, tol, ratio=ratio, ratio_threshold=rthr)
-    return PrivacyResult(space, idx, dist, held, thr, float(flagged.mean()),
+    return PrivacyResult(space, rule.synth_idx, rule.synth_dist, rule.heldout_dist,
+                         rule.threshold, float(rule.flagged.mean()),
                          auc, {"n_train": len(train), "n_heldout": len(heldout),
                                "percentile": percentile}, duplicate_tol=tol,
-                         heldout_duplicates=dup, synth_ratio=ratio, ratio_threshold=rthr,
-                         membership_auc_ci=ci)
+                         heldout_duplicates=dup, synth_ratio=rule.synth_ratio,
+                         ratio_threshold=rule.ratio_threshold, membership_auc_ci=ci)
 
 
 def near_copy_mask(synthetic_uint8: np.ndarray, train_uint8: np.ndarray, *,
@@ -300,17 +341,11 @@ def near_copy_mask(synthetic_uint8: np.ndarray, train_uint8: np.ndarray, *,
         size, ch = tuple(train_uint8.shape[-2:]), train_uint8.shape[1]
         vecs = [pixel_vectors(s, size=size, channels=ch) for s in sets]
         rms = True
-    idx, dist = nearest(vecs[0], vecs[1], rms=rms)
-    tol = DUPLICATE_RMS if rms else 0.0
     if threshold is not None:
-        return copy_mask(dist, threshold, tol), float(threshold)
-    held_idx, held = nearest(vecs[2], vecs[1], rms=rms)
-    dup = held <= tol
-    threshold = copy_threshold(held, duplicates=dup)
-    ratio = distance_ratio(vecs[0], vecs[1], idx, dist, rms=rms, duplicate_tol=tol)
-    held_ratio = distance_ratio(vecs[2], vecs[1], held_idx, held, rms=rms, duplicate_tol=tol)
-    rthr = copy_threshold(held_ratio, duplicates=dup)
-    return copy_mask(dist, threshold, tol, ratio=ratio, ratio_threshold=rthr), float(threshold)
+        _, dist = nearest(vecs[0], vecs[1], rms=rms)
+        return copy_mask(dist, threshold, DUPLICATE_RMS if rms else 0.0), float(threshold)
+    rule = copy_rule(vecs[0], vecs[1], vecs[2], rms=rms)
+    return rule.flagged, rule.threshold
 
 
 def _feature_rows(features, images: np.ndarray) -> np.ndarray:
