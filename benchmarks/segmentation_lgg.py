@@ -286,12 +286,18 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
 
 
 def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_steps: int,
-                   maps_run: Path | None = None, with_utility: bool = False) -> str:
+                   maps_run: Path | None = None, with_utility: bool = False, *,
+                   maps_set: list[str] | None = None, suffix: str = "",
+                   exclude: str | None = None) -> str:
     """Conditioning (d): label maps of the training patients -> an unconditional generator
     (configs/lgg_labelmaps.yaml, a VAE, ``map_steps``) -> its sampled maps into the image run of
     variant ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a
     variant, plus the memorization audit of the sampled maps themselves against the training
-    maps."""
+    maps. ``maps_set``: overrides of the map generator's config (e.g. ``model.kl_weight=8``);
+    ``suffix``: appended to every output name (runs, pairs, audits, grids) so variants sit side
+    by side; ``exclude``: the identifiability filter's calibration (``patients`` or ``val``,
+    :mod:`synthmed.metrics.identifiability`) applied to the sampled maps; the maps' audit then
+    scores the kept maps only."""
     from synthmed.config import load_config
     from synthmed.data.dataset import PreparedDataset
     from synthmed.metrics.evaluate import evaluate
@@ -305,42 +311,59 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
         write_labelmap_dataset(data, maps)
     if maps_run is None:
         cfg = load_config(ROOT / "configs" / "lgg_labelmaps.yaml", [
-            f"data.path={maps}", f"train.steps={map_steps}", f"train.num_threads={s.threads}",
-            f"train.sample_every={max(map_steps // 4, 1)}",
-            f"train.checkpoint_every={max(map_steps // 4, 1)}"])
+            f"name=lgg-labelmaps{suffix}", f"data.path={maps}", f"train.steps={map_steps}",
+            f"train.num_threads={s.threads}", f"train.sample_every={max(map_steps // 4, 1)}",
+            f"train.checkpoint_every={max(map_steps // 4, 1)}", *(maps_set or [])])
         maps_run = train(cfg, runs_dir=work / "runs", progress=False)
     t_maps = _cpu_seconds() - t
     image_run = sorted((work / "runs").glob(f"*-lgg-var-{image_tag}"))[-1]
     n = len(PreparedDataset(data).indices("train"))
-    pairs = write_pairs_from_maps(image_run, work / f"pairs-maps-{image_tag}", maps_run=maps_run,
-                                  n=n, fmt="npz", force=True)
+    pairs = write_pairs_from_maps(image_run, work / f"pairs-maps-{image_tag}{suffix}",
+                                  maps_run=maps_run, n=n, fmt="npz", force=True,
+                                  exclude_near_copies=exclude)
     m = evaluate(f"{data}:test", pairs, train=f"{data}:train", metrics="privacy,labels",
-                 out=work / f"eval-maps-{image_tag}", cache_dir=work / "cache", plots=False)
-    sampled = write_synthetic(maps_run, work / "maps-sampled", n=n, fmt="npz", force=True)
-    mm = evaluate(f"{maps}:test", sampled, train=f"{maps}:train", metrics="privacy",
-                  out=work / "eval-maps-sampled", cache_dir=work / "cache-maps", plots=False)
-    _variant_grid(pairs, work / f"grid-maps-{image_tag}.png", n=16)
-    lc, f = m["label_consistency"], "{:.3f}".format
+                 out=work / f"eval-maps-{image_tag}{suffix}", cache_dir=work / "cache",
+                 plots=False)
     gen = json.loads((pairs / "generation.json").read_text(encoding="utf-8"))
+    kept = gen["seeds"] if exclude else None  # the maps' audit scores the maps the pairs use
+    sampled = write_synthetic(maps_run, work / f"maps-sampled{suffix}", n=None if kept else n,
+                              seeds=kept, fmt="npz", force=True)
+    mm = evaluate(f"{maps}:test", sampled, train=f"{maps}:train", metrics="privacy",
+                  out=work / f"eval-maps-sampled{suffix}", cache_dir=work / "cache-maps",
+                  plots=False)
+    _variant_grid(pairs, work / f"grid-maps-{image_tag}{suffix}.png", n=16)
+    lc, f = m["label_consistency"], "{:.3f}".format
+    excl = gen.get("excluded_near_copies") or {}
     lines = [f"### Conditioning (d): synthetic label maps ({gen['masks_from_run']['step']}-step "
-             f"{gen['masks_from_run']['model']} on the training maps) into {image_tag}", "",
-             "| set | Dice synth / real test (ratio) | lesions found synth / real | membership "
-             "AUC pixel / features | copy rate pixel / features |", "|---|---|---|---|---|",
+             f"{gen['masks_from_run']['model']} on the training maps{suffix}) into {image_tag}",
+             "", "| set | Dice synth / real test (ratio) | lesions found synth / real | "
+             "membership AUC pixel [95% CI] | membership AUC features [95% CI] | copy rate "
+             "pixel / features |", "|---|---|---|---|---|---|",
              f"| pairs from sampled maps | {f(lc['synthetic']['dice'])} / "
              f"{f(lc['real_test']['dice'])} ({f(lc['dice_ratio'])}) | "
              f"{f(lc['synthetic']['detection_rate'])} / {f(lc['real_test']['detection_rate'])} | "
-             f"{f(m['membership_auc'])} / {f(m['membership_auc_features'])} | "
+             f"{_auc(m)} | {_auc(m, '_features')} | "
              f"{f(m['copy_rate'])} / {f(m['copy_rate_features'])} |",
-             f"| the sampled maps vs training maps | | | {f(mm['membership_auc'])} / "
-             f"{f(mm['membership_auc_features'])} | {f(mm['copy_rate'])} / "
-             f"{f(mm['copy_rate_features'])} |", "",
-             f"Maps with no lesion after decoding: {gen['empty_lesion_maps']} of {n}. CPU: map "
+             f"| the sampled maps vs training maps | | | {_auc(mm)} | {_auc(mm, '_features')} | "
+             f"{f(mm['copy_rate'])} / {f(mm['copy_rate_features'])} |", "",
+             f"Maps with no lesion after decoding: {gen['empty_lesion_maps']} of {gen['n']}. "
+             + (f"Identifiability filter ({excl.get('calibration')}): dropped {excl.get('count')}"
+                f" of {excl.get('n_drawn')} drawn maps. " if excl else "")
+             + f"Map run: {maps_run}. Overrides: {' '.join(maps_set or []) or 'none'}. CPU: map "
              f"generator {t_maps / 60:.1f} min, all {(_cpu_seconds() - t) / 60:.1f} min.", ""]
     if with_utility:
-        lines.append(pairs_utility(data, pairs, work, s, f"lgg-maps-{image_tag}"))
+        lines.append(pairs_utility(data, pairs, work, s, f"lgg-maps-{image_tag}{suffix}"))
     text = "\n".join(lines)
-    (work / f"maps-{image_tag}.md").write_text(text, encoding="utf-8")
+    (work / f"maps-{image_tag}{suffix}.md").write_text(text, encoding="utf-8")
     return text
+
+
+def _auc(m: dict, space: str = "") -> str:
+    """'0.643 [0.463, 0.812]': a metrics.json membership AUC with its interval."""
+    auc, ci = m.get(f"membership_auc{space}"), m.get(f"membership_auc_ci95{space}")
+    if auc is None:
+        return ""
+    return f"{auc:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def pairs_utility(data: Path, pairs: Path, work: Path, s: Settings, name: str) -> str:
@@ -466,6 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utility", action="store_true",
                    help="--maps: also run the utility arms (--arms, --seeds, --epochs) with the "
                         "pairs from sampled maps as the synthetic set")
+    p.add_argument("--maps-set", action="append", default=None, metavar="KEY=VALUE",
+                   help="--maps: an override of the map generator's config "
+                        "(configs/lgg_labelmaps.yaml), repeatable, e.g. model.kl_weight=8")
+    p.add_argument("--maps-suffix", default="",
+                   help="--maps: a tag appended to the output names after a '-' (e.g. kl8: "
+                        "pairs-maps-TAG-kl8), so runs sit side by side")
+    p.add_argument("--maps-exclude", default=None, choices=["patients", "val"],
+                   help="--maps: drop sampled maps that identify a training patient "
+                        "(generate --exclude-near-copies), calibrated on the training patients "
+                        "or on the val patients")
     p.add_argument("--fraction", type=float, default=None,
                    help="--variants/--maps: train and score on this fraction of the training "
                         "patients (val/test kept; WORK/lgg-variants-PCTpct)")
@@ -491,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                            args.fraction)
     if args.maps:
         print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run,
-                             with_utility=args.utility))
+                             with_utility=args.utility, maps_set=args.maps_set,
+                             suffix="-" + args.maps_suffix.lstrip("-") if args.maps_suffix
+                             else "", exclude=args.maps_exclude))
         return 0
     if args.variants:
         text = variants(data, vwork, s, args.variants, args.only)

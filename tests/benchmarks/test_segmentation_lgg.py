@@ -49,8 +49,8 @@ def test_utility_table_gives_the_synthetic_only_ratio_and_holm_comparisons(bench
 def test_maps_utility_flag_runs_the_arms_on_the_map_pairs(bench, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_maps(data, work, s, tag, steps, maps_run, with_utility=False):
-        seen.update(tag=tag, steps=steps, utility=with_utility, seeds=s.seeds, arms=s.arms)
+    def fake_maps(data, work, s, tag, steps, maps_run, with_utility=False, **kw):
+        seen.update(tag=tag, steps=steps, utility=with_utility, seeds=s.seeds, arms=s.arms, **kw)
         return "ok"
 
     monkeypatch.setattr(bench, "synthetic_maps", fake_maps)
@@ -58,9 +58,21 @@ def test_maps_utility_flag_runs_the_arms_on_the_map_pairs(bench, tmp_path, monke
     npz = tmp_path / "x.npz"
     npz.write_bytes(b"")
     assert bench.main(["--npz", str(npz), "--work", str(tmp_path), "--maps", "10", "--utility",
-                       "--seeds", "3", "--arms", "[real+classic, synthetic-only]"]) == 0
+                       "--seeds", "3", "--arms", "[real+classic, synthetic-only]",
+                       "--maps-set", "model.kl_weight=8", "--maps-set", "model.latent_dim=8",
+                       "--maps-suffix", "kl8", "--maps-exclude", "patients"]) == 0
     assert seen == {"tag": "spade-noise-ds-brain-b-L1-10", "steps": 10, "utility": True,
-                    "seeds": 3, "arms": "[real+classic, synthetic-only]"}
+                    "seeds": 3, "arms": "[real+classic, synthetic-only]",
+                    "maps_set": ["model.kl_weight=8", "model.latent_dim=8"], "suffix": "-kl8",
+                    "exclude": "patients"}
+
+
+def test_auc_cell_gives_the_interval(bench):
+    m = {"membership_auc": 0.6431, "membership_auc_ci95": [0.4632, 0.8121],
+         "membership_auc_features": 0.5}
+    assert bench._auc(m) == "0.643 [0.463, 0.812]"
+    assert bench._auc(m, "_features") == "0.500"
+    assert bench._auc({}) == ""
 
 
 def test_pairs_utility_passes_the_pairs_as_the_synthetic_set(bench, tmp_path, monkeypatch):

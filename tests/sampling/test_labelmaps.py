@@ -3,6 +3,8 @@ heads come from an unconditional run trained on the maps (generate --masks-from-
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,103 @@ def test_brain_conditioning_uses_given_heads():
     assert torch.equal(cond[0, 1] > 0, heads[0, 0] > 0)
     with pytest.raises(ValueError, match="source images"):
         build_condition(masks, None, 1, 8, "brain")
+
+
+def _as_masks(maps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 label maps (N, 1, H, W) -> decoded (lesion, head) float masks."""
+    t = torch.from_numpy(np.asarray(maps))
+    return (t == LESION).float(), (t > 0).float()
+
+
+def _planted(runs):
+    """A copy of a training patient's map and a new map (a small head in a corner)."""
+    ds = PreparedDataset(runs["maps"])
+    copy = np.asarray(ds.images[ds.indices("train")[:1]])
+    new = np.zeros_like(copy)
+    new[..., :10, :10] = HEAD
+    new[..., 2:5, 2:5] = LESION
+    return np.concatenate([copy, new])
+
+
+def _spy_splits(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    real = PreparedDataset.indices
+
+    def indices(self, split):
+        seen.append(split)
+        return real(self, split)
+
+    monkeypatch.setattr(PreparedDataset, "indices", indices)
+    return seen
+
+
+@pytest.mark.parametrize("calibration", ["patients", "val"])
+def test_identifying_maps_drop_a_planted_copy_and_never_read_test(runs, monkeypatch,
+                                                                  calibration):
+    from synthmed.sampling.labelmaps import identifying_maps
+
+    seen = _spy_splits(monkeypatch)
+    data = {"path": str(runs["maps"]), "split": "train"}
+    res = identifying_maps(*_as_masks(_planted(runs)), data, calibration)
+    assert res.too_close.tolist() == [True, False]
+    assert "test" not in seen and "test" not in res.info["splits_read"]
+    assert res.info["splits_read"] == (["train"] if calibration == "patients"
+                                       else ["train", "val"])
+    with pytest.raises(SynthmedError, match="test patients"):
+        identifying_maps(*_as_masks(_planted(runs)), {**data, "split": "train+test"},
+                         calibration)
+
+
+def test_pairs_from_maps_exclude_identifying_maps(tmp_path, runs, monkeypatch):
+    """Even seeds draw a training patient's map, odd seeds a new one: the filter drops the even
+    ones, draws more seeds to keep --n, and records it; with --seeds it only drops."""
+    import synthmed.sampling.labelmaps as lm
+
+    planted = _planted(runs)
+    real_sample = lm.sample_labelmaps
+
+    def fake(maps_run, seeds, size, device="auto", micro_batch=64):
+        _, _, info = real_sample(maps_run, seeds[:1], size, device, micro_batch)
+        maps = torch.from_numpy(planted[[s % 2 for s in seeds]]).float()
+        les, head = _as_masks(torch.nn.functional.interpolate(maps, size=size).byte().numpy())
+        return les, head, info
+
+    monkeypatch.setattr(lm, "sample_labelmaps", fake)
+    out = write_pairs_from_maps(runs["img_run"], tmp_path / "a", maps_run=runs["maps_run"], n=4,
+                                fmt="npz", exclude_near_copies="patients")
+    gen = json.loads((out / "generation.json").read_text(encoding="utf-8"))
+    ex = gen["excluded_near_copies"]
+    assert load_synthetic(out).images.shape[0] == 4 and gen["n"] == 4
+    assert gen["seeds"] == "1,3,5,7" and ex["dropped_seeds"] == [0, 2, 4, 6]
+    assert ex["count"] == 4 and ex["calibration"] == "patients" and not ex["short"]
+    assert ex["splits_read"] == ["train"]
+    out = write_pairs_from_maps(runs["img_run"], tmp_path / "b", maps_run=runs["maps_run"],
+                                seeds="0-3", fmt="npz", exclude_near_copies="patients")
+    gen = json.loads((out / "generation.json").read_text(encoding="utf-8"))
+    assert gen["n"] == 2 and gen["seeds"] == "1,3"
+    # without the filter nothing is recorded as excluded
+    out = write_pairs_from_maps(runs["img_run"], tmp_path / "c", maps_run=runs["maps_run"],
+                                seeds="0-3", fmt="npz")
+    gen = json.loads((out / "generation.json").read_text(encoding="utf-8"))
+    assert gen["n"] == 4 and gen["excluded_near_copies"] is None
+
+
+def test_cli_masks_from_run_exclude_near_copies(tmp_path, runs, capsys):
+    from synthmed.cli import main
+
+    def cli(*argv):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        return code, capsys.readouterr()
+
+    base = ["generate", runs["img_run"], "--masks-from-run", runs["maps_run"], "--n", 3,
+            "--format", "npz"]
+    code, _ = cli(*base, "--exclude-near-copies", "--near-copy-calibration", "val", "--out",
+                  tmp_path / "p")
+    gen = json.loads((tmp_path / "p" / "generation.json").read_text(encoding="utf-8"))
+    assert code == 0 and gen["excluded_near_copies"]["calibration"] == "val"
+    code, out = cli(*base, "--near-copy-calibration", "val", "--out", tmp_path / "q")
+    assert code == 2 and "only with --exclude-near-copies" in out.err + out.out

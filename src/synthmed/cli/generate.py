@@ -20,6 +20,10 @@ _EDIT = ("With --masks-from, repeatable: translate=F|LO:HI, rotate=DEG|LO:HI, sc
          "flip=h|v|hv, elastic=ALPHA[:SIGMA], transplant (see docs/training.md).")
 
 
+_CALIBRATION = ("With --masks-from-run --exclude-near-copies: patients (default; a map is "
+                "dropped when closer to its nearest training map than that map is to any other "
+                "training patient's map, ADS-GAN) or val (closer than the val patients' 5th "
+                "percentile). The test split is never read.")
 _OPTION = ("Repeatable KEY=VALUE: a generation option of the run's model (docs/training.md; "
            "diffusion: steps, guidance, bf16). Values are read as YAML, like --set.")
 
@@ -55,7 +59,10 @@ def generate_cmd(
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, "
                                "cuda, cuda:N or mps"),
     exclude_near_copies: bool = typer.Option(
-        False, "--exclude-near-copies", help="Drop images too close to a training image."),
+        False, "--exclude-near-copies", help="Drop images too close to a training image; with "
+        "--masks-from-run: drop sampled label maps that identify a training patient's map."),
+    near_copy_calibration: str = typer.Option(
+        None, "--near-copy-calibration", help=_CALIBRATION),
     train: str = typer.Option(None, "--train", help=_TRAIN),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT."),
     size: int = typer.Option(None, "--size", help="Image side in px (default: the training size)."),
@@ -91,12 +98,18 @@ def generate_cmd(
         from synthmed.sampling.labelmaps import write_pairs_from_maps
 
         if masks_from is not None or edit or allow_eval_masks or options or per_class \
-                is not None or class_name is not None or exclude_near_copies or train \
+                is not None or class_name is not None or train \
                 or size is not None or match_train:
             raise SynthmedError("--masks-from-run: only --n/--seeds, --checkpoint, --format, "
-                                "--device and --force apply; drop the other options")
-        path = write_pairs_from_maps(run_dir, out, maps_run=masks_from_run, n=n, seeds=seeds,
-                                     checkpoint=checkpoint, fmt=fmt, device=device, force=force)
+                                "--device, --exclude-near-copies, --near-copy-calibration and "
+                                "--force apply; drop the other options")
+        if near_copy_calibration is not None and not exclude_near_copies:
+            raise SynthmedError("--near-copy-calibration: only with --exclude-near-copies")
+        path = write_pairs_from_maps(
+            run_dir, out, maps_run=masks_from_run, n=n, seeds=seeds, checkpoint=checkpoint,
+            fmt=fmt, device=device, force=force,
+            exclude_near_copies=(near_copy_calibration or "patients") if exclude_near_copies
+            else None)
         console.print(f"image+mask pairs from synthetic label maps: {path}  (manifest.csv, "
                       "generation.json)")
         return
@@ -113,6 +126,8 @@ def generate_cmd(
                            allow_eval_masks=allow_eval_masks, **options)
         console.print(f"image+mask pairs: {path}  (manifest.csv, generation.json)")
         return
+    if near_copy_calibration is not None:
+        raise SynthmedError("--near-copy-calibration: only with --masks-from-run")
     if edit or allow_eval_masks:
         raise SynthmedError("--edit/--allow-eval-masks: only with --masks-from DATASET_DIR")
 
