@@ -288,7 +288,7 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
 def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_steps: int,
                    maps_run: Path | None = None, with_utility: bool = False, *,
                    maps_set: list[str] | None = None, suffix: str = "",
-                   exclude: str | None = None) -> str:
+                   exclude: str | None = None, augment: int = 0) -> str:
     """Conditioning (d): label maps of the training patients -> an unconditional generator
     (configs/lgg_labelmaps.yaml, a VAE, ``map_steps``) -> its sampled maps into the image run of
     variant ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a
@@ -297,7 +297,8 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
     ``suffix``: appended to every output name (runs, pairs, audits, grids) so variants sit side
     by side; ``exclude``: the identifiability filter's calibration (``patients`` or ``val``,
     :mod:`synthmed.metrics.identifiability`) applied to the sampled maps; the maps' audit then
-    scores the kept maps only."""
+    scores the kept maps only; ``augment``: the map generator trains on :func:`augmented_maps`
+    with that many moved copies per training map."""
     from synthmed.config import load_config
     from synthmed.data.dataset import PreparedDataset
     from synthmed.metrics.evaluate import evaluate
@@ -310,8 +311,10 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
     if not (maps / "dataset.json").is_file():
         write_labelmap_dataset(data, maps)
     if maps_run is None:
+        fit = augmented_maps(maps, work / f"maps-data-aug{augment}", augment) if augment \
+            else maps
         cfg = load_config(ROOT / "configs" / "lgg_labelmaps.yaml", [
-            f"name=lgg-labelmaps{suffix}", f"data.path={maps}", f"train.steps={map_steps}",
+            f"name=lgg-labelmaps{suffix}", f"data.path={fit}", f"train.steps={map_steps}",
             f"train.num_threads={s.threads}", f"train.sample_every={max(map_steps // 4, 1)}",
             f"train.checkpoint_every={max(map_steps // 4, 1)}", *(maps_set or [])])
         maps_run = train(cfg, runs_dir=work / "runs", progress=False)
@@ -349,6 +352,8 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
              f"Maps with no lesion after decoding: {gen['empty_lesion_maps']} of {gen['n']}. "
              + (f"Identifiability filter ({excl.get('calibration')}): dropped {excl.get('count')}"
                 f" of {excl.get('n_drawn')} drawn maps. " if excl else "")
+             + (f"Map generator trained on {augment} moved copies per training map besides "
+                f"the maps. " if augment else "")
              + f"Map run: {maps_run}. Overrides: {' '.join(maps_set or []) or 'none'}. CPU: map "
              f"generator {t_maps / 60:.1f} min, all {(_cpu_seconds() - t) / 60:.1f} min.", ""]
     if with_utility:
@@ -364,6 +369,45 @@ def _auc(m: dict, space: str = "") -> str:
     if auc is None:
         return ""
     return f"{auc:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0) -> Path:
+    """``maps`` with ``copies`` randomly moved copies of every *training* map added as training
+    rows of the same patient (val/test rows unchanged): a horizontal flip (p 0.5), a rotation of
+    up to 15 degrees, a scale of 0.85-1.15 and a shift of up to 6 px, nearest-neighbour so the
+    levels stay 0/127/255. The VAE trainer has no augmentation; a map generator that sees every
+    patient's head and tumour at other places and sizes cannot return the patient's own
+    (the audit still compares with the original maps)."""
+    from scipy import ndimage
+
+    from synthmed.data.dataset import PreparedDataset, write_prepared
+
+    if (out / "dataset.json").is_file():
+        return out
+    ds = PreparedDataset(maps)
+    imgs = np.asarray(ds.images)
+    train = ds.indices("train")
+    rng = np.random.default_rng(seed)
+    h, w = imgs.shape[-2:]
+    c = np.array([h, w]) / 2
+    extra, groups, ids = [], [], []
+    for k in range(copies):
+        for i in train:
+            m = imgs[i, 0][:, ::-1] if rng.random() < 0.5 else imgs[i, 0]
+            a, sc = np.deg2rad(rng.uniform(-15, 15)), rng.uniform(0.85, 1.15)
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / sc
+            shift = rng.integers(-6, 7, 2)
+            offset = c - rot @ (c + shift)
+            extra.append(ndimage.affine_transform(m, rot, offset=offset, order=0, cval=0))
+            groups.append(ds.groups[i])
+            ids.append(f"{ds.manifest[i]['id']}-aug{k}")
+    n = len(extra)
+    return write_prepared(
+        out, images=np.concatenate([imgs, np.stack(extra)[:, None]]),
+        labels=np.concatenate([ds.labels, np.full(n, ds.labels[train[0]])]),
+        splits=ds.splits.tolist() + ["train"] * n, class_names=ds.class_names,
+        ids=[r["id"] for r in ds.manifest] + ids, groups=ds.groups.tolist() + groups,
+        name=out.name, force=True)
 
 
 def pairs_utility(data: Path, pairs: Path, work: Path, s: Settings, name: str) -> str:
@@ -499,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="--maps: drop sampled maps that identify a training patient "
                         "(generate --exclude-near-copies), calibrated on the training patients "
                         "or on the val patients")
+    p.add_argument("--maps-augment", type=int, default=0, metavar="K",
+                   help="--maps: train the map generator on the maps plus K randomly moved "
+                        "(flip, rotate, scale, shift) copies of each training map")
     p.add_argument("--fraction", type=float, default=None,
                    help="--variants/--maps: train and score on this fraction of the training "
                         "patients (val/test kept; WORK/lgg-variants-PCTpct)")
@@ -526,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run,
                              with_utility=args.utility, maps_set=args.maps_set,
                              suffix="-" + args.maps_suffix.lstrip("-") if args.maps_suffix
-                             else "", exclude=args.maps_exclude))
+                             else "", exclude=args.maps_exclude, augment=args.maps_augment))
         return 0
     if args.variants:
         text = variants(data, vwork, s, args.variants, args.only)

@@ -64,7 +64,7 @@ def test_maps_utility_flag_runs_the_arms_on_the_map_pairs(bench, tmp_path, monke
     assert seen == {"tag": "spade-noise-ds-brain-b-L1-10", "steps": 10, "utility": True,
                     "seeds": 3, "arms": "[real+classic, synthetic-only]",
                     "maps_set": ["model.kl_weight=8", "model.latent_dim=8"], "suffix": "-kl8",
-                    "exclude": "patients"}
+                    "exclude": "patients", "augment": 0}
 
 
 def test_auc_cell_gives_the_interval(bench):
@@ -87,3 +87,23 @@ def test_pairs_utility_passes_the_pairs_as_the_synthetic_set(bench, tmp_path, mo
                                bench.Settings(seeds=3), "lgg-maps-x")
     assert calls == [(tmp_path / "d", tmp_path / "pairs-maps-x", tmp_path / "util", "lgg-maps-x")]
     assert text.startswith("### Utility arms with pairs-maps-x (8 epochs, 3 seeds;")
+
+
+def test_augmented_maps_add_moved_training_maps_only(bench, tmp_path):
+    import numpy as np
+
+    from synthmed.data.dataset import PreparedDataset, write_prepared
+
+    maps = np.zeros((6, 1, 32, 32), np.uint8)
+    maps[:, :, 6:26, 8:24] = 127
+    maps[:, :, 10:14, 10:14] = 255
+    src = write_prepared(tmp_path / "maps", images=maps, labels=np.zeros(6, np.int64),
+                         splits=["train"] * 4 + ["val", "test"], class_names=["all"],
+                         groups=["a", "a", "b", "b", "c", "d"])
+    out = bench.augmented_maps(src, tmp_path / "aug", 2)
+    ds = PreparedDataset(out)
+    assert len(ds.indices("train")) == 4 + 8 and len(ds.indices("test")) == 1
+    assert set(np.unique(np.asarray(ds.images))) <= {0, 127, 255}
+    assert sorted(ds.groups[ds.indices("train")].tolist()) == ["a"] * 6 + ["b"] * 6
+    extra = np.asarray(ds.images[6:])
+    assert not all(np.array_equal(e, maps[0]) for e in extra)  # moved, not copied
