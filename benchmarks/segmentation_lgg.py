@@ -65,6 +65,7 @@ class Settings:
     low_data_gan_steps: int = 1500  # fewer patients, fewer distinct slices: fewer steps
     gan_width: int = 16
     gan_batch: int = 16
+    gan_seed: int = 0  # train.seed of the pix2pix runs (a second seed: a second generator)
     pairs_per_real: float = 1.0
     epochs: int = 8  # 3 epochs left the U-Net under-trained: bigger arms won by seeing more steps
     batch_size: int = 16
@@ -114,6 +115,7 @@ def train_pix2pix(data: Path, runs: Path, s: Settings, name: str, steps: int,
         f"name={name}", f"data.path={data}", f"model.image_size={s.size}",
         f"model.base_width={s.gan_width}", f"train.steps={steps}",
         f"train.batch_size={s.gan_batch}", f"train.num_threads={s.threads}",
+        f"train.seed={s.gan_seed}",
         f"train.sample_every={every}", f"train.checkpoint_every={every}", *(extra or [])])
     return train(cfg, runs_dir=runs, progress=False)
 
@@ -518,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--gan-steps", type=int, default=None,
                    help="pix2pix steps on all patients (the low-data subsets get half)")
+    p.add_argument("--gan-seed", type=int, default=0,
+                   help="train.seed of the pix2pix runs (use another --work per seed)")
     p.add_argument("--variants", type=int, default=None, metavar="STEPS",
                    help="issue 21: each generator x conditioning for STEPS pix2pix steps on all "
                         "patients, scored for label consistency and memorization (no utility)")
@@ -555,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     s = replace(Settings(), **(QUICK if args.quick else {}))
     s = replace(s, threads=args.threads or s.threads, arms=args.arms or s.arms,
-                seeds=args.seeds or s.seeds, epochs=args.epochs or s.epochs)
+                seeds=args.seeds or s.seeds, epochs=args.epochs or s.epochs,
+                gan_seed=args.gan_seed)
     if args.gan_steps:
         s = replace(s, gan_steps=args.gan_steps, low_data_gan_steps=max(1, args.gan_steps // 2))
     work = args.work / f"lgg-{'quick' if args.quick else 'full'}"
