@@ -1,0 +1,53 @@
+"""benchmarks/lgg_privacy_control.py: null controls for the LGG membership audit (issue 21)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ctl():
+    spec = importlib.util.spec_from_file_location("lgg_privacy_control",
+                                                  ROOT / "benchmarks" / "lgg_privacy_control.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _dataset(path: Path, groups: list[str], splits: list[str]):
+    from synthmed.data.dataset import write_prepared
+
+    n = len(groups)
+    imgs = (np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 1, 8, 8), np.uint8))
+    return write_prepared(path, images=imgs, labels=np.zeros(n, np.int64), splits=splits,
+                          class_names=["all"], groups=groups, ids=[f"i{k}" for k in range(n)])
+
+
+def test_left_out_patients_never_holds_a_member_or_held_out_patient(ctl, tmp_path):
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d", "v", "t"]
+    full = _dataset(tmp_path / "full", groups, ["train"] * 8 + ["val", "test"])
+    sub = _dataset(tmp_path / "sub", ["a", "a", "v", "t"], ["train", "train", "val", "test"])
+    from synthmed.data.dataset import PreparedDataset
+
+    out = PreparedDataset(ctl.left_out_patients(full, sub, tmp_path / "out", 3))
+    assert len(out) == 3 and set(out.groups) <= {"b", "c", "d"}
+    assert (out.splits == "train").all()
+    # fewer left-out slices than asked: all of them
+    out = PreparedDataset(ctl.left_out_patients(full, sub, tmp_path / "out2", 50))
+    assert sorted(out.groups.tolist()) == ["b", "b", "c", "c", "d", "d"]
+
+
+def test_auc_cell(ctl):
+    r = {"membership_auc": 0.9068, "membership_auc_ci95": [0.8036, 0.9835]}
+    assert ctl._auc(r) == "0.907 [0.804, 0.984]"
