@@ -323,9 +323,11 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
     t_maps = _cpu_seconds() - t
     image_run = sorted((work / "runs").glob(f"*-lgg-var-{image_tag}"))[-1]
     n = len(PreparedDataset(data).indices("train"))
+    rule, _, q = (exclude or "").partition(":")
     pairs = write_pairs_from_maps(image_run, work / f"pairs-maps-{image_tag}{suffix}",
                                   maps_run=maps_run, n=n, fmt="npz", force=True,
-                                  exclude_near_copies=exclude)
+                                  exclude_near_copies=rule or None,
+                                  near_copy_quantile=float(q) if q else None)
     m = evaluate(f"{data}:test", pairs, train=f"{data}:train", metrics="privacy,labels",
                  out=work / f"eval-maps-{image_tag}{suffix}", cache_dir=work / "cache",
                  plots=False)
@@ -543,10 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maps-suffix", default="",
                    help="--maps: a tag appended to the output names after a '-' (e.g. kl8: "
                         "pairs-maps-TAG-kl8), so runs sit side by side")
-    p.add_argument("--maps-exclude", default=None, choices=["patients", "val"],
+    p.add_argument("--maps-exclude", default=None, metavar="patients|val[:Q]",
                    help="--maps: drop sampled maps that identify a training patient "
                         "(generate --exclude-near-copies), calibrated on the training patients "
-                        "or on the val patients")
+                        "or on the val patients (quantile Q, default 0.05)")
     p.add_argument("--maps-augment", type=int, default=0, metavar="K",
                    help="--maps: train the map generator on the maps plus K randomly moved "
                         "(flip, rotate, scale, shift) copies of each training map")

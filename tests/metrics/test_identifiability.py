@@ -70,3 +70,5 @@ def test_errors_name_the_fix():
         identifiable(train[:1], train, calibration="test")
     with pytest.raises(SynthmedError, match="no val items"):
         identifiable(train[:1], train, calibration="val")
+    with pytest.raises(SynthmedError, match="quantile 1.5"):
+        identifiable(train[:1], train, calibration="val", val=train, quantile=1.5)

@@ -232,9 +232,13 @@ def test_cli_masks_from_run_exclude_near_copies(tmp_path, runs, capsys):
 
     base = ["generate", runs["img_run"], "--masks-from-run", runs["maps_run"], "--n", 3,
             "--format", "npz"]
-    code, _ = cli(*base, "--exclude-near-copies", "--near-copy-calibration", "val", "--out",
-                  tmp_path / "p")
+    code, _ = cli(*base, "--exclude-near-copies", "--near-copy-calibration", "val",
+                  "--near-copy-quantile", 0.5, "--out", tmp_path / "p")
     gen = json.loads((tmp_path / "p" / "generation.json").read_text(encoding="utf-8"))
     assert code == 0 and gen["excluded_near_copies"]["calibration"] == "val"
+    assert gen["excluded_near_copies"]["quantile"] == 0.5
+    code, out = cli(*base, "--exclude-near-copies", "--near-copy-quantile", 0.5, "--out",
+                    tmp_path / "r")
+    assert code == 2 and "only with --near-copy-calibration val" in out.err + out.out
     code, out = cli(*base, "--near-copy-calibration", "val", "--out", tmp_path / "q")
     assert code == 2 and "only with --exclude-near-copies" in out.err + out.out

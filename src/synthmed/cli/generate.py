@@ -63,6 +63,9 @@ def generate_cmd(
         "--masks-from-run: drop sampled label maps that identify a training patient's map."),
     near_copy_calibration: str = typer.Option(
         None, "--near-copy-calibration", help=_CALIBRATION),
+    near_copy_quantile: float = typer.Option(
+        None, "--near-copy-quantile", help="With --near-copy-calibration val: the quantile of "
+        "the val patients' nearest-training distances (default 0.05; larger drops more)."),
     train: str = typer.Option(None, "--train", help=_TRAIN),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT."),
     size: int = typer.Option(None, "--size", help="Image side in px (default: the training size)."),
@@ -105,11 +108,13 @@ def generate_cmd(
                                 "--force apply; drop the other options")
         if near_copy_calibration is not None and not exclude_near_copies:
             raise SynthmedError("--near-copy-calibration: only with --exclude-near-copies")
+        if near_copy_quantile is not None and near_copy_calibration != "val":
+            raise SynthmedError("--near-copy-quantile: only with --near-copy-calibration val")
         path = write_pairs_from_maps(
             run_dir, out, maps_run=masks_from_run, n=n, seeds=seeds, checkpoint=checkpoint,
             fmt=fmt, device=device, force=force,
             exclude_near_copies=(near_copy_calibration or "patients") if exclude_near_copies
-            else None)
+            else None, near_copy_quantile=near_copy_quantile)
         console.print(f"image+mask pairs from synthetic label maps: {path}  (manifest.csv, "
                       "generation.json)")
         return
@@ -126,8 +131,9 @@ def generate_cmd(
                            allow_eval_masks=allow_eval_masks, **options)
         console.print(f"image+mask pairs: {path}  (manifest.csv, generation.json)")
         return
-    if near_copy_calibration is not None:
-        raise SynthmedError("--near-copy-calibration: only with --masks-from-run")
+    if near_copy_calibration is not None or near_copy_quantile is not None:
+        raise SynthmedError("--near-copy-calibration/--near-copy-quantile: only with "
+                            "--masks-from-run")
     if edit or allow_eval_masks:
         raise SynthmedError("--edit/--allow-eval-masks: only with --masks-from DATASET_DIR")
 

@@ -79,6 +79,9 @@ def identifiable(synth: torch.Tensor, train: torch.Tensor, *, calibration: str =
     if calibration not in CALIBRATIONS:
         raise SynthmedError(f"identifiability calibration {calibration!r}: choose one of "
                             f"{', '.join(CALIBRATIONS)}")
+    if not 0 < quantile < 1:
+        raise SynthmedError(f"identifiability quantile {quantile}: give a number between 0 and 1 "
+                            "(0.05: closer than 95 % of new patients come)")
     if len(train) == 0:
         raise SynthmedError("identifiability filter: no training items to compare with")
     radii, threshold = None, None

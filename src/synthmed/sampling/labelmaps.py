@@ -136,12 +136,14 @@ def encode_decoded(lesion: torch.Tensor, head: torch.Tensor) -> np.ndarray:
     return np.where(les, LESION, np.where(hd, HEAD, 0)).astype(np.uint8)
 
 
-def identifying_maps(lesion: torch.Tensor, head: torch.Tensor, data: dict, calibration: str):
+def identifying_maps(lesion: torch.Tensor, head: torch.Tensor, data: dict, calibration: str,
+                     quantile: float | None = None):
     """:class:`synthmed.metrics.identifiability.Identifiability` of decoded maps against the
     label-map dataset a map run trained on (``data``: ``{"path", "split"}``, as
     :func:`sample_labelmaps` records it): its ``split`` rows and their patients, and for
-    ``calibration="val"`` the dataset's val rows. The test split is never read; the splits
-    read are listed in ``info["splits_read"]``."""
+    ``calibration="val"`` the dataset's val rows (``quantile`` of their nearest-training
+    distances, default 0.05). The test split is never read; the splits read are listed in
+    ``info["splits_read"]``."""
     from synthmed.metrics.identifiability import identifiable
     from synthmed.metrics.inputs import _indices
     from synthmed.metrics.privacy import pixel_vectors
@@ -166,7 +168,8 @@ def identifying_maps(lesion: torch.Tensor, head: torch.Tensor, data: dict, calib
         vrows = ds.indices("val")
         val, read = (vec(np.asarray(ds.images[vrows])) if len(vrows) else None), read + ["val"]
     res = identifiable(vec(encode_decoded(lesion, head)), vec(train), calibration=calibration,
-                       groups=ds.groups[rows], val=val)
+                       groups=ds.groups[rows], val=val,
+                       **({"quantile": quantile} if quantile is not None else {}))
     res.info.update({"reference": str(ds.path), "splits_read": read,
                      "space": "pixel RMS of the label maps at the map dataset's size"})
     return res
@@ -178,12 +181,14 @@ def write_pairs_from_maps(run_dir: str | os.PathLike, out: str | os.PathLike, *,
                           device: str = "auto", force: bool = False,
                           micro_batch: int = MICRO_BATCH,
                           exclude_near_copies: str | None = None,
+                          near_copy_quantile: float | None = None,
                           max_draws: float = MAX_DRAWS) -> Path:
     """Image+mask pairs whose label maps come from ``maps_run`` (no real mask, no real slice).
 
     ``exclude_near_copies``: ``"patients"`` or ``"val"``, the identifiability filter's
-    calibration (module docstring, step 4); with ``n`` (no ``seeds``) up to ``max_draws * n``
-    maps are drawn to keep ``n``."""
+    calibration (module docstring, step 4), ``near_copy_quantile`` the val calibration's
+    quantile (default 0.05; larger drops more); with ``n`` (no ``seeds``) up to
+    ``max_draws * n`` maps are drawn to keep ``n``."""
     from synthmed.sampling.io import FORMATS
     from synthmed.sampling.pairs import _write
     from synthmed.sampling.writer import _provenance
@@ -215,8 +220,9 @@ def write_pairs_from_maps(run_dir: str | os.PathLike, out: str | os.PathLike, *,
     excluded = None
     if exclude_near_copies:
         lesion, head, seed_list, excluded = _exclude_identifying(
-            maps_run, (lesion, head, seed_list), maps_info["data"], exclude_near_copies,
-            n if seeds is None else None, max_draws, size, device, micro_batch)
+            maps_run, (lesion, head, seed_list), maps_info["data"],
+            (exclude_near_copies, near_copy_quantile), n if seeds is None else None, max_draws,
+            size, device, micro_batch)
     heads = {"heads": head} if getattr(sampler, "uses_heads", False) else {}
     s = torch.tensor(seed_list)
 
@@ -244,7 +250,7 @@ def write_pairs_from_maps(run_dir: str | os.PathLike, out: str | os.PathLike, *,
     return out
 
 
-def _exclude_identifying(maps_run, drawn: tuple, data: dict, calibration: str,
+def _exclude_identifying(maps_run, drawn: tuple, data: dict, rule: tuple[str, float | None],
                          n: int | None, max_draws: float, size: int, device: str,
                          micro_batch: int) -> tuple[torch.Tensor, torch.Tensor, list[int], dict]:
     """Drop the identifying maps of ``drawn`` (lesion, head, seeds); with ``n``, draw the next
@@ -252,13 +258,14 @@ def _exclude_identifying(maps_run, drawn: tuple, data: dict, calibration: str,
     generation.json record)."""
     from synthmed.metrics.identifiability import CALIBRATIONS
 
+    calibration, quantile = rule
     if calibration not in CALIBRATIONS:
         raise SynthmedError(f"--exclude-near-copies calibration {calibration!r}: choose one of "
                             f"{', '.join(CALIBRATIONS)}")
     lesion, head, seeds = drawn
     keep_l, keep_h, kept, dropped, info = [], [], [], [], {}
     while True:
-        res = identifying_maps(lesion, head, data, calibration)
+        res = identifying_maps(lesion, head, data, calibration, quantile)
         info = res.info
         ok = ~res.too_close
         keep_l.append(lesion[torch.from_numpy(ok)])
