@@ -15,7 +15,8 @@ members themselves. This script measures what the audit says for sets that canno
   saw; after an identifiability filter only the kept ones), against the training maps, beside
   the val patients' maps as the null (segmentation_lgg.py audits the raw map-generator samples).
 
-Writes ``WORK/lgg-variants-PCTpct/privacy-control.md``. Usage (after
+Writes ``WORK/lgg-variants-PCTpct/privacy-control.md`` (``--fraction 1``: all patients,
+``WORK/lgg-variants``, no left-out null). Usage (after
 ``segmentation_lgg.py --fraction F --variants/--maps`` made the runs and pair sets)::
 
     .venv/bin/python benchmarks/lgg_privacy_control.py --work WORK --fraction 0.1 \
@@ -93,13 +94,17 @@ def control(work: Path, fraction: float, pairs: list[Path]) -> str:
 
     pct = f"{round(fraction * 100)}pct"
     data, vw = work / "lgg-full" / f"data-{pct}", work / f"lgg-variants-{pct}"
+    if fraction >= 1:  # all patients: no training patient is left out
+        data, vw = work / "lgg-full" / "data", work / "lgg-variants"
     n = len(PreparedDataset(data).indices("train"))
-    outside = left_out_patients(work / "lgg-full" / "data", data, vw / "left-out-patients", n)
     ext_val = train_domain_extractor(data, "val", epochs=15, seed=0, cache_dir=vw / "cache")
-    sets = {"null: the val patients' slices": f"{data}:val",
-            "null: left-out training patients' slices": f"{outside}:train",
-            **{f"{p.parent.parent.name}/{p.name}": str(p) for p in pairs}}
-    lines = [f"### Audit calibration at {pct.replace('pct', ' %')} of the training patients "
+    sets = {"null: the val patients' slices": f"{data}:val"}
+    if fraction < 1:
+        outside = left_out_patients(work / "lgg-full" / "data", data, vw / "left-out-patients",
+                                    n)
+        sets["null: left-out training patients' slices"] = f"{outside}:train"
+    sets.update({f"{p.parent.parent.name}/{p.name}": str(p) for p in pairs})
+    lines = [f"### Audit calibration at {round(fraction * 100)} % of the training patients "
              f"({n} training slices)", "",
              "| set | membership AUC pixel [95% CI] | features, extractor trained on the "
              "training split (default) | features, extractor trained on the val patients | "
