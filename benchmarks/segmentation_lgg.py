@@ -290,7 +290,8 @@ def variants(data: Path, work: Path, s: Settings, steps: int, only: str | None =
 def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_steps: int,
                    maps_run: Path | None = None, with_utility: bool = False, *,
                    maps_set: list[str] | None = None, suffix: str = "",
-                   exclude: str | None = None, augment: int = 0) -> str:
+                   exclude: str | None = None, augment: int = 0,
+                   augment_strength: float = 1.0) -> str:
     """Conditioning (d): label maps of the training patients -> an unconditional generator
     (configs/lgg_labelmaps.yaml, a VAE, ``map_steps``) -> its sampled maps into the image run of
     variant ``image_tag`` (the latest ``lgg-var-TAG`` run in ``work/runs``): pairs scored like a
@@ -313,8 +314,9 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
     if not (maps / "dataset.json").is_file():
         write_labelmap_dataset(data, maps)
     if maps_run is None:
-        fit = augmented_maps(maps, work / f"maps-data-aug{augment}", augment) if augment \
-            else maps
+        st = f"-s{augment_strength:g}" if augment_strength != 1 else ""
+        fit = augmented_maps(maps, work / f"maps-data-aug{augment}{st}", augment,
+                             strength=augment_strength) if augment else maps
         cfg = load_config(ROOT / "configs" / "lgg_labelmaps.yaml", [
             f"name=lgg-labelmaps{suffix}", f"data.path={fit}", f"train.steps={map_steps}",
             f"train.num_threads={s.threads}", f"train.sample_every={max(map_steps // 4, 1)}",
@@ -356,8 +358,8 @@ def synthetic_maps(data: Path, work: Path, s: Settings, image_tag: str, map_step
              f"Maps with no lesion after decoding: {gen['empty_lesion_maps']} of {gen['n']}. "
              + (f"Identifiability filter ({excl.get('calibration')}): dropped {excl.get('count')}"
                 f" of {excl.get('n_drawn')} drawn maps. " if excl else "")
-             + (f"Map generator trained on {augment} moved copies per training map besides "
-                f"the maps. " if augment else "")
+             + (f"Map generator trained on {augment} moved copies (strength "
+                f"{augment_strength:g}) per training map besides the maps. " if augment else "")
              + f"Map run: {maps_run}. Overrides: {' '.join(maps_set or []) or 'none'}. CPU: map "
              f"generator {t_maps / 60:.1f} min, all {(_cpu_seconds() - t) / 60:.1f} min.", ""]
     if with_utility:
@@ -375,11 +377,14 @@ def _auc(m: dict, space: str = "") -> str:
     return f"{auc:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
-def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0) -> Path:
+def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0,
+                   strength: float = 1.0) -> Path:
     """``maps`` with ``copies`` randomly moved copies of every *training* map added as training
     rows of the same patient (val/test rows unchanged): a horizontal flip (p 0.5), a rotation of
     up to 15 degrees, a scale of 0.85-1.15 and a shift of up to 6 px, nearest-neighbour so the
-    levels stay 0/127/255. The VAE trainer has no augmentation; a map generator that sees every
+    levels stay 0/127/255; ``strength`` S multiplies the three ranges and, above 1, adds an
+    elastic warp (a smooth random displacement field of up to 3 (S - 1) px) that changes the
+    head outline itself. The VAE trainer has no augmentation; a map generator that sees every
     patient's head and tumour at other places and sizes cannot return the patient's own
     (the audit still compares with the original maps)."""
     from scipy import ndimage
@@ -398,11 +403,16 @@ def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0) -> Path:
     for k in range(copies):
         for i in train:
             m = imgs[i, 0][:, ::-1] if rng.random() < 0.5 else imgs[i, 0]
-            a, sc = np.deg2rad(rng.uniform(-15, 15)), rng.uniform(0.85, 1.15)
+            a = np.deg2rad(rng.uniform(-15, 15) * strength)
+            sc = max(0.5, 1 + rng.uniform(-0.15, 0.15) * strength)
             rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / sc
-            shift = rng.integers(-6, 7, 2)
+            lim = int(round(6 * strength))
+            shift = rng.integers(-lim, lim + 1, 2)
             offset = c - rot @ (c + shift)
-            extra.append(ndimage.affine_transform(m, rot, offset=offset, order=0, cval=0))
+            m = ndimage.affine_transform(m, rot, offset=offset, order=0, cval=0)
+            if strength > 1:
+                m = _elastic(m, 3 * (strength - 1), rng)
+            extra.append(m)
             groups.append(ds.groups[i])
             ids.append(f"{ds.manifest[i]['id']}-aug{k}")
     n = len(extra)
@@ -412,6 +422,18 @@ def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0) -> Path:
         splits=ds.splits.tolist() + ["train"] * n, class_names=ds.class_names,
         ids=[r["id"] for r in ds.manifest] + ids, groups=ds.groups.tolist() + groups,
         name=out.name, force=True)
+
+
+def _elastic(m: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """A label map warped by a smooth random field (Gaussian-filtered noise, sigma 6 px) scaled
+    to at most ``amplitude`` px, nearest-neighbour."""
+    from scipy import ndimage
+
+    h, w = m.shape
+    d = [ndimage.gaussian_filter(rng.normal(size=(h, w)), 6) for _ in range(2)]
+    d = [x * amplitude / max(np.abs(x).max(), 1e-8) for x in d]
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return ndimage.map_coordinates(m, [yy + d[0], xx + d[1]], order=0, cval=0)
 
 
 def pairs_utility(data: Path, pairs: Path, work: Path, s: Settings, name: str) -> str:
@@ -552,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maps-augment", type=int, default=0, metavar="K",
                    help="--maps: train the map generator on the maps plus K randomly moved "
                         "(flip, rotate, scale, shift) copies of each training map")
+    p.add_argument("--maps-augment-strength", type=float, default=1.0, metavar="S",
+                   help="--maps-augment: multiply the rotation/scale/shift ranges by S; above 1 "
+                        "also an elastic warp of up to 3 (S - 1) px")
     p.add_argument("--fraction", type=float, default=None,
                    help="--variants/--maps: train and score on this fraction of the training "
                         "patients (val/test kept; WORK/lgg-variants-PCTpct)")
@@ -580,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run,
                              with_utility=args.utility, maps_set=args.maps_set,
                              suffix="-" + args.maps_suffix.lstrip("-") if args.maps_suffix
-                             else "", exclude=args.maps_exclude, augment=args.maps_augment))
+                             else "", exclude=args.maps_exclude, augment=args.maps_augment,
+                             augment_strength=args.maps_augment_strength))
         return 0
     if args.variants:
         text = variants(data, vwork, s, args.variants, args.only)

@@ -64,7 +64,8 @@ def test_maps_utility_flag_runs_the_arms_on_the_map_pairs(bench, tmp_path, monke
     assert seen == {"tag": "spade-noise-ds-brain-b-L1-10", "steps": 10, "utility": True,
                     "seeds": 3, "arms": "[real+classic, synthetic-only]",
                     "maps_set": ["model.kl_weight=8", "model.latent_dim=8"], "suffix": "-kl8",
-                    "exclude": "patients", "augment": 0}
+                    "exclude": "patients", "augment": 0,
+                    "augment_strength": 1.0}
 
 
 def test_auc_cell_gives_the_interval(bench):
@@ -107,3 +108,25 @@ def test_augmented_maps_add_moved_training_maps_only(bench, tmp_path):
     assert sorted(ds.groups[ds.indices("train")].tolist()) == ["a"] * 6 + ["b"] * 6
     extra = np.asarray(ds.images[6:])
     assert not all(np.array_equal(e, maps[0]) for e in extra)  # moved, not copied
+
+
+def test_stronger_augmentation_warps_the_outline(bench, tmp_path):
+    import numpy as np
+
+    from synthmed.data.dataset import PreparedDataset, write_prepared
+
+    maps = np.zeros((4, 1, 32, 32), np.uint8)
+    maps[:, :, 6:26, 8:24] = 127
+    src = write_prepared(tmp_path / "maps", images=maps, labels=np.zeros(4, np.int64),
+                         splits=["train"] * 2 + ["val", "test"], class_names=["all"],
+                         groups=["a", "b", "c", "d"])
+    weak = np.asarray(PreparedDataset(bench.augmented_maps(src, tmp_path / "w", 4)).images[4:])
+    strong = np.asarray(PreparedDataset(bench.augmented_maps(src, tmp_path / "s", 4,
+                                                             strength=2)).images[4:])
+    assert set(np.unique(strong)) <= {0, 127}
+    # an affine move of a rectangle keeps straight edges; the warp bends them: rows of the head
+    # change width along its height far more often
+    def width_changes(x):
+        w = (x[:, 0] > 0).sum(-1)
+        return (np.abs(np.diff(w[:, 8:24], axis=1)) > 1).sum()
+    assert width_changes(strong) > width_changes(weak)
