@@ -380,60 +380,27 @@ def _auc(m: dict, space: str = "") -> str:
 def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0,
                    strength: float = 1.0) -> Path:
     """``maps`` with ``copies`` randomly moved copies of every *training* map added as training
-    rows of the same patient (val/test rows unchanged): a horizontal flip (p 0.5), a rotation of
-    up to 15 degrees, a scale of 0.85-1.15 and a shift of up to 6 px, nearest-neighbour so the
-    levels stay 0/127/255; ``strength`` S multiplies the three ranges and, above 1, adds an
-    elastic warp (a smooth random displacement field of up to 3 (S - 1) px) that changes the
-    head outline itself. The VAE trainer has no augmentation; a map generator that sees every
-    patient's head and tumour at other places and sizes cannot return the patient's own
-    (the audit still compares with the original maps)."""
-    from scipy import ndimage
-
+    rows of the same patient (val/test rows unchanged; :func:`synthmed.sampling.labelmaps.
+    moved_copies`, which ``synthmed data labelmaps --augment K --augment-strength S`` uses too).
+    The VAE trainer has no augmentation; the audit still compares with the original maps."""
     from synthmed.data.dataset import PreparedDataset, write_prepared
+    from synthmed.sampling.labelmaps import moved_copies
 
     if (out / "dataset.json").is_file():
         return out
     ds = PreparedDataset(maps)
     imgs = np.asarray(ds.images)
     train = ds.indices("train")
-    rng = np.random.default_rng(seed)
-    h, w = imgs.shape[-2:]
-    c = np.array([h, w]) / 2
-    extra, groups, ids = [], [], []
-    for k in range(copies):
-        for i in train:
-            m = imgs[i, 0][:, ::-1] if rng.random() < 0.5 else imgs[i, 0]
-            a = np.deg2rad(rng.uniform(-15, 15) * strength)
-            sc = max(0.5, 1 + rng.uniform(-0.15, 0.15) * strength)
-            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / sc
-            lim = int(round(6 * strength))
-            shift = rng.integers(-lim, lim + 1, 2)
-            offset = c - rot @ (c + shift)
-            m = ndimage.affine_transform(m, rot, offset=offset, order=0, cval=0)
-            if strength > 1:
-                m = _elastic(m, 3 * (strength - 1), rng)
-            extra.append(m)
-            groups.append(ds.groups[i])
-            ids.append(f"{ds.manifest[i]['id']}-aug{k}")
+    extra = moved_copies(imgs, train, copies, strength=strength, seed=seed)
     n = len(extra)
     return write_prepared(
-        out, images=np.concatenate([imgs, np.stack(extra)[:, None]]),
+        out, images=np.concatenate([imgs, extra]),
         labels=np.concatenate([ds.labels, np.full(n, ds.labels[train[0]])]),
         splits=ds.splits.tolist() + ["train"] * n, class_names=ds.class_names,
-        ids=[r["id"] for r in ds.manifest] + ids, groups=ds.groups.tolist() + groups,
+        ids=[r["id"] for r in ds.manifest] + [f"{ds.manifest[i]['id']}-aug{k}"
+                                              for k in range(copies) for i in train],
+        groups=ds.groups.tolist() + [ds.groups[i] for _ in range(copies) for i in train],
         name=out.name, force=True)
-
-
-def _elastic(m: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
-    """A label map warped by a smooth random field (Gaussian-filtered noise, sigma 6 px) scaled
-    to at most ``amplitude`` px, nearest-neighbour."""
-    from scipy import ndimage
-
-    h, w = m.shape
-    d = [ndimage.gaussian_filter(rng.normal(size=(h, w)), 6) for _ in range(2)]
-    d = [x * amplitude / max(np.abs(x).max(), 1e-8) for x in d]
-    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return ndimage.map_coordinates(m, [yy + d[0], xx + d[1]], order=0, cval=0)
 
 
 def pairs_utility(data: Path, pairs: Path, work: Path, s: Settings, name: str) -> str:

@@ -242,3 +242,39 @@ def test_cli_masks_from_run_exclude_near_copies(tmp_path, runs, capsys):
     assert code == 2 and "only with --near-copy-calibration val" in out.err + out.out
     code, out = cli(*base, "--near-copy-calibration", "val", "--out", tmp_path / "q")
     assert code == 2 and "only with --exclude-near-copies" in out.err + out.out
+
+
+def test_labelmaps_augment_adds_moved_training_maps_of_the_same_patient(tmp_path, runs,
+                                                                        phantom_dataset):
+    from synthmed.sampling.labelmaps import moved_copies
+
+    plain = PreparedDataset(runs["maps"])
+    out = PreparedDataset(write_labelmap_dataset(phantom_dataset, tmp_path / "aug", augment=2,
+                                                 augment_strength=2))
+    train = plain.indices("train")
+    assert len(out) == len(plain) + 2 * len(train)
+    for split in ("val", "test"):  # held-out maps untouched
+        assert np.array_equal(np.asarray(out.images[out.indices(split)]),
+                              np.asarray(plain.images[plain.indices(split)]))
+    extra = np.asarray(out.images[len(plain):])
+    assert set(np.unique(extra)) <= {0, HEAD, LESION}
+    assert out.groups[len(plain):].tolist() == plain.groups[train].tolist() * 2
+    assert not np.array_equal(extra[:len(train)], np.asarray(plain.images[train]))
+    maps = np.asarray(plain.images)
+    assert np.array_equal(moved_copies(maps, train, 1, seed=3), moved_copies(maps, train, 1,
+                                                                             seed=3))
+    assert not np.array_equal(moved_copies(maps, train, 1, seed=3),
+                              moved_copies(maps, train, 1, seed=4))
+    assert moved_copies(maps, train, 0).shape == (0, 1, *maps.shape[-2:])
+
+
+def test_cli_labelmaps_augment(tmp_path, runs, phantom_dataset):
+    from synthmed.cli import main
+
+    try:
+        main(["data", "labelmaps", str(phantom_dataset), "--out", str(tmp_path / "m"),
+              "--augment", "1"])
+    except SystemExit as e:
+        assert not e.code
+    ds, plain = PreparedDataset(tmp_path / "m"), PreparedDataset(runs["maps"])
+    assert len(ds) == len(plain) + len(plain.indices("train"))

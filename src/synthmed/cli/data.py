@@ -38,12 +38,19 @@ def labelmaps(
     dataset: Path = typer.Argument(..., help="A prepared dataset directory with masks."),
     out: Path = typer.Option(..., "--out", help="Folder for the label-map dataset."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is a prepared dataset."),
+    augment: int = typer.Option(0, "--augment", min=0, help="Add K randomly moved (flip, rotate, "
+                                "scale, shift) copies of every training map, so a map generator "
+                                "trained on few patients does not draw their heads."),
+    augment_strength: float = typer.Option(1.0, "--augment-strength", min=0.0, help="With "
+                                           "--augment: multiply the move ranges; above 1 also "
+                                           "warp the head outline (2: LGG at 10 % of patients)."),
 ) -> None:
     """Label maps (background 0, head 127, lesion 255) of a dataset with masks, as a dataset an
     unconditional generator trains on; its samples feed generate --masks-from-run."""
     from synthmed.sampling.labelmaps import write_labelmap_dataset
 
-    path = write_labelmap_dataset(dataset, out, force=force)
+    path = write_labelmap_dataset(dataset, out, force=force, augment=augment,
+                                  augment_strength=augment_strength)
     console.print(f"label maps: {path}  (train an unconditional generator on it, e.g. "
                   "configs/lgg_labelmaps.yaml)")
 

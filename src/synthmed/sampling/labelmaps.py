@@ -90,9 +90,12 @@ def _largest_filled(m: np.ndarray) -> np.ndarray:
 
 
 def write_labelmap_dataset(dataset: str | os.PathLike, out: str | os.PathLike, *,
-                           force: bool = False, batch: int = 256) -> Path:
+                           force: bool = False, batch: int = 256, augment: int = 0,
+                           augment_strength: float = 1.0, seed: int = 0) -> Path:
     """The label maps of a prepared dataset with masks as a prepared dataset of gray images
-    (same ids, patients, labels and splits; no masks), for an unconditional generator."""
+    (same ids, patients, labels and splits; no masks), for an unconditional generator.
+    ``augment`` K > 0 adds K moved copies of every training map (:func:`moved_copies`, with
+    ``augment_strength`` and ``seed``) as training rows of the same patient."""
     ds = PreparedDataset(dataset)
     if ds.masks is None:
         raise SynthmedError(f"{dataset}: the dataset has no masks; import it with --mask-dir "
@@ -100,13 +103,64 @@ def write_labelmap_dataset(dataset: str | os.PathLike, out: str | os.PathLike, *
     maps = [encode_labelmaps(to_model_range(np.asarray(ds.images[i:i + batch])),
                              torch.from_numpy(np.array(ds.masks[i:i + batch]))[:, None])
             for i in range(0, len(ds), batch)]
-    ids = [r["id"] for r in ds.manifest]
-    return write_prepared(out, images=np.concatenate(maps), labels=ds.labels,
-                          splits=ds.splits.tolist(), class_names=ds.class_names, ids=ids,
-                          groups=ds.groups.tolist(), name=f"{ds.path.name}-labelmaps",
-                          source={"labelmaps_of": str(ds.path), "dataset_hash": ds.content_hash,
-                                  "levels": {"background": 0, "head": HEAD, "lesion": LESION}},
-                          force=force)
+    ids, groups, maps = [r["id"] for r in ds.manifest], ds.groups.tolist(), np.concatenate(maps)
+    labels, splits = np.asarray(ds.labels), ds.splits.tolist()
+    source = {"labelmaps_of": str(ds.path), "dataset_hash": ds.content_hash,
+              "levels": {"background": 0, "head": HEAD, "lesion": LESION}}
+    if augment:
+        train = ds.indices("train")
+        extra = moved_copies(maps, train, augment, strength=augment_strength, seed=seed)
+        n = len(extra)
+        maps = np.concatenate([maps, extra])
+        labels = np.concatenate([labels, np.repeat(labels[train], augment)])
+        splits += ["train"] * n
+        groups += [groups[i] for _ in range(augment) for i in train]
+        ids += [f"{ids[i]}-aug{k}" for k in range(augment) for i in train]
+        source["augment"] = {"copies": augment, "strength": augment_strength, "seed": seed}
+    return write_prepared(out, images=maps, labels=labels, splits=splits,
+                          class_names=ds.class_names, ids=ids, groups=groups,
+                          name=f"{ds.path.name}-labelmaps", source=source, force=force)
+
+
+def moved_copies(maps: np.ndarray, rows: np.ndarray, copies: int, *, strength: float = 1.0,
+                 seed: int = 0) -> np.ndarray:
+    """``copies`` randomly moved copies of the label maps ``maps[rows]`` ((N, 1, H, W) uint8),
+    copy-major: (copies * len(rows), 1, H, W). Each is a horizontal flip (p 0.5), a rotation of
+    up to 15 degrees, a scale of 0.85-1.15 and a shift of up to 6 px, nearest-neighbour so the
+    levels stay; ``strength`` S multiplies the three ranges and, above 1, adds an elastic warp
+    (a smooth random field, sigma 6 px, of up to 3 (S - 1) px) that bends the head outline.
+
+    Why: an unconditional map generator trained on a few patients' maps draws those patients'
+    heads and tumour positions (LGG at 10 % of the patients: sampled maps vs training maps,
+    membership AUC 0.90; on 8 copies at strength 2: 0.59, about the no-leak level; at the price
+    of more lesion blobs per map, docs/results.md section 4)."""
+    rng = np.random.default_rng(seed)
+    h, w = maps.shape[-2:]
+    c = np.array([h, w]) / 2
+    out = []
+    for _ in range(copies):
+        for i in rows:
+            m = maps[i, 0][:, ::-1] if rng.random() < 0.5 else maps[i, 0]
+            a = np.deg2rad(rng.uniform(-15, 15) * strength)
+            sc = max(0.5, 1 + rng.uniform(-0.15, 0.15) * strength)
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / sc
+            lim = int(round(6 * strength))
+            shift = rng.integers(-lim, lim + 1, 2)
+            m = ndimage.affine_transform(m, rot, offset=c - rot @ (c + shift), order=0, cval=0)
+            if strength > 1:
+                m = _elastic(m, 3 * (strength - 1), rng)
+            out.append(m)
+    return np.stack(out)[:, None] if out else np.zeros((0, 1, h, w), maps.dtype)
+
+
+def _elastic(m: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """A label map warped by a smooth random field (Gaussian-filtered noise, sigma 6 px) scaled
+    to at most ``amplitude`` px, nearest-neighbour."""
+    h, w = m.shape
+    d = [ndimage.gaussian_filter(rng.normal(size=(h, w)), 6) for _ in range(2)]
+    d = [x * amplitude / max(np.abs(x).max(), 1e-8) for x in d]
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return ndimage.map_coordinates(m, [yy + d[0], xx + d[1]], order=0, cval=0)
 
 
 def sample_labelmaps(maps_run: str | os.PathLike, seeds: list[int], size: int,
