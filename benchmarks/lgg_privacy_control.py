@@ -8,6 +8,8 @@ members themselves. This script measures what the audit says for sets that canno
 - null controls: real slices of patients the generator never saw, audited as if synthetic: the
   val patients' slices, and as many slices of training patients that the fraction left out
   (patients of the full training split outside the subset). Their true membership AUC is 0.5;
+- a positive control: every training slice blurred (1.5 px) plus noise, a generator that
+  memorized every member: a space that cannot see it is no audit;
 - every given pair set, with two domain extractors: the default one (trained on the training
   split) and one trained on the **val** patients (neither members nor the audit's held-out side;
   ``synthmed features train DATA:val --out ext.pt`` then ``evaluate --extractor ext.pt``);
@@ -55,6 +57,27 @@ def left_out_patients(full: Path, sub: Path, out: Path, n: int, seed: int = 0) -
                           groups=f.groups[rows].tolist(), name=out.name, force=True)
 
 
+def blurred_copies(data: Path, out: Path, sigma: float = 1.5, seed: int = 0) -> Path:
+    """A positive control: every training slice Gaussian-blurred by ``sigma`` px plus noise of 3
+    grey levels, as a prepared dataset (rows split ``train``): a generator that memorized every
+    member; a calibrated audit must score it near 1."""
+    from scipy import ndimage
+
+    from synthmed.data.dataset import PreparedDataset, write_prepared
+
+    if (out / "dataset.json").is_file():
+        return out
+    ds = PreparedDataset(data)
+    rows = ds.indices("train")
+    rng = np.random.default_rng(seed)
+    imgs = np.asarray(ds.images[rows]).astype(np.float32)
+    blur = np.stack([ndimage.gaussian_filter(x, (0, sigma, sigma)) for x in imgs])
+    noisy = np.clip(blur + rng.normal(0, 3, blur.shape), 0, 255).astype(np.uint8)
+    return write_prepared(out, images=noisy, labels=ds.labels[rows], splits=["train"] * len(rows),
+                          class_names=ds.class_names, groups=ds.groups[rows].tolist(),
+                          name=out.name, force=True)
+
+
 def decoded_maps(pairs: Path, maps: Path, out: Path) -> Path | None:
     """The label maps a (d) pair set was made from (its map run, its seeds as generation.json
     records them, so only the maps an identifiability filter kept), decoded as the pairs use them
@@ -98,7 +121,9 @@ def control(work: Path, fraction: float, pairs: list[Path]) -> str:
         data, vw = work / "lgg-full" / "data", work / "lgg-variants"
     n = len(PreparedDataset(data).indices("train"))
     ext_val = train_domain_extractor(data, "val", epochs=15, seed=0, cache_dir=vw / "cache")
-    sets = {"null: the val patients' slices": f"{data}:val"}
+    leaky = blurred_copies(data, vw / "control" / "blurred-training-slices")
+    sets = {"null: the val patients' slices": f"{data}:val",
+            "positive control: the training slices, blurred 1.5 px + noise": f"{leaky}:train"}
     if fraction < 1:
         outside = left_out_patients(work / "lgg-full" / "data", data, vw / "left-out-patients",
                                     n)

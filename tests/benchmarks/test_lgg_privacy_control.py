@@ -51,3 +51,14 @@ def test_left_out_patients_never_holds_a_member_or_held_out_patient(ctl, tmp_pat
 def test_auc_cell(ctl):
     r = {"membership_auc": 0.9068, "membership_auc_ci95": [0.8036, 0.9835]}
     assert ctl._auc(r) == "0.907 [0.804, 0.984]"
+
+
+def test_blurred_copies_are_the_training_slices_blurred(ctl, tmp_path):
+    from synthmed.data.dataset import PreparedDataset
+
+    groups = ["a", "a", "b", "v", "t"]
+    src = _dataset(tmp_path / "d", groups, ["train"] * 3 + ["val", "test"])
+    out = PreparedDataset(ctl.blurred_copies(src, tmp_path / "blur"))
+    assert len(out) == 3 and out.groups.tolist() == ["a", "a", "b"]
+    diff = np.abs(np.asarray(out.images).astype(int) - np.arange(3)[:, None, None, None])
+    assert diff.max() <= 15  # flat images: the blur keeps them, the noise moves a few levels
