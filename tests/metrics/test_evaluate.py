@@ -164,3 +164,24 @@ def test_real_and_train_from_one_split_warn_what_that_changes(phantom_dataset, f
                for w in m["warnings"])
     assert m["copy_rate"] is None and m["verdict"]["privacy"]["rating"] == "cannot be judged"
     assert any("only 37 images" in w for w in m["warnings"])
+
+
+def test_feature_audit_with_an_extractor_trained_on_few_members_is_flagged(
+        full_run, phantom_dataset, fake_synthetic, tmp_path):
+    """The fixture's extractor was trained on the phantom's 37 training images, the audit's
+    members: its feature AUC is biased upward (null controls, docs/metrics.md), so it is flagged,
+    warned about and left out of the privacy verdict; one trained on val is not."""
+    from synthmed.metrics.domain import train_domain_extractor
+
+    _, result = full_run
+    assert result["membership_auc_features_biased"] is True
+    assert result["extractors"]["domain"]["membership_auc_features_biased"] is True
+    assert any("trained on the 37 member images" in w for w in result["warnings"])
+    assert "trained on the members" in result["verdict"]["privacy"]["rule"]
+    val_ex = train_domain_extractor(phantom_dataset, "val", epochs=1, seed=0,
+                                    cache_dir=tmp_path / "c", out=tmp_path / "val.pt")
+    other = evaluate(f"{phantom_dataset}:test", fake_synthetic, extractor=val_ex,
+                     train=f"{phantom_dataset}:train", metrics="privacy", out=tmp_path / "e",
+                     n_bootstrap=5, cache_dir=tmp_path / "c")
+    assert other["membership_auc_features_biased"] is False
+    assert not any("member images" in w for w in other["warnings"])

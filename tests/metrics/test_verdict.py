@@ -174,3 +174,17 @@ def test_diversity_says_off_manifold_or_collapsed():
     on = diversity({"recall": 0.1, "coverage": 0.1, "precision": 0.9, "density": 1.0,
                     "ms_ssim": 0.9, "ms_ssim_real": 0.6})
     assert on["reason"] is None
+
+
+def test_feature_auc_from_an_extractor_trained_on_the_members_is_not_judged():
+    """LGG at 10 % of patients: an extractor trained on the 92 member slices gives real *new*
+    patients membership AUC 0.91 (docs/results.md section 4, fourth round), so a feature AUC in
+    that space says nothing about leaking; the pixel AUC (calibrated: nulls 0.45-0.52) decides."""
+    biased = {**HELD_OUT, "membership_auc_features": 0.91,
+              "membership_auc_features_biased": True}
+    v = verdict(biased)["privacy"]
+    assert v["rating"] == "good" and v["membership_auc"] == 0.52
+    assert "trained on the members" in v["rule"]
+    assert verdict({**biased, "membership_auc_features_biased": False})["privacy"]["rating"] \
+        == "poor"
+    assert verdict({**biased, "membership_auc": 0.8})["privacy"]["rating"] == "poor"

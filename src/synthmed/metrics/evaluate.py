@@ -128,6 +128,21 @@ def _heldout_ok(real: ImageSet, train: ImageSet | None, warnings: list[str]) -> 
 
 
 TINY_TEST = 50  # fewer held-out real images: suggest a larger reference
+# Below this many member images, a domain extractor trained on the members places them closer to
+# any similar image than new patients: LGG null controls (real new patients audited as if
+# synthetic) gave feature membership AUC 0.91 at 92 members, 0.74 at 256, 0.51 at 1,097
+# (docs/results.md section 4, fourth round).
+MEMBER_EXTRACTOR_MIN = 1000
+BIAS_KEY = "membership_auc_features_biased"
+
+
+def _member_trained(ex: FeatureExtractor, train: ImageSet) -> bool:
+    """Whether ``ex`` was trained on (part of) the audit's member images, and they are few."""
+    t = (ex.info or {}).get("trained_on") or {}
+    if not t or train.content_hash is None or t.get("content_hash") != train.content_hash:
+        return False
+    a, b = set(str(t.get("split")).split("+")), set(str(train.split).split("+"))
+    return bool(a & b or "all" in a | b) and len(train) < MEMBER_EXTRACTOR_MIN
 
 
 def _tiny_real_warning(real: ImageSet, warnings: list[str]) -> None:
@@ -251,6 +266,16 @@ def _extractor_group(ex: FeatureExtractor, real: ImageSet, synth: ImageSet, trai
                     space=f"{ex.name}_features", heldout_duplicates=duplicates,
                     train_groups=train.groups, heldout_groups=real.groups)
         group.update(res.summary("_features"))
+        group[BIAS_KEY] = (group.get("membership_auc_features") is not None
+                           and _member_trained(ex, train))
+        if group[BIAS_KEY]:
+            warnings.append(
+                f"{ex.name}: the feature-space membership AUC "
+                f"({group['membership_auc_features']:.3f}) comes from an extractor trained on "
+                f"the {len(train)} member images themselves, which places them closer to any "
+                "similar image than new patients (real new patients scored 0.74-0.91 on LGG at "
+                "this size): it is left out of the privacy verdict; read the pixel AUC, or pass "
+                "--extractor trained on the val split (docs/metrics.md)")
     return group, res
 
 
@@ -382,7 +407,7 @@ def evaluate(real: str | os.PathLike, synthetic: str | os.PathLike, *,
         warnings.append(f"some per-class values left null, too few real {split} images for them: "
                         f"{', '.join(small)} (reasons under per_class.<class>.unreliable)")
     flat = {k: primary.get(k) for k in ("extractor", "weights_sha256", *GROUP_KEYS,
-                                        *FEATURE_PRIVACY_KEYS)}
+                                        *FEATURE_PRIVACY_KEYS, BIAS_KEY)}
     result: dict[str, Any] = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "synthmed_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

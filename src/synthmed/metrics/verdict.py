@@ -149,12 +149,16 @@ def _copy_rate_low(m: dict[str, Any]) -> float | None:
 
 def privacy(m: dict[str, Any]) -> dict[str, Any]:
     rate = _worst(m.get("copy_rate"), m.get("copy_rate_features"))
-    auc = _worst(m.get("membership_auc"), m.get("membership_auc_features"))
+    biased = bool(m.get("membership_auc_features_biased"))
+    auc = _worst(m.get("membership_auc"), None if biased else m.get("membership_auc_features"))
     g, p = PRIVACY["good"], PRIVACY["poor"]
     rule = (f"good: copy rate <= {g['copy_rate']:g} and membership AUC <= "
             f"{g['membership_auc']:g}; poor: copy rate > {p['copy_rate']:g} or AUC > "
             f"{p['membership_auc']:g} (worse of pixel and feature space; good also when the copy "
             "rate's 95% interval reaches the limit)")
+    if biased:
+        rule += ("; the feature AUC is left out: its extractor was trained on the members, "
+                 "which biases it upward at this size (docs/metrics.md)")
     if rate is None:
         return {"rating": UNJUDGED, "rule": rule, "copy_rate": None, "membership_auc": auc,
                 "reason": "no privacy audit (needs --train and held-out --real images)"}
