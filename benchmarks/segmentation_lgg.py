@@ -18,9 +18,11 @@ trained on synthetic pairs alone was comparable to one trained on real data) and
 ADA study of FLAIR images with masks (+0.04 Dice on test with synthetic augmentation).
 
 Settings (defaults below): pix2pix at 64 px, width 16, batch 16, 3,000 steps on all patients
-and 1,500 on each low-data subset; U-Net 8 epochs at batch 16, 4 arms x 5 seeds. Measured on
-the shared 2-core machine with one thread (1 Dec 2026): 25.7 CPU-minutes in all (38 min wall at
-load 3; pix2pix ~170 images/s, U-Net ~5 s per epoch per 1,000 slices), well within 60 minutes.
+and 1,500 on each low-data subset; U-Net 8 epochs at batch 16 on all patients and 8 / fraction
+on a subset (about the same steps: 80 at 10 %, 32 at 25 %), 4 arms x 5 seeds. Measured on the
+shared 2-core machine with one thread (1 Dec 2026, 8 epochs everywhere): 25.7 CPU-minutes in all.
+The subsets' utility arms at 8 / fraction epochs cost 26 (10 %) and about 25 (25 %) CPU-minutes
+(7 Dec 2026), so a default run is now about 70 CPU-minutes (not timed end to end).
 The table's last line gives the CPU time measured. ``--gan-steps`` sets the pix2pix steps (the
 subsets get half), ``--epochs``, ``--seeds`` and ``--arms`` the rest.
 ``--quick`` (20-step pix2pix, 1 epoch, 2 seeds, 25 % low-data set only) checks the pipeline in
@@ -493,6 +495,14 @@ def table(results: dict[str, dict], timings: dict[str, float], s: Settings, quic
     return "\n".join(lines)
 
 
+def fraction_epochs(epochs: int, fraction: float) -> int:
+    """U-Net epochs on ``fraction`` of the training patients that give about the steps of
+    ``epochs`` on all of them: at 10 % of patients 8 epochs were ~48 steps and left real+classic
+    at Dice 0.11-0.46 over seeds, best epoch the last (docs/results.md section 4, fourth round);
+    80 epochs gave 0.567 [0.551, 0.584]. An explicit ``--epochs`` is used as given."""
+    return max(1, round(epochs / fraction))
+
+
 def _cpu_seconds() -> float:
     import resource
 
@@ -568,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         vwork, sub = args.work / f"lgg-variants-{pct}", work / f"data-{pct}"
         data = sub if (sub / "dataset.json").is_file() else patient_subset(data, sub,
                                                                            args.fraction)
+    if args.fraction and not args.epochs:
+        s = replace(s, epochs=fraction_epochs(s.epochs, args.fraction))
     if args.maps:
         print(synthetic_maps(data, vwork, s, args.maps_into, args.maps, args.maps_run,
                              with_utility=args.utility, maps_set=args.maps_set,
@@ -593,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = make_pairs(run, sub, work / f"pairs-{tag}", s)
         timings[f"pairs {tag}"] = time.perf_counter() - t
         t = time.perf_counter()
-        results[f"{tag} train patients"] = utility(sub, pairs, work / "runs", s, f"lgg-{tag}")
+        fs = s if args.epochs else replace(s, epochs=fraction_epochs(s.epochs, frac))
+        results[f"{tag} train patients"] = utility(sub, pairs, work / "runs", fs, f"lgg-{tag}")
         timings[f"utility {tag}"] = time.perf_counter() - t
         t = time.perf_counter()
         results[f"{tag} train patients"]["feature_audit"] = feature_audit(
