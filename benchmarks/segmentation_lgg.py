@@ -181,6 +181,9 @@ VARIANTS = {
     # fewer steps are `--variants STEPS` itself)
     "spade+noise+ds/brain (b, L1 100, width 8)": SPADE_B + [
         "model.noise_dim=16", "model.diversity_weight=60", "model.base_width=8"],
+    # fourth round: (c) the population prior at the fractions, else as the L1 100 (b) row
+    "spade+noise+ds/prior (c, L1 100)": [c.replace("brain", "prior") for c in SPADE_B] + [
+        "model.noise_dim=16", "model.diversity_weight=60"],
     "spade+noise+ds+oasis/brain (b, L1 100)": SPADE_B + [
         "model.noise_dim=16", "model.diversity_weight=60", "model.discriminator=oasis"],
     "spade+noise+ds+oasis/brain (b, L1 10)": SPADE_B + [
