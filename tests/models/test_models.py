@@ -115,7 +115,7 @@ def test_power_of_two_sizes_are_not_resized():
 @pytest.mark.parametrize(
     "variant, flags",
     [
-        ("dcgan", (0, False, False, "bce", None, False, False)),
+        ("dcgan", (0, False, False, "bce", None, False, True)),  # EMA on: docs/benchmarks.md
         ("acgan", (K, True, True, "bce", None, False, False)),
         ("cgan", (K, True, False, "hinge", "translation,cutout,color", True, True)),
         ("cgan-uncond", (0, False, False, "hinge", "translation,cutout,color", True, True)),
