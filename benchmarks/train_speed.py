@@ -143,7 +143,9 @@ def run_synthmed(dataset: str, steps: int, warmup: int, runs: str, amp: bool) ->
         f"data.path={dataset}", "model.name=dcgan", f"train.steps={total}",
         f"train.batch_size={BATCH}", f"train.log_every={warmup}",
         f"train.sample_every={10 * total}", f"train.checkpoint_every={10 * total}",
-        f"train.amp={str(amp).lower()}", "name=bench"])
+        f"train.amp={str(amp).lower()}", "name=bench",
+        "model.ema=false"])  # like for like: the reference has no EMA (the dcgan's default since
+    # 7 Dec 2026)
     t0 = time.perf_counter()
     run = train(cfg, runs_dir=runs, progress=False)
     wall = time.perf_counter() - t0
