@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from synthmed.errors import SynthmedError
+from synthmed.metrics.privacy import nearest
 
 CALIBRATIONS = ("patients", "val")
 VAL_QUANTILE = 0.05
@@ -51,8 +52,15 @@ class Identifiability:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _rms_cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(a.double(), b.double()) / np.sqrt(a.shape[1])
+@dataclass
+class Calibration:
+    """How close is too close, fixed once per training set: a radius per training row
+    (``patients``) or one threshold (``val``)."""
+
+    name: str
+    radii: np.ndarray | None = None
+    threshold: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def patient_radii(train: torch.Tensor, groups: np.ndarray | None, *, chunk: int = 1024
@@ -64,18 +72,17 @@ def patient_radii(train: torch.Tensor, groups: np.ndarray | None, *, chunk: int 
     codes = torch.from_numpy(np.unique(g, return_inverse=True)[1])
     out = []
     for s in range(0, len(train), chunk):
-        d = _rms_cdist(train[s:s + chunk], train)
+        d = torch.cdist(train[s:s + chunk].double(), train.double()) / np.sqrt(train.shape[1])
         d[codes[s:s + chunk, None] == codes[None, :]] = float("inf")
         out.append(d.min(dim=1).values)
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def identifiable(synth: torch.Tensor, train: torch.Tensor, *, calibration: str = "patients",
-                 groups: np.ndarray | None = None, val: torch.Tensor | None = None,
-                 quantile: float = VAL_QUANTILE, chunk: int = 1024) -> Identifiability:
-    """Rows of ``synth`` (N, D) in [0, 1] that identify a row of ``train`` (M, D) (module
-    docstring). ``groups``: the training rows' patients (``patients``); ``val``: the val
-    patients' rows (``val``)."""
+def calibrate(train: torch.Tensor, *, calibration: str = "patients",
+              groups: np.ndarray | None = None, val: torch.Tensor | None = None,
+              quantile: float = VAL_QUANTILE, chunk: int = 1024) -> Calibration:
+    """The filter's limits for ``train`` (M, D) in [0, 1] (module docstring); computed once, so
+    a generator that draws more items to replace dropped ones does not recompute them."""
     if calibration not in CALIBRATIONS:
         raise SynthmedError(f"identifiability calibration {calibration!r}: choose one of "
                             f"{', '.join(CALIBRATIONS)}")
@@ -84,34 +91,36 @@ def identifiable(synth: torch.Tensor, train: torch.Tensor, *, calibration: str =
                             "(0.05: closer than 95 % of new patients come)")
     if len(train) == 0:
         raise SynthmedError("identifiability filter: no training items to compare with")
-    radii, threshold = None, None
-    if calibration == "patients":
-        radii = torch.from_numpy(patient_radii(train, groups, chunk=chunk))
-    else:
-        if val is None or len(val) == 0:
-            raise SynthmedError("identifiability filter (calibration val): the dataset has no "
-                                "val items; use calibration patients")
-        held = torch.cat([_rms_cdist(val[s:s + chunk], train).min(1).values
-                          for s in range(0, len(val), chunk)])
-        threshold = float(np.quantile(held.numpy(), quantile))
-    near, dist, drop = [], [], []
-    for s in range(0, len(synth), chunk):
-        d = _rms_cdist(synth[s:s + chunk], train)
-        m = d.min(dim=1)
-        near.append(m.indices)
-        dist.append(m.values)
-        drop.append(m.values < (radii[m.indices] if radii is not None else threshold))
-
-    def cat(xs: list, dt) -> np.ndarray:
-        return torch.cat(xs).numpy() if xs else np.zeros(0, dt)
-
     info: dict[str, Any] = {"calibration": calibration, "n_train": len(train)}
-    if radii is not None:
-        finite = radii[torch.isfinite(radii)].numpy()
+    if calibration == "patients":
+        radii = patient_radii(train, groups, chunk=chunk)
+        finite = radii[np.isfinite(radii)]
         info.update({"n_patients": int(len(np.unique(groups))) if groups is not None
                      else len(train),
                      "radius_median": float(np.median(finite)) if len(finite) else None})
-    else:
-        info.update({"n_val": len(val), "quantile": quantile, "threshold": threshold})
-    return Identifiability(cat(drop, bool).astype(bool), cat(near, np.int64), cat(dist, float),
-                           calibration, info)
+        return Calibration(calibration, radii=radii, info=info)
+    if val is None or len(val) == 0:
+        raise SynthmedError("identifiability filter (calibration val): the dataset has no "
+                            "val items; use calibration patients")
+    threshold = float(np.quantile(nearest(val, train, rms=True, chunk=chunk)[1], quantile))
+    info.update({"n_val": len(val), "quantile": quantile, "threshold": threshold})
+    return Calibration(calibration, threshold=threshold, info=info)
+
+
+def flag(synth: torch.Tensor, train: torch.Tensor, cal: Calibration, *, chunk: int = 1024
+         ) -> Identifiability:
+    """Rows of ``synth`` (N, D) closer to their nearest ``train`` row than ``cal`` allows."""
+    near, dist = nearest(synth, train, rms=True, chunk=chunk)
+    limit = cal.radii[near] if cal.radii is not None else cal.threshold
+    return Identifiability(np.asarray(dist < limit, bool), near, dist, cal.name, dict(cal.info))
+
+
+def identifiable(synth: torch.Tensor, train: torch.Tensor, *, calibration: str = "patients",
+                 groups: np.ndarray | None = None, val: torch.Tensor | None = None,
+                 quantile: float = VAL_QUANTILE, chunk: int = 1024) -> Identifiability:
+    """Rows of ``synth`` (N, D) in [0, 1] that identify a row of ``train`` (M, D) (module
+    docstring). ``groups``: the training rows' patients (``patients``); ``val``: the val
+    patients' rows (``val``)."""
+    cal = calibrate(train, calibration=calibration, groups=groups, val=val, quantile=quantile,
+                    chunk=chunk)
+    return flag(synth, train, cal, chunk=chunk)

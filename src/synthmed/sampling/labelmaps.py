@@ -198,7 +198,13 @@ def identifying_maps(lesion: torch.Tensor, head: torch.Tensor, data: dict, calib
     ``calibration="val"`` the dataset's val rows (``quantile`` of their nearest-training
     distances, default 0.05). The test split is never read; the splits read are listed in
     ``info["splits_read"]``."""
-    from synthmed.metrics.identifiability import identifiable
+    return map_filter(data, calibration, quantile)(lesion, head)
+
+
+def map_filter(data: dict, calibration: str, quantile: float | None = None):
+    """The test of :func:`identifying_maps` with the training maps read and calibrated once:
+    a function (lesion, head) -> Identifiability, for the draws that replace dropped maps."""
+    from synthmed.metrics.identifiability import calibrate, flag
     from synthmed.metrics.inputs import _indices
     from synthmed.metrics.privacy import pixel_vectors
 
@@ -211,22 +217,24 @@ def identifying_maps(lesion: torch.Tensor, head: torch.Tensor, data: dict, calib
         raise SynthmedError(f"--exclude-near-copies: the map run trained on split {split!r}, "
                             "which holds the test patients; the filter never reads them")
     rows = _indices(ds, split)
-    train = np.asarray(ds.images[rows])
-    size, ch = tuple(train.shape[-2:]), train.shape[1]
+    train_maps = np.asarray(ds.images[rows])
+    size, ch = tuple(train_maps.shape[-2:]), train_maps.shape[1]
 
     def vec(x: np.ndarray) -> torch.Tensor:
         return pixel_vectors(x, size=size, channels=ch)
 
-    val, read = None, [split]
+    train, val, read = vec(train_maps), None, [split]
     if calibration == "val":
         vrows = ds.indices("val")
         val, read = (vec(np.asarray(ds.images[vrows])) if len(vrows) else None), read + ["val"]
-    res = identifiable(vec(encode_decoded(lesion, head)), vec(train), calibration=calibration,
-                       groups=ds.groups[rows], val=val,
-                       **({"quantile": quantile} if quantile is not None else {}))
-    res.info.update({"reference": str(ds.path), "splits_read": read,
+    cal = calibrate(train, calibration=calibration, groups=ds.groups[rows], val=val,
+                    **({"quantile": quantile} if quantile is not None else {}))
+    cal.info.update({"reference": str(ds.path), "splits_read": read,
                      "space": "pixel RMS of the label maps at the map dataset's size"})
-    return res
+
+    def test(lesion: torch.Tensor, head: torch.Tensor):
+        return flag(vec(encode_decoded(lesion, head)), train, cal)
+    return test
 
 
 def write_pairs_from_maps(run_dir: str | os.PathLike, out: str | os.PathLike, *,
@@ -318,8 +326,9 @@ def _exclude_identifying(maps_run, drawn: tuple, data: dict, rule: tuple[str, fl
                             f"{', '.join(CALIBRATIONS)}")
     lesion, head, seeds = drawn
     keep_l, keep_h, kept, dropped, info = [], [], [], [], {}
+    test = map_filter(data, calibration, quantile)
     while True:
-        res = identifying_maps(lesion, head, data, calibration, quantile)
+        res = test(lesion, head)
         info = res.info
         ok = ~res.too_close
         keep_l.append(lesion[torch.from_numpy(ok)])
