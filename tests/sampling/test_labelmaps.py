@@ -278,3 +278,14 @@ def test_cli_labelmaps_augment(tmp_path, runs, phantom_dataset):
         assert not e.code
     ds, plain = PreparedDataset(tmp_path / "m"), PreparedDataset(runs["maps"])
     assert len(ds) == len(plain) + len(plain.indices("train"))
+
+
+def test_labelmaps_augment_keeps_each_copy_with_its_source_label(tmp_path, phantom_dataset):
+    """The moved copies are copy-major (all training maps, then all again): their labels must
+    follow the same order as their patients and ids, not repeat each label in place."""
+    src = PreparedDataset(phantom_dataset)
+    train = src.indices("train")
+    assert len(set(np.asarray(src.labels)[train].tolist())) > 1, "needs mixed labels"
+    out = PreparedDataset(write_labelmap_dataset(phantom_dataset, tmp_path / "aug", augment=2))
+    extra = np.asarray(out.labels[len(src):])
+    assert extra.tolist() == np.asarray(src.labels)[train].tolist() * 2

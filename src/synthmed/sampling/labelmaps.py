@@ -112,7 +112,7 @@ def write_labelmap_dataset(dataset: str | os.PathLike, out: str | os.PathLike, *
         extra = moved_copies(maps, train, augment, strength=augment_strength, seed=seed)
         n = len(extra)
         maps = np.concatenate([maps, extra])
-        labels = np.concatenate([labels, np.repeat(labels[train], augment)])
+        labels = np.concatenate([labels, np.tile(labels[train], augment)])  # copy-major
         splits += ["train"] * n
         groups += [groups[i] for _ in range(augment) for i in train]
         ids += [f"{ids[i]}-aug{k}" for k in range(augment) for i in train]
