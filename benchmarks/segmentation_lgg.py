@@ -385,27 +385,14 @@ def _auc(m: dict, space: str = "") -> str:
 def augmented_maps(maps: Path, out: Path, copies: int, seed: int = 0,
                    strength: float = 1.0) -> Path:
     """``maps`` with ``copies`` randomly moved copies of every *training* map added as training
-    rows of the same patient (val/test rows unchanged; :func:`synthmed.sampling.labelmaps.
-    moved_copies`, which ``synthmed data labelmaps --augment K --augment-strength S`` uses too).
+    rows of the same patient (:func:`synthmed.sampling.labelmaps.augment_labelmap_dataset`, as
+    ``synthmed data labelmaps --augment K --augment-strength S``); reused when ``out`` exists.
     The VAE trainer has no augmentation; the audit still compares with the original maps."""
-    from synthmed.data.dataset import PreparedDataset, write_prepared
-    from synthmed.sampling.labelmaps import moved_copies
+    from synthmed.sampling.labelmaps import augment_labelmap_dataset
 
     if (out / "dataset.json").is_file():
         return out
-    ds = PreparedDataset(maps)
-    imgs = np.asarray(ds.images)
-    train = ds.indices("train")
-    extra = moved_copies(imgs, train, copies, strength=strength, seed=seed)
-    n = len(extra)
-    return write_prepared(
-        out, images=np.concatenate([imgs, extra]),
-        labels=np.concatenate([ds.labels, np.full(n, ds.labels[train[0]])]),
-        splits=ds.splits.tolist() + ["train"] * n, class_names=ds.class_names,
-        ids=[r["id"] for r in ds.manifest] + [f"{ds.manifest[i]['id']}-aug{k}"
-                                              for k in range(copies) for i in train],
-        groups=ds.groups.tolist() + [ds.groups[i] for _ in range(copies) for i in train],
-        name=out.name, force=True)
+    return augment_labelmap_dataset(maps, out, copies, strength=strength, seed=seed, force=True)
 
 
 def pairs_utility(data: Path, pairs: Path, work: Path, s: Settings, name: str) -> str:

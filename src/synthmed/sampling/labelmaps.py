@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,23 +104,54 @@ def write_labelmap_dataset(dataset: str | os.PathLike, out: str | os.PathLike, *
     maps = [encode_labelmaps(to_model_range(np.asarray(ds.images[i:i + batch])),
                              torch.from_numpy(np.array(ds.masks[i:i + batch]))[:, None])
             for i in range(0, len(ds), batch)]
-    ids, groups, maps = [r["id"] for r in ds.manifest], ds.groups.tolist(), np.concatenate(maps)
-    labels, splits = np.asarray(ds.labels), ds.splits.tolist()
+    rows = _Rows(np.concatenate(maps), np.asarray(ds.labels), ds.splits.tolist(),
+                 ds.groups.tolist(), [r["id"] for r in ds.manifest])
     source = {"labelmaps_of": str(ds.path), "dataset_hash": ds.content_hash,
               "levels": {"background": 0, "head": HEAD, "lesion": LESION}}
     if augment:
-        train = ds.indices("train")
-        extra = moved_copies(maps, train, augment, strength=augment_strength, seed=seed)
-        n = len(extra)
-        maps = np.concatenate([maps, extra])
-        labels = np.concatenate([labels, np.tile(labels[train], augment)])  # copy-major
-        splits += ["train"] * n
-        groups += [groups[i] for _ in range(augment) for i in train]
-        ids += [f"{ids[i]}-aug{k}" for k in range(augment) for i in train]
+        rows = _with_moved_copies(rows, ds.indices("train"), augment, augment_strength, seed)
         source["augment"] = {"copies": augment, "strength": augment_strength, "seed": seed}
-    return write_prepared(out, images=maps, labels=labels, splits=splits,
-                          class_names=ds.class_names, ids=ids, groups=groups,
+    return write_prepared(out, images=rows.maps, labels=rows.labels, splits=rows.splits,
+                          class_names=ds.class_names, ids=rows.ids, groups=rows.groups,
                           name=f"{ds.path.name}-labelmaps", source=source, force=force)
+
+
+def augment_labelmap_dataset(maps: str | os.PathLike, out: str | os.PathLike, copies: int, *,
+                             strength: float = 1.0, seed: int = 0, force: bool = False) -> Path:
+    """An existing label-map dataset (:func:`write_labelmap_dataset`) with ``copies`` moved
+    copies of every training map added, as ``write_labelmap_dataset(..., augment=copies)``
+    would have made it (val/test rows unchanged)."""
+    ds = PreparedDataset(maps)
+    rows = _with_moved_copies(
+        _Rows(np.asarray(ds.images), np.asarray(ds.labels), ds.splits.tolist(),
+              ds.groups.tolist(), [r["id"] for r in ds.manifest]),
+        ds.indices("train"), copies, strength, seed)
+    return write_prepared(out, images=rows.maps, labels=rows.labels, splits=rows.splits,
+                          class_names=ds.class_names, ids=rows.ids, groups=rows.groups,
+                          name=Path(out).name, force=force,
+                          source={"augmented_from": str(ds.path), "copies": copies,
+                                  "strength": strength, "seed": seed})
+
+
+@dataclass
+class _Rows:
+    maps: np.ndarray
+    labels: np.ndarray
+    splits: list[str]
+    groups: list
+    ids: list[str]
+
+
+def _with_moved_copies(rows: _Rows, train: np.ndarray, copies: int, strength: float,
+                       seed: int) -> _Rows:
+    """``rows`` plus :func:`moved_copies` of its ``train`` rows as training rows of the same
+    patient, copy-major (all training maps, then all again) in maps, labels, patients and ids."""
+    extra = moved_copies(rows.maps, train, copies, strength=strength, seed=seed)
+    return _Rows(np.concatenate([rows.maps, extra]),
+                 np.concatenate([rows.labels, np.tile(rows.labels[train], copies)]),
+                 rows.splits + ["train"] * len(extra),
+                 rows.groups + [rows.groups[i] for _ in range(copies) for i in train],
+                 rows.ids + [f"{rows.ids[i]}-aug{k}" for k in range(copies) for i in train])
 
 
 def moved_copies(maps: np.ndarray, rows: np.ndarray, copies: int, *, strength: float = 1.0,
