@@ -103,7 +103,8 @@ def test_pairs_from_synthetic_maps(tmp_path, runs, phantom_dataset):
         write_pairs_from_maps(runs["maps_run"], tmp_path / "d", **kw)
 
 
-def test_cli_labelmaps_and_masks_from_run(tmp_path, runs, phantom_dataset, capsys):
+def _cli(capsys):
+    """synthmed's CLI as a function: (exit code, captured output)."""
     from synthmed.cli import main
 
     def cli(*argv):
@@ -113,6 +114,11 @@ def test_cli_labelmaps_and_masks_from_run(tmp_path, runs, phantom_dataset, capsy
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else int(e.code is not None)
         return code, capsys.readouterr()
+    return cli
+
+
+def test_cli_labelmaps_and_masks_from_run(tmp_path, runs, phantom_dataset, capsys):
+    cli = _cli(capsys)
 
     code, _ = cli("data", "labelmaps", phantom_dataset, "--out", tmp_path / "maps")
     assert code == 0
@@ -220,15 +226,7 @@ def test_pairs_from_maps_exclude_identifying_maps(tmp_path, runs, monkeypatch):
 
 
 def test_cli_masks_from_run_exclude_near_copies(tmp_path, runs, capsys):
-    from synthmed.cli import main
-
-    def cli(*argv):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        return code, capsys.readouterr()
+    cli = _cli(capsys)
 
     base = ["generate", runs["img_run"], "--masks-from-run", runs["maps_run"], "--n", 3,
             "--format", "npz"]
